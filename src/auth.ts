@@ -1,0 +1,160 @@
+import { errors as joseErrors, jwtVerify } from "jose";
+import { configFor, LIMITS, secretList, type Env } from "./config";
+import { ApiError } from "./errors";
+
+/** Who is on the other end, as the room needs to know it. Reaches the room only from the Worker. */
+export interface Identity {
+  /** The token's `sub`, or null (publish key, anonymous). */
+  sub: string | null;
+  /** May publish to this channel (a publish key, or a token whose `pub` grants it). */
+  canPublish: boolean;
+  /** Token expiry (seconds since epoch), or null when no token is involved. */
+  exp: number | null;
+  /** Presence info from the token, serialized JSON, or null. */
+  info: string | null;
+}
+
+export interface Claims {
+  sub?: string;
+  ch: string[];
+  pub: string[];
+  info?: unknown;
+  exp: number;
+}
+
+const encoder = new TextEncoder();
+
+/** True when a channel is covered by a grant list; an entry ending in `*` is a prefix. */
+export function grants(patterns: readonly string[], channel: string): boolean {
+  return patterns.some((p) => (p.endsWith("*") ? channel.startsWith(p.slice(0, -1)) : p === channel));
+}
+
+export function needsToken(env: Env, channel: string): boolean {
+  return channel.startsWith("private-") || channel.startsWith("presence-") || configFor(env, channel).requireAuth;
+}
+
+function stringList(claim: string, value: unknown): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
+    throw new ApiError("unauthorized", `token claim "${claim}" must be an array of strings`);
+  }
+  return value;
+}
+
+/** Verifies an HS256 token against every configured secret (rotation) and checks its claims. */
+export async function verifyToken(env: Env, token: string): Promise<Claims> {
+  const secrets = secretList(env.JWT_SECRET);
+  if (secrets.length === 0) throw new ApiError("unauthorized", "tokens are not enabled: JWT_SECRET is not set");
+  let lastError: unknown;
+  for (const secret of secrets) {
+    try {
+      const { payload } = await jwtVerify(token, encoder.encode(secret), {
+        algorithms: ["HS256"],
+        requiredClaims: ["exp"],
+      });
+      if (payload.sub !== undefined && (typeof payload.sub !== "string" || payload.sub === "")) {
+        throw new ApiError("unauthorized", 'token claim "sub" must be a non-empty string');
+      }
+      if (payload.info !== undefined && JSON.stringify(payload.info).length > LIMITS.presenceInfoBytes) {
+        throw new ApiError("unauthorized", `token claim "info" is over ${LIMITS.presenceInfoBytes} bytes`);
+      }
+      return {
+        sub: payload.sub,
+        ch: stringList("ch", payload.ch),
+        pub: stringList("pub", payload.pub),
+        info: payload.info,
+        exp: payload.exp as number,
+      };
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      lastError = err;
+      // Only a bad signature may be a token signed with another entry of the list.
+      if (!(err instanceof joseErrors.JWSSignatureVerificationFailed)) break;
+    }
+  }
+  throw new ApiError("unauthorized", describeJoseError(lastError));
+}
+
+function describeJoseError(err: unknown): string {
+  if (err instanceof joseErrors.JWTExpired) return "token expired";
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return "token signature is invalid";
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return "token algorithm must be HS256";
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return `token claim "${err.claim}" is invalid or missing`;
+  return "token is malformed";
+}
+
+const looksLikeJwt = (s: string) => s.split(".").length === 3;
+
+async function digest(s: string): Promise<ArrayBuffer> {
+  return crypto.subtle.digest("SHA-256", encoder.encode(s));
+}
+
+/** Constant-time check of a presented publish key against every configured key. */
+export async function isPublishKey(env: Env, presented: string): Promise<boolean> {
+  const keys = secretList(env.PUBLISH_KEY);
+  if (keys.length === 0) return false;
+  // Hash first so lengths are equal and timingSafeEqual applies; check every key, no early exit.
+  const mine = await digest(presented);
+  let ok = false;
+  for (const key of keys) ok = crypto.subtle.timingSafeEqual(mine, await digest(key)) || ok;
+  return ok;
+}
+
+/** The bearer credential of a request: `Authorization: Bearer X`, else `?token=X` when allowed. */
+export function bearer(request: Request, allowQuery: boolean): string | null {
+  const header = request.headers.get("authorization");
+  if (header !== null) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) throw new ApiError("unauthorized", "Authorization header must be 'Bearer <credential>'");
+    return m[1]!;
+  }
+  if (allowQuery) {
+    const q = new URL(request.url).searchParams.get("token");
+    if (q) return q;
+  }
+  return null;
+}
+
+function identityOf(claims: Claims | null, channel: string): Identity {
+  return {
+    sub: claims?.sub ?? null,
+    canPublish: claims !== null && grants(claims.pub, channel),
+    exp: claims?.exp ?? null,
+    info: claims?.info === undefined ? null : JSON.stringify(claims.info),
+  };
+}
+
+/** Subscribing (socket, SSE) and reading (history, presence, stats without the key). */
+export async function authorizeSubscribe(env: Env, channel: string, credential: string | null): Promise<Identity> {
+  if (credential === null) {
+    if (needsToken(env, channel)) throw new ApiError("unauthorized", `channel ${channel} needs a subscribe token`);
+    return identityOf(null, channel);
+  }
+  const claims = await verifyToken(env, credential);
+  if (needsToken(env, channel) && !grants(claims.ch, channel)) {
+    throw new ApiError("forbidden", `token does not grant channel ${channel}`);
+  }
+  if (channel.startsWith("presence-") && claims.sub === undefined) {
+    throw new ApiError("forbidden", "presence channels need a token with sub");
+  }
+  return identityOf(claims, channel);
+}
+
+/** Publishing over HTTP: the publish key, or a token whose `pub` grants the channel. */
+export async function authorizePublish(env: Env, channel: string, credential: string | null): Promise<Identity> {
+  if (credential === null) throw new ApiError("unauthorized", "publishing needs 'Authorization: Bearer <publish key or token>'");
+  if (await isPublishKey(env, credential)) return { sub: null, canPublish: true, exp: null, info: null };
+  if (!looksLikeJwt(credential)) throw new ApiError("forbidden", "wrong publish key");
+  const claims = await verifyToken(env, credential);
+  if (!grants(claims.pub, channel)) throw new ApiError("forbidden", `token does not grant publishing to ${channel}`);
+  return identityOf(claims, channel);
+}
+
+/** Reads that also accept the publish key (stats, history). */
+export async function authorizeRead(env: Env, channel: string, credential: string | null): Promise<Identity> {
+  if (credential !== null && (await isPublishKey(env, credential))) {
+    return { sub: null, canPublish: true, exp: null, info: null };
+  }
+  if (credential !== null && !looksLikeJwt(credential)) throw new ApiError("forbidden", "wrong publish key");
+  return authorizeSubscribe(env, channel, credential);
+}

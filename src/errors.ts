@@ -1,0 +1,40 @@
+/** Error codes of the public contract and the HTTP status each one has. */
+export const ERROR_STATUS = {
+  bad_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  too_large: 413,
+  unsupported_media_type: 415,
+  upgrade_required: 426,
+  rate_limited: 429,
+  internal: 500,
+  unavailable: 503,
+} as const;
+
+export type HttpErrorCode = keyof typeof ERROR_STATUS;
+/** Socket frames may also carry `bad_frame`. */
+export type ErrorCode = HttpErrorCode | "bad_frame";
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+/** Thrown anywhere in request handling; the router turns it into the JSON error answer. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: HttpErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+}
+
+export function errorResponse(code: HttpErrorCode, message: string, headers?: HeadersInit): Response {
+  const body: ErrorBody = { error: { code, message } };
+  return Response.json(body, { status: ERROR_STATUS[code], headers });
+}

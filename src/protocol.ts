@@ -1,0 +1,158 @@
+import { LIMITS } from "./config";
+import type { ErrorCode } from "./errors";
+
+/** Version of the frame protocol, sent in `welcome`. */
+export const PROTOCOL_VERSION = 1;
+
+const CHANNEL_RE = /^[A-Za-z0-9_\-.:=@]{1,128}$/;
+
+export function isValidChannel(name: string): boolean {
+  return CHANNEL_RE.test(name);
+}
+
+/** A message as the log stores it; `data` stays serialized JSON so fan-out never re-encodes it. */
+export interface LoggedMessage {
+  seq: number;
+  id: string;
+  event: string;
+  data: string;
+  ts: number;
+  sender: string | null;
+}
+
+/** What a publisher sends, after validation. */
+export interface PublishInput {
+  event: string;
+  /** Serialized JSON of the message's data. */
+  data: string;
+  id: string;
+}
+
+export interface PublishResult {
+  seq: number;
+  id: string;
+  delivered: number;
+  duplicate: boolean;
+}
+
+// Server-to-client frames (the shapes clients rely on; see DESIGN.md "Frames").
+export interface WelcomeFrame {
+  t: "welcome";
+  v: number;
+  ch: string;
+  cid: string;
+  seq: number;
+  epoch: string | null;
+}
+export interface MsgFrame {
+  t: "msg";
+  ch: string;
+  seq: number;
+  id: string;
+  e: string;
+  d: unknown;
+  ts: number;
+  u?: string;
+}
+export interface ResetFrame {
+  t: "reset";
+  seq: number;
+  epoch: string | null;
+}
+export interface AckFrame {
+  t: "ack";
+  id: string;
+  seq: number;
+  duplicate: boolean;
+}
+export interface ErrFrame {
+  t: "err";
+  code: ErrorCode;
+  message: string;
+  id?: string;
+}
+export type ServerFrame = WelcomeFrame | MsgFrame | ResetFrame | AckFrame | ErrFrame;
+
+/**
+ * The one place a `msg` frame is serialized. `data` is spliced in as stored, so a publish is
+ * encoded once, not once per socket, and replay does not parse what it sends.
+ */
+export function msgFrame(ch: string, m: LoggedMessage): string {
+  const u = m.sender === null ? "" : `,"u":${JSON.stringify(m.sender)}`;
+  return `{"t":"msg","ch":${JSON.stringify(ch)},"seq":${m.seq},"id":${JSON.stringify(m.id)},"e":${JSON.stringify(m.event)},"d":${m.data},"ts":${m.ts}${u}}`;
+}
+
+export const frame = (f: ServerFrame): string => JSON.stringify(f);
+
+export function errFrame(code: ErrorCode, message: string, id?: string): string {
+  return frame(id === undefined ? { t: "err", code, message } : { t: "err", code, message, id });
+}
+
+/** A validation failure, phrased for the client; `id` names the `pub` it answers, if known. */
+export class InvalidInput extends Error {
+  constructor(
+    message: string,
+    readonly id?: string,
+  ) {
+    super(message);
+  }
+}
+
+function checkName(what: string, value: unknown, max: number): string {
+  if (typeof value !== "string") throw new InvalidInput(`${what} must be a string`);
+  if (value.length < 1 || value.length > max) {
+    throw new InvalidInput(`${what} must be 1-${max} characters (got ${value.length})`);
+  }
+  return value;
+}
+
+/** Checks an optional idempotency id; a missing one is made here, once, so retries can reuse it. */
+export function checkId(value: unknown): string {
+  return value === undefined || value === null ? crypto.randomUUID() : checkName("id", value, LIMITS.id);
+}
+
+/** Validates `{event, data, id?}` from an HTTP publish (or the socket's `{e, d, id?}`). */
+export function toPublishInput(event: unknown, data: unknown, id: unknown, dataPresent: boolean): PublishInput {
+  const e = checkName("event", event, LIMITS.eventName);
+  if (!dataPresent) throw new InvalidInput("data is required (use null for none)");
+  return { event: e, data: JSON.stringify(data), id: checkId(id) };
+}
+
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Client-to-server frames. Unknown types are ignored by the room (forward compatible). */
+export type ClientFrame =
+  | { t: "pub"; input: PublishInput }
+  | { t: "auth"; token: string }
+  | { t: "unknown" };
+
+/** Parses one socket text frame; throws InvalidInput for a frame of no known shape. */
+export function parseClientFrame(text: string): ClientFrame {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new InvalidInput("frame is not valid JSON");
+  }
+  if (!isObject(value) || typeof value.t !== "string") {
+    throw new InvalidInput('frame must be a JSON object with a string "t"');
+  }
+  switch (value.t) {
+    case "pub":
+      try {
+        return { t: "pub", input: toPublishInput(value.e, value.d, value.id, "d" in value) };
+      } catch (err) {
+        const id = typeof value.id === "string" && value.id.length <= LIMITS.id ? value.id : undefined;
+        throw err instanceof InvalidInput ? new InvalidInput(err.message, id) : err;
+      }
+    case "auth":
+      if (typeof value.token !== "string" || value.token === "") {
+        throw new InvalidInput('auth frame needs a string "token"');
+      }
+      return { t: "auth", token: value.token };
+    default:
+      return { t: "unknown" };
+  }
+}

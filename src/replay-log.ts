@@ -1,0 +1,205 @@
+import type { Cursor } from "./cursor";
+import type { LoggedMessage, PublishInput } from "./protocol";
+
+/** How long the log keeps messages and remembers ids. */
+export interface Retention {
+  maxMessages: number;
+  maxAgeS: number;
+  dedupeWindowS: number;
+}
+
+/** What a cursor gets: the messages after it, or a reset when the log cannot serve it. */
+export type Replay = { reset: false; messages: LoggedMessage[] } | { reset: true };
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (
+  k INTEGER PRIMARY KEY CHECK (k = 0),
+  channel TEXT NOT NULL,
+  epoch TEXT NOT NULL,
+  last_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL,
+  event TEXT NOT NULL,
+  data TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  sender TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS log_id ON log (id);
+CREATE TABLE IF NOT EXISTS dedupe (
+  id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  ts INTEGER NOT NULL
+) WITHOUT ROWID;
+`;
+
+const COLUMNS = "seq, id, event, data, ts, sender";
+
+function newEpoch(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The room's replay log in Durable Object SQLite: append, read from a cursor, trim, purge.
+ *
+ * The seq is the rowid, assigned here and never reused (a meta row remembers the last one
+ * across trims and purges). Steady-state appends write one log row and its id index entry; the
+ * meta row is only written when the log is created and before rows are deleted, because the
+ * newest seq is otherwise the newest row. Nothing is created until the first append, so reads
+ * of a channel that never had a publish leave no storage behind.
+ */
+export class ReplayLog {
+  epoch: string | null = null;
+  lastSeq = 0;
+  private channel = "";
+  private created = false;
+  /** Oldest row still stored (it may already be past retention: reads filter). */
+  private oldest: { seq: number; ts: number } | null = null;
+  private lastTs = 0;
+
+  constructor(
+    private readonly sql: SqlStorage,
+    public retention: Retention,
+  ) {
+    this.load();
+  }
+
+  private load(): void {
+    this.created = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray().length > 0;
+    if (!this.created) return;
+    const meta = this.sql.exec<{ channel: string; epoch: string; last_seq: number }>("SELECT channel, epoch, last_seq FROM meta").toArray()[0];
+    if (!meta) return;
+    this.channel = meta.channel;
+    this.epoch = meta.epoch;
+    const newest = this.sql.exec<{ seq: number; ts: number }>("SELECT seq, ts FROM log ORDER BY seq DESC LIMIT 1").toArray()[0];
+    this.lastSeq = Math.max(meta.last_seq, newest?.seq ?? 0);
+    this.lastTs = newest?.ts ?? 0;
+    this.loadOldest();
+  }
+
+  private loadOldest(): void {
+    this.oldest = this.sql.exec<{ seq: number; ts: number }>("SELECT seq, ts FROM log ORDER BY seq LIMIT 1").toArray()[0] ?? null;
+  }
+
+  /** The channel this log belongs to, known once anything was published. */
+  get channelName(): string {
+    return this.channel;
+  }
+
+  private ensureCreated(channel: string): void {
+    if (this.epoch !== null) return;
+    if (!this.created) this.sql.exec(SCHEMA);
+    this.created = true;
+    this.channel = channel;
+    this.epoch = newEpoch();
+    this.sql.exec("INSERT INTO meta (k, channel, epoch, last_seq) VALUES (0, ?, ?, ?)", channel, this.epoch, this.lastSeq);
+  }
+
+  /** The seq an id was first published with, while the log or the dedupe window remembers it. */
+  findId(id: string, now: number): number | null {
+    if (!this.created) return null;
+    const inLog = this.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE id = ?", id).toArray()[0];
+    if (inLog) return inLog.seq;
+    const cutoff = now - this.retention.dedupeWindowS * 1000;
+    const remembered = this.sql.exec<{ seq: number }>("SELECT seq FROM dedupe WHERE id = ? AND ts >= ?", id, cutoff).toArray()[0];
+    return remembered?.seq ?? null;
+  }
+
+  /** Writes one message and returns it with its seq. Callers check `findId` first. */
+  append(channel: string, input: PublishInput, sender: string | null, now: number): LoggedMessage {
+    this.ensureCreated(channel);
+    // Monotonic timestamps let reads find the age boundary by walking seqs in order.
+    const ts = Math.max(now, this.lastTs);
+    const m: LoggedMessage = { seq: this.lastSeq + 1, id: input.id, event: input.event, data: input.data, ts, sender };
+    this.sql.exec(`INSERT INTO log (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`, m.seq, m.id, m.event, m.data, m.ts, m.sender);
+    this.lastSeq = m.seq;
+    this.lastTs = ts;
+    this.oldest ??= { seq: m.seq, ts };
+    this.trimByCount(now);
+    return m;
+  }
+
+  /** First seq that retention still serves; lastSeq + 1 when none. */
+  private firstValid(now: number): number {
+    if (this.oldest === null) return this.lastSeq + 1;
+    const byCount = Math.max(this.oldest.seq, this.lastSeq - this.retention.maxMessages + 1);
+    const cutoff = now - this.retention.maxAgeS * 1000;
+    if (this.oldest.ts >= cutoff) return byCount;
+    const row = this.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE seq >= ? AND ts >= ? ORDER BY seq LIMIT 1", byCount, cutoff).toArray()[0];
+    return row?.seq ?? this.lastSeq + 1;
+  }
+
+  private rowsAfter(seq: number): LoggedMessage[] {
+    if (seq >= this.lastSeq) return [];
+    return this.sql.exec<Record<string, SqlStorageValue>>(`SELECT ${COLUMNS} FROM log WHERE seq > ? ORDER BY seq`, seq).toArray() as unknown as LoggedMessage[];
+  }
+
+  /** Messages after a cursor, or a reset when the epoch differs or retention no longer covers it. */
+  since(cursor: Cursor, now: number): Replay {
+    if (cursor.epoch !== null && cursor.epoch !== this.epoch) return { reset: true };
+    if (cursor.since > this.lastSeq) return { reset: true };
+    if (cursor.since === this.lastSeq) return { reset: false, messages: [] };
+    if (cursor.since + 1 < this.firstValid(now)) return { reset: true };
+    return { reset: false, messages: this.rowsAfter(cursor.since) };
+  }
+
+  /** The last `n` messages still retained, oldest first. */
+  last(n: number, now: number): LoggedMessage[] {
+    if (n <= 0) return [];
+    return this.rowsAfter(Math.max(this.firstValid(now) - 1, this.lastSeq - n));
+  }
+
+  /** Count and oldest seq of what reads can still serve. */
+  stats(now: number): { count: number; oldestSeq: number | null } {
+    const first = this.firstValid(now);
+    const count = this.lastSeq - first + 1;
+    return count > 0 ? { count, oldestSeq: first } : { count: 0, oldestSeq: null };
+  }
+
+  private trimByCount(now: number): void {
+    if (this.oldest === null) return;
+    const excess = this.lastSeq - this.oldest.seq + 1 - this.retention.maxMessages;
+    // Delete in chunks, not one row per append: reads already hide the excess.
+    const chunk = Math.min(256, Math.ceil(this.retention.maxMessages / 10));
+    if (excess >= chunk) this.retireThrough(this.lastSeq - this.retention.maxMessages, now);
+  }
+
+  /**
+   * Deletes rows up to `seq`, keeping ids still inside the dedupe window so a late retry of a
+   * trimmed message is still answered as a duplicate.
+   */
+  private retireThrough(seq: number, now: number): void {
+    this.sql.exec("UPDATE meta SET last_seq = ?", this.lastSeq);
+    const windowStart = now - this.retention.dedupeWindowS * 1000;
+    this.sql.exec("INSERT OR IGNORE INTO dedupe (id, seq, ts) SELECT id, seq, ts FROM log WHERE seq <= ? AND ts >= ?", seq, windowStart);
+    this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
+    this.loadOldest();
+  }
+
+  /**
+   * Age- and count-based trim plus expiry of remembered ids; run by the alarm. Returns when it
+   * next has work (ms since epoch), or null when the log holds nothing that will expire.
+   */
+  trim(now: number): number | null {
+    if (!this.created || this.epoch === null) return null;
+    const first = this.firstValid(now);
+    if (this.oldest !== null && first > this.oldest.seq) this.retireThrough(first - 1, now);
+    this.sql.exec("DELETE FROM dedupe WHERE ts < ?", now - this.retention.dedupeWindowS * 1000);
+    const dedupeOldest = this.sql.exec<{ ts: number }>("SELECT MIN(ts) AS ts FROM dedupe").toArray()[0]?.ts ?? null;
+    const due = [
+      this.oldest === null ? null : this.oldest.ts + this.retention.maxAgeS * 1000,
+      dedupeOldest === null ? null : dedupeOldest + this.retention.dedupeWindowS * 1000,
+    ].filter((t): t is number => t !== null);
+    return due.length > 0 ? Math.min(...due) : null;
+  }
+
+  /** Empties the log and starts a new epoch; seqs keep counting. A never-used log stays unmade. */
+  purge(now: number): void {
+    if (this.epoch === null) return;
+    this.retireThrough(this.lastSeq, now);
+    this.epoch = newEpoch();
+    this.sql.exec("UPDATE meta SET epoch = ?", this.epoch);
+  }
+}

@@ -1,0 +1,147 @@
+import { Router, type IRequest } from "itty-router";
+import { authorizePublish, authorizeRead, authorizeSubscribe, bearer } from "./auth";
+import { configFor, type Env } from "./config";
+import { originAllowed, preflight, withCors } from "./cors";
+import { parseStart } from "./cursor";
+import { ApiError, errorResponse, type HttpErrorCode } from "./errors";
+import { errFrame, InvalidInput, isObject, isValidChannel, toPublishInput, type PublishInput } from "./protocol";
+import { connectRequest } from "./room-object";
+
+export { RoomObject } from "./room-object";
+export type { Env } from "./config";
+
+type Args = [Env, ExecutionContext];
+
+function isUpgrade(request: Request): boolean {
+  return request.headers.get("upgrade")?.toLowerCase() === "websocket";
+}
+
+/** The channel of a `/v1/channels/:channel/...` route, decoded and validated (400 otherwise). */
+function channelOf(request: IRequest): string {
+  let name: string;
+  try {
+    name = decodeURIComponent(request.params.channel ?? "");
+  } catch {
+    throw new ApiError("bad_request", "channel name is not valid percent-encoding");
+  }
+  if (!isValidChannel(name)) {
+    throw new ApiError("bad_request", "channel name must be 1-128 characters of A-Z a-z 0-9 _ - . : = @");
+  }
+  return name;
+}
+
+const room = (env: Env, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
+
+/**
+ * A refused upgrade is still accepted, by the Worker and never by the room, so the browser can
+ * read why: one `err` frame, then close with 4000 + the HTTP status.
+ */
+function refuseSocket(code: HttpErrorCode, status: number, message: string): Response {
+  const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+  server.accept();
+  server.send(errFrame(code, message));
+  // A close reason is at most 123 bytes.
+  server.close(4000 + status, message.slice(0, 120));
+  return new Response(null, { status: 101, webSocket: client });
+}
+
+// ---- routes ------------------------------------------------------------------------------
+
+async function subscribeWs(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  if (!isUpgrade(request)) throw new ApiError("upgrade_required", "this route needs a WebSocket upgrade (Upgrade: websocket)");
+  if (!originAllowed(env, request.headers.get("origin"))) {
+    throw new ApiError("forbidden", "origin is not in ALLOWED_ORIGINS");
+  }
+  const start = parseStart(new URL(request.url).searchParams);
+  const identity = await authorizeSubscribe(env, channel, bearer(request, true));
+  return room(env, channel).fetch(connectRequest({ channel, identity, start }));
+}
+
+async function readBody(request: Request, max: number): Promise<string> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > max) throw new ApiError("too_large", `body is over MAX_MESSAGE_BYTES (${max})`);
+  const bytes = await request.arrayBuffer();
+  if (bytes.byteLength > max) throw new ApiError("too_large", `body is over MAX_MESSAGE_BYTES (${max})`);
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    throw new ApiError("bad_request", "body is not valid UTF-8");
+  }
+}
+
+/** JSON `{event, data, id?}`, or a text body published as event `message`. */
+async function publishInput(request: Request, max: number): Promise<PublishInput> {
+  const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  const isJson = type === "application/json" || type.endsWith("+json");
+  if (!isJson && type !== "text/plain" && type !== "") {
+    throw new ApiError("unsupported_media_type", `content type ${type} is not supported; use application/json or text/plain`);
+  }
+  const text = await readBody(request, max);
+  try {
+    if (!isJson) return { event: "message", data: JSON.stringify(text), id: crypto.randomUUID() };
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch (err) {
+      throw new InvalidInput(`body is not valid JSON: ${(err as Error).message}`);
+    }
+    if (!isObject(body)) throw new InvalidInput('body must be a JSON object {"event", "data", "id"?}');
+    return toPublishInput(body.event, body.data, body.id, "data" in body);
+  } catch (err) {
+    if (err instanceof InvalidInput) throw new ApiError("bad_request", err.message);
+    throw err;
+  }
+}
+
+async function publish(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  const sender = await authorizePublish(env, channel, bearer(request, false));
+  const input = await publishInput(request, configFor(env, channel).maxMessageBytes);
+  const exclude = new URL(request.url).searchParams.get("exclude");
+  if (exclude !== null && !/^[A-Za-z0-9]{1,64}$/.test(exclude)) throw new ApiError("bad_request", "exclude must be a connection id (cid)");
+  const result = await room(env, channel).publish(channel, input, sender.sub, exclude);
+  return Response.json(result);
+}
+
+async function stats(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  await authorizeRead(env, channel, bearer(request, true));
+  return Response.json(await room(env, channel).stats(channel));
+}
+
+const allow = (methods: string) => () => {
+  throw new ApiError("method_not_allowed", `use ${methods}`);
+};
+
+function toErrorResponse(err: unknown, request: IRequest): Response {
+  const known = err instanceof ApiError ? err : null;
+  if (!known) console.error(JSON.stringify({ event: "error", path: new URL(request.url).pathname, error: String(err) }));
+  const code = known?.code ?? "internal";
+  const message = known?.message ?? "internal error";
+  if (isUpgrade(request) && request.method === "GET") return refuseSocket(code, known?.status ?? 500, message);
+  return errorResponse(code, message);
+}
+
+export const router = Router<IRequest, Args>({
+  catch: toErrorResponse,
+  finally: [(response: Response, request: IRequest, env: Env) => withCors(response, request, env)],
+});
+
+router
+  .options("*", (request: IRequest, env: Env) => preflight(request, env))
+  .get("/healthz", () => Response.json({ ok: true }))
+  .get("/v1/channels/:channel/ws", subscribeWs)
+  .all("/v1/channels/:channel/ws", allow("GET"))
+  .post("/v1/channels/:channel/messages", publish)
+  .all("/v1/channels/:channel/messages", allow("POST"))
+  .get("/v1/channels/:channel", stats)
+  .all("/v1/channels/:channel", allow("GET"))
+  .all("/healthz", allow("GET"))
+  .all("*", () => {
+    throw new ApiError("not_found", "no such route");
+  });
+
+export default {
+  fetch: (request, env, ctx) => router.fetch(request, env, ctx),
+} satisfies ExportedHandler<Env>;

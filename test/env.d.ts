@@ -1,0 +1,10 @@
+declare namespace Cloudflare {
+  interface Env {
+    ROOMS: DurableObjectNamespace<import("../src/room-object").RoomObject>;
+    JWT_SECRET: string;
+    PUBLISH_KEY: string;
+  }
+  interface Exports {
+    default: Fetcher;
+  }
+}

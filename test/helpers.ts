@@ -1,0 +1,137 @@
+// Test helpers: talk to the Worker the way clients do, through its fetch handler.
+import { exports } from "cloudflare:workers";
+import { SignJWT } from "jose";
+
+export const BASE = "http://hibercast.test";
+export const PUBLISH_KEY = "test-publish-key";
+export const JWT_SECRET = "test-jwt-secret-current";
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Frame = Record<string, any>;
+
+export function call(path: string, init?: RequestInit): Promise<Response> {
+  return exports.default.fetch(new Request(BASE + path, init));
+}
+
+let unique = 0;
+/** A fresh channel name per test, so tests never share a room. */
+export function channelName(prefix = "test"): string {
+  return `${prefix}-${Date.now().toString(36)}-${unique++}`;
+}
+
+export async function publish(
+  channel: string,
+  body: unknown,
+  opts: { key?: string | null; query?: string; contentType?: string } = {},
+): Promise<Response> {
+  const headers: Record<string, string> = { "content-type": opts.contentType ?? "application/json" };
+  const key = opts.key === undefined ? PUBLISH_KEY : opts.key;
+  if (key !== null) headers.authorization = `Bearer ${key}`;
+  return call(`/v1/channels/${channel}/messages${opts.query ?? ""}`, {
+    method: "POST",
+    headers,
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+/** Publishes and returns the JSON answer, failing the test on a non-2xx. */
+export async function publishOk(channel: string, event: string, data: unknown, id?: string): Promise<Frame> {
+  const res = await publish(channel, { event, data, id });
+  if (!res.ok) throw new Error(`publish failed: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+export async function token(claims: Record<string, unknown>, opts: { secret?: string; expiresIn?: string | number } = {}): Promise<string> {
+  const jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt();
+  jwt.setExpirationTime(opts.expiresIn ?? "1h");
+  return jwt.sign(new TextEncoder().encode(opts.secret ?? JWT_SECRET));
+}
+
+/** A WebSocket client with a queue of received frames. */
+export class TestSocket {
+  private readonly queue: (Frame | string)[] = [];
+  private waiter: (() => void) | null = null;
+  readonly closed: Promise<{ code: number; reason: string }>;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.accept();
+    ws.addEventListener("message", (e) => {
+      const text = typeof e.data === "string" ? e.data : "";
+      try {
+        this.queue.push(JSON.parse(text));
+      } catch {
+        this.queue.push(text);
+      }
+      this.waiter?.();
+    });
+    this.closed = new Promise((resolve) => {
+      ws.addEventListener("close", (e) => {
+        resolve({ code: e.code, reason: e.reason });
+        this.waiter?.();
+      });
+    });
+  }
+
+  static async open(path: string, headers: Record<string, string> = {}): Promise<TestSocket> {
+    const res = await call(path, { headers: { upgrade: "websocket", ...headers } });
+    if (res.status !== 101 || !res.webSocket) throw new Error(`expected an upgrade, got ${res.status} ${await res.text()}`);
+    return new TestSocket(res.webSocket);
+  }
+
+  /** Opens a socket and waits for its welcome frame. */
+  static async subscribe(channel: string, query = "", headers: Record<string, string> = {}): Promise<[TestSocket, Frame]> {
+    const s = await TestSocket.open(`/v1/channels/${channel}/ws${query}`, headers);
+    const welcome = await s.next();
+    if (welcome.t !== "welcome") throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
+    return [s, welcome];
+  }
+
+  /** The next frame (parsed JSON, or the raw text); rejects after `ms`. */
+  async next(ms = 2000): Promise<Frame> {
+    const deadline = Date.now() + ms;
+    while (this.queue.length === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error("timed out waiting for a frame");
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+        setTimeout(resolve, left);
+      });
+      this.waiter = null;
+    }
+    const f = this.queue.shift()!;
+    return typeof f === "string" ? { raw: f } : f;
+  }
+
+  /** The next `n` frames of type `t`, skipping others. */
+  async take(t: string, n: number, ms = 2000): Promise<Frame[]> {
+    const out: Frame[] = [];
+    while (out.length < n) {
+      const f = await this.next(ms);
+      if (f.t === t) out.push(f);
+    }
+    return out;
+  }
+
+  /** Frames received so far and not yet read. */
+  pending(): Frame[] {
+    return this.queue.splice(0).map((f) => (typeof f === "string" ? { raw: f } : f));
+  }
+
+  /** Waits briefly and returns whatever arrived (to assert that nothing more came). */
+  async settle(ms = 100): Promise<Frame[]> {
+    await new Promise((r) => setTimeout(r, ms));
+    return this.pending();
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+  }
+
+  close(): void {
+    try {
+      this.ws.close(1000, "bye");
+    } catch {
+      // already closed
+    }
+  }
+}

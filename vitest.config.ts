@@ -1,0 +1,42 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+// Fake secrets for tests only; real ones come from `wrangler secret put`.
+export const TEST_SECRETS = {
+  JWT_SECRET: "test-jwt-secret-current,test-jwt-secret-previous",
+  PUBLISH_KEY: "test-publish-key,test-publish-key-previous",
+};
+
+const worker = (bindings: Record<string, string>) =>
+  cloudflareTest({
+    wrangler: { configPath: "./wrangler.toml" },
+    miniflare: { bindings: { ...TEST_SECRETS, ...bindings } },
+  });
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        // The defaults of wrangler.toml.
+        plugins: [worker({})],
+        test: { name: "default", include: ["test/*.test.ts"] },
+      },
+      {
+        // Small limits and REQUIRE_AUTH, to reach every limit quickly.
+        plugins: [
+          worker({
+            REQUIRE_AUTH: "true",
+            ALLOWED_ORIGINS: "https://app.example",
+            LOG_MAX_MESSAGES: "10",
+            LOG_MAX_AGE_S: "60",
+            DEDUPE_WINDOW_S: "120",
+            MAX_MESSAGE_BYTES: "1024",
+            MAX_SOCKETS: "3",
+            CLIENT_PUB_PER_S: "3",
+          }),
+        ],
+        test: { name: "strict", include: ["test/strict/*.test.ts"] },
+      },
+    ],
+  },
+});
