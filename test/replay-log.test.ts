@@ -1,0 +1,73 @@
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { expect, it } from "vitest";
+import { ReplayLog } from "../src/replay-log";
+import { channelName } from "./helpers";
+
+/** Wraps the room's SQL storage to add up rowsWritten over every statement. */
+function counting(sql: SqlStorage) {
+  const counter = { written: 0 };
+  const exec = (query: string, ...bindings: SqlStorageValue[]) => {
+    const cursor = sql.exec(query, ...bindings);
+    const rows = cursor.toArray();
+    counter.written += cursor.rowsWritten;
+    return { toArray: () => rows };
+  };
+  return { sql: { exec } as unknown as SqlStorage, counter };
+}
+
+const retention = { maxMessages: 1000, maxAgeS: 3600, dedupeWindowS: 300 };
+const input = (i: number) => ({ event: "e", data: JSON.stringify({ i }), id: `id-${i}` });
+
+it("writes at most 2 SQLite rows per publish in steady state", async () => {
+  const stub = env.ROOMS.get(env.ROOMS.idFromName(channelName()));
+  await runInDurableObject(stub, (_room, state) => {
+    const { sql, counter } = counting(state.storage.sql);
+    const log = new ReplayLog(sql, retention);
+    const now = Date.now();
+    log.append("c", input(0), null, now); // creates the schema and the meta row
+    const before = counter.written;
+    expect(before).toBeGreaterThan(0); // the counter sees writes at all
+    for (let i = 1; i <= 100; i++) {
+      expect(log.findId(`id-${i}`, now)).toBeNull();
+      log.append("c", input(i), null, now);
+    }
+    expect(counter.written - before).toBeGreaterThanOrEqual(100);
+    expect((counter.written - before) / 100).toBeLessThanOrEqual(2);
+    expect(log.lastSeq).toBe(101);
+  });
+});
+
+it("creates no storage for reads of a channel that never had a publish", async () => {
+  const stub = env.ROOMS.get(env.ROOMS.idFromName(channelName()));
+  await runInDurableObject(stub, (_room, state) => {
+    const log = new ReplayLog(state.storage.sql, retention);
+    expect(log.since({ since: 0, epoch: null }, Date.now())).toEqual({ reset: false, messages: [] });
+    expect(log.last(10, Date.now())).toEqual([]);
+    expect(log.stats(Date.now())).toEqual({ count: 0, oldestSeq: null });
+    expect(log.findId("x", Date.now())).toBeNull();
+    log.purge(Date.now());
+    expect(state.storage.sql.databaseSize).toBeLessThanOrEqual(4096 * 2);
+    const tables = state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name IN ('log', 'meta', 'dedupe')").toArray();
+    expect(tables).toEqual([]);
+  });
+});
+
+it("keeps seqs counting and the epoch new after a purge", async () => {
+  const stub = env.ROOMS.get(env.ROOMS.idFromName(channelName()));
+  await runInDurableObject(stub, (_room, state) => {
+    const log = new ReplayLog(state.storage.sql, retention);
+    const now = Date.now();
+    for (let i = 1; i <= 3; i++) log.append("c", input(i), null, now);
+    const epoch = log.epoch;
+    log.purge(now);
+    expect(log.epoch).not.toBe(epoch);
+    expect(log.stats(now)).toEqual({ count: 0, oldestSeq: null });
+    expect(log.since({ since: 3, epoch }, now)).toEqual({ reset: true });
+    expect(log.findId("id-2", now)).toBe(2);
+    expect(log.append("c", input(4), null, now).seq).toBe(4);
+    // A fresh instance reads the same state back from storage.
+    const again = new ReplayLog(state.storage.sql, retention);
+    expect([again.lastSeq, again.epoch]).toEqual([4, log.epoch]);
+  });
+});

@@ -1,0 +1,63 @@
+import { describe, expect, it } from "vitest";
+import { call, channelName } from "./helpers";
+
+async function errorOf(res: Response) {
+  return { status: res.status, ...(await res.json<{ error: { code: string; message: string } }>()).error };
+}
+
+describe("routes", () => {
+  it("GET /healthz answers ok", async () => {
+    const res = await call("/healthz");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ ok: true });
+  });
+
+  it("an unknown route is 404 not_found", async () => {
+    expect(await errorOf(await call("/v2/nothing"))).toMatchObject({ status: 404, code: "not_found" });
+    expect(await errorOf(await call(`/v1/channels/${channelName()}/nope`))).toMatchObject({ status: 404, code: "not_found" });
+  });
+
+  it("a wrong method is 405 method_not_allowed", async () => {
+    const ch = channelName();
+    expect(await errorOf(await call(`/v1/channels/${ch}/messages`, { method: "PUT", body: "x" }))).toMatchObject({ status: 405, code: "method_not_allowed" });
+    expect(await errorOf(await call(`/v1/channels/${ch}/ws`, { method: "POST" }))).toMatchObject({ status: 405, code: "method_not_allowed" });
+    expect(await errorOf(await call(`/v1/channels/${ch}`, { method: "PATCH" }))).toMatchObject({ status: 405, code: "method_not_allowed" });
+    expect(await errorOf(await call("/healthz", { method: "POST" }))).toMatchObject({ status: 405, code: "method_not_allowed" });
+  });
+
+  it("the ws route without Upgrade: websocket is 426 upgrade_required", async () => {
+    expect(await errorOf(await call(`/v1/channels/${channelName()}/ws`))).toMatchObject({ status: 426, code: "upgrade_required" });
+  });
+
+  const badNames = ["bad%20name", "a".repeat(129), "%C3%A9t%C3%A9", "..%2F..%2Fetc", "semi%3Bcolon", "%E0%A4%A"];
+  for (const name of badNames) {
+    it(`rejects the channel name ${name.slice(0, 20)}${name.length > 20 ? "…" : ""} with 400`, async () => {
+      const res = await call(`/v1/channels/${name}`);
+      expect(await errorOf(res)).toMatchObject({ status: 400, code: "bad_request" });
+    });
+  }
+
+  it("accepts every allowed character, percent-encoded or not", async () => {
+    const name = "Az09_-.:=@";
+    const plain = await call(`/v1/channels/${name}`);
+    expect(plain.status).toBe(200);
+    expect((await plain.json<{ channel: string }>()).channel).toBe(name);
+    const encoded = await call(`/v1/channels/${encodeURIComponent(name)}`);
+    expect((await encoded.json<{ channel: string }>()).channel).toBe(name);
+    expect((await call(`/v1/channels/${"a".repeat(128)}`)).status).toBe(200);
+  });
+
+  it("sends CORS headers and answers preflights (ALLOWED_ORIGINS defaults to *)", async () => {
+    const pre = await call(`/v1/channels/${channelName()}/messages`, {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "authorization" },
+    });
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get("access-control-allow-origin")).toBe("*");
+    expect(pre.headers.get("access-control-allow-headers")).toMatch(/authorization/);
+    const res = await call(`/v1/channels/${channelName()}`, { headers: { origin: "https://app.example" } });
+    expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    const err = await call("/nothing", { headers: { origin: "https://app.example" } });
+    expect(err.headers.get("access-control-allow-origin")).toBe("*");
+  });
+});
