@@ -140,21 +140,39 @@ export async function authorizeSubscribe(env: Env, channel: string, credential: 
   return identityOf(claims, channel);
 }
 
-/** Publishing over HTTP: the publish key, or a token whose `pub` grants the channel. */
-export async function authorizePublish(env: Env, channel: string, credential: string | null): Promise<Identity> {
+/** Who may publish where: the publish key may publish anywhere, a token where `pub` grants. */
+export interface Publisher {
+  sub: string | null;
+  may(channel: string): boolean;
+}
+
+const KEY_HOLDER: Identity = { sub: null, canPublish: true, exp: null, info: null };
+
+/** Authenticates an HTTP publisher: the publish key, or a valid token (checked per channel). */
+export async function authenticatePublisher(env: Env, credential: string | null): Promise<Publisher> {
   if (credential === null) throw new ApiError("unauthorized", "publishing needs 'Authorization: Bearer <publish key or token>'");
-  if (await isPublishKey(env, credential)) return { sub: null, canPublish: true, exp: null, info: null };
+  if (await isPublishKey(env, credential)) return { sub: null, may: () => true };
   if (!looksLikeJwt(credential)) throw new ApiError("forbidden", "wrong publish key");
   const claims = await verifyToken(env, credential);
-  if (!grants(claims.pub, channel)) throw new ApiError("forbidden", `token does not grant publishing to ${channel}`);
-  return identityOf(claims, channel);
+  return { sub: claims.sub ?? null, may: (channel) => grants(claims.pub, channel) };
+}
+
+/** Publishing one channel over HTTP. */
+export async function authorizePublish(env: Env, channel: string, credential: string | null): Promise<Publisher> {
+  const publisher = await authenticatePublisher(env, credential);
+  if (!publisher.may(channel)) throw new ApiError("forbidden", `token does not grant publishing to ${channel}`);
+  return publisher;
+}
+
+/** Operations only the origin may do (purge): the publish key and nothing else. */
+export async function requirePublishKey(env: Env, credential: string | null): Promise<void> {
+  if (credential === null) throw new ApiError("unauthorized", "this needs 'Authorization: Bearer <publish key>'");
+  if (!(await isPublishKey(env, credential))) throw new ApiError("forbidden", "wrong publish key");
 }
 
 /** Reads that also accept the publish key (stats, history). */
 export async function authorizeRead(env: Env, channel: string, credential: string | null): Promise<Identity> {
-  if (credential !== null && (await isPublishKey(env, credential))) {
-    return { sub: null, canPublish: true, exp: null, info: null };
-  }
+  if (credential !== null && (await isPublishKey(env, credential))) return KEY_HOLDER;
   if (credential !== null && !looksLikeJwt(credential)) throw new ApiError("forbidden", "wrong publish key");
   return authorizeSubscribe(env, channel, credential);
 }

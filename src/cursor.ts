@@ -45,3 +45,37 @@ export function parseStart(params: URLSearchParams): Start {
   }
   return { cursor: { since: parseSeq("since", since), epoch: parseEpoch(epoch) }, rewind: 0 };
 }
+
+/** `Last-Event-ID: EPOCH:SEQ`, what EventSource sends on reconnect; it wins over the URL. */
+export function parseSseStart(params: URLSearchParams, lastEventId: string | null): Start {
+  if (lastEventId === null || lastEventId.trim() === "") return parseStart(params);
+  const m = /^([^:]*):(.+)$/.exec(lastEventId.trim());
+  if (!m) throw new ApiError("bad_request", "Last-Event-ID must be EPOCH:SEQ");
+  return { cursor: { since: parseSeq("Last-Event-ID seq", m[2]!), epoch: parseEpoch(m[1]!) }, rewind: 0 };
+}
+
+/** History: `?since=&epoch=` oldest first, `?before=` newest first, or the last `limit`. */
+export interface HistoryQuery {
+  cursor: Cursor | null;
+  before: number | null;
+  limit: number;
+}
+
+export const HISTORY_DEFAULT_LIMIT = 100;
+
+export function parseHistory(params: URLSearchParams): HistoryQuery {
+  const limitRaw = params.get("limit");
+  let limit = HISTORY_DEFAULT_LIMIT;
+  if (limitRaw !== null && limitRaw !== "") {
+    limit = parseSeq("limit", limitRaw);
+    if (limit < 1) throw new ApiError("bad_request", "limit must be at least 1");
+    limit = Math.min(limit, LIMITS.historyLimit); // capped, not refused: a client asking for more gets the most
+  }
+  const beforeRaw = params.get("before");
+  const { cursor } = parseStart(params);
+  if (beforeRaw !== null && beforeRaw !== "") {
+    if (cursor !== null) throw new ApiError("bad_request", "use since or before, not both");
+    return { cursor: null, before: parseSeq("before", beforeRaw), limit };
+  }
+  return { cursor, before: null, limit };
+}

@@ -71,7 +71,33 @@ export interface ErrFrame {
   message: string;
   id?: string;
 }
-export type ServerFrame = WelcomeFrame | MsgFrame | ResetFrame | AckFrame | ErrFrame;
+/** A presence member: one per `sub`, however many sockets it has open. */
+export interface Member {
+  id: string;
+  info: unknown;
+}
+export interface MembersFrame {
+  t: "members";
+  members: Member[];
+  /** All members; `members` lists at most PRESENCE_MAX_MEMBERS of them. */
+  count: number;
+}
+export interface JoinFrame {
+  t: "join";
+  member: Member;
+}
+export interface LeaveFrame {
+  t: "leave";
+  member: Member;
+}
+export type ServerFrame = WelcomeFrame | MsgFrame | ResetFrame | AckFrame | ErrFrame | MembersFrame | JoinFrame | LeaveFrame;
+
+/** A frame serialized once, ready for any transport; `id` is a msg's SSE id (EPOCH:SEQ). */
+export interface Out {
+  t: ServerFrame["t"];
+  json: string;
+  id?: string;
+}
 
 /**
  * The one place a `msg` frame is serialized. `data` is spliced in as stored, so a publish is
@@ -82,10 +108,14 @@ export function msgFrame(ch: string, m: LoggedMessage): string {
   return `{"t":"msg","ch":${JSON.stringify(ch)},"seq":${m.seq},"id":${JSON.stringify(m.id)},"e":${JSON.stringify(m.event)},"d":${m.data},"ts":${m.ts}${u}}`;
 }
 
-export const frame = (f: ServerFrame): string => JSON.stringify(f);
+export const out = (f: ServerFrame): Out => ({ t: f.t, json: JSON.stringify(f) });
 
-export function errFrame(code: ErrorCode, message: string, id?: string): string {
-  return frame(id === undefined ? { t: "err", code, message } : { t: "err", code, message, id });
+export function msgOut(ch: string, m: LoggedMessage, epoch: string | null): Out {
+  return { t: "msg", json: msgFrame(ch, m), id: `${epoch}:${m.seq}` };
+}
+
+export function errFrame(code: ErrorCode, message: string, id?: string): ErrFrame {
+  return id === undefined ? { t: "err", code, message } : { t: "err", code, message, id };
 }
 
 /** A validation failure, phrased for the client; `id` names the `pub` it answers, if known. */

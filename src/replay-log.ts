@@ -131,18 +131,31 @@ export class ReplayLog {
     return row?.seq ?? this.lastSeq + 1;
   }
 
-  private rowsAfter(seq: number): LoggedMessage[] {
-    if (seq >= this.lastSeq) return [];
-    return this.sql.exec<Record<string, SqlStorageValue>>(`SELECT ${COLUMNS} FROM log WHERE seq > ? ORDER BY seq`, seq).toArray() as unknown as LoggedMessage[];
+  private rows(query: string, ...bindings: SqlStorageValue[]): LoggedMessage[] {
+    return this.sql.exec<Record<string, SqlStorageValue>>(`SELECT ${COLUMNS} FROM log ${query}`, ...bindings).toArray() as unknown as LoggedMessage[];
   }
 
-  /** Messages after a cursor, or a reset when the epoch differs or retention no longer covers it. */
-  since(cursor: Cursor, now: number): Replay {
+  /** Up to `limit` messages after `seq`, oldest first (-1: no limit). */
+  private rowsAfter(seq: number, limit = -1): LoggedMessage[] {
+    return seq >= this.lastSeq ? [] : this.rows("WHERE seq > ? ORDER BY seq LIMIT ?", seq, limit);
+  }
+
+  /**
+   * Messages after a cursor (at most `limit`), or a reset when the epoch differs or retention
+   * no longer covers it.
+   */
+  since(cursor: Cursor, now: number, limit = -1): Replay {
     if (cursor.epoch !== null && cursor.epoch !== this.epoch) return { reset: true };
     if (cursor.since > this.lastSeq) return { reset: true };
     if (cursor.since === this.lastSeq) return { reset: false, messages: [] };
     if (cursor.since + 1 < this.firstValid(now)) return { reset: true };
-    return { reset: false, messages: this.rowsAfter(cursor.since) };
+    return { reset: false, messages: this.rowsAfter(cursor.since, limit) };
+  }
+
+  /** Up to `limit` retained messages older than `seq`, newest first (chat scroll-back). */
+  before(seq: number, limit: number, now: number): LoggedMessage[] {
+    const first = this.firstValid(now);
+    return seq <= first ? [] : this.rows("WHERE seq < ? AND seq >= ? ORDER BY seq DESC LIMIT ?", seq, first, limit);
   }
 
   /** The last `n` messages still retained, oldest first. */

@@ -1,16 +1,19 @@
 import { DurableObject } from "cloudflare:workers";
 import { grants, needsToken, verifyToken, type Identity } from "./auth";
 import { configFor, type ChannelConfig, type Env } from "./config";
-import type { Start } from "./cursor";
+import type { HistoryQuery, Start } from "./cursor";
 import { ApiError } from "./errors";
-import { deliver, send } from "./fanout";
+import { broadcast, sendTo, type Transport } from "./fanout";
+import { Presence, PRESENCE_TAG, userTag } from "./presence";
 import {
   errFrame,
-  frame,
   InvalidInput,
   msgFrame,
+  msgOut,
+  out,
   parseClientFrame,
   PROTOCOL_VERSION,
+  type Out,
   type PublishInput,
   type PublishResult,
 } from "./protocol";
@@ -21,6 +24,7 @@ export interface ConnectRequest {
   channel: string;
   identity: Identity;
   start: Start;
+  transport: Transport;
 }
 
 const CONNECT_HEADER = "x-hibercast-connect";
@@ -36,24 +40,38 @@ export function connectRequest(connect: ConnectRequest): Request {
 interface SocketState {
   cid: string;
   ch: string;
+  tr: Transport;
   sub: string | null;
   pub: boolean;
   exp: number | null;
   info: string | null;
+  /** Accepted at (ms): the liveness baseline until the first auto-responded ping. */
+  at: number;
 }
 
 export interface RoomStats {
   channel: string;
   subscribers: number;
+  transports: Record<Transport, number>;
+  presence: number | null;
+  publishes: number;
   seq: number;
   epoch: string | null;
   log: { count: number; oldestSeq: number | null };
 }
 
-/** Close codes the room uses (4000 + the HTTP status the refusal would have had). */
+/** Close codes the room uses (4000 + the HTTP status a refusal would have had). */
 const CLOSE_TOO_BIG = 1009;
+const CLOSE_EXPIRED = 4401;
+const CLOSE_TIMEOUT = 4408;
 const CLOSE_RATE_LIMITED = 4429;
 const CLOSE_FULL = 4503;
+
+/** Presence sockets that sent no `ping` for this long are swept (clients ping every ~25 s). */
+export const PRESENCE_TIMEOUT_MS = 90_000;
+const PRESENCE_SWEEP_MS = 30_000;
+/** Tag of sockets whose token expires. */
+const EXPIRES_TAG = "x";
 
 const retentionOf = (c: ChannelConfig): Retention => ({
   maxMessages: c.logMaxMessages,
@@ -61,25 +79,31 @@ const retentionOf = (c: ChannelConfig): Retention => ({
   dedupeWindowS: c.dedupeWindowS,
 });
 
+const isPresence = (channel: string) => channel.startsWith("presence-");
+
 function newCid(): string {
   return crypto.randomUUID().replaceAll("-", "").slice(0, 16);
 }
 
 const encoder = new TextEncoder();
 function byteLength(s: string): number {
-  // Cheap upper bound first: most frames are far below the limit.
+  // Cheap upper bound first: most frames are far below any limit.
   return s.length * 3 <= 65536 ? s.length * 3 : encoder.encode(s).byteLength;
 }
 
+const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketState | null;
+
 /**
  * One room per channel. Reads top to bottom as its lifecycle: accept a socket (welcome, then
- * replay), take its messages, close it, publish to everyone, and keep the log trimmed.
+ * replay), take its messages, close it, publish to everyone, answer reads, and keep the log
+ * trimmed and the sockets' tokens fresh in the alarm.
  *
  * Nothing that must survive hibernation lives in memory: sockets and their state are held by
  * the runtime (tags + attachments), the log by SQLite; fields here are caches rebuilt on wake.
  */
 export class RoomObject extends DurableObject<Env> {
   private readonly log: ReplayLog;
+  private readonly presence: Presence;
   /** Pending alarm time: undefined until read from storage once per wake. */
   private alarmAt: number | null | undefined;
   /** Publishes per socket in the current second; losing this on hibernation is harmless. */
@@ -89,6 +113,7 @@ export class RoomObject extends DurableObject<Env> {
     super(ctx, env);
     this.log = new ReplayLog(ctx.storage.sql, retentionOf(configFor(env, "")));
     this.log.retention = retentionOf(this.config(this.log.channelName));
+    this.presence = new Presence(ctx);
     // Heartbeats are answered by the runtime without waking the room.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
@@ -104,49 +129,77 @@ export class RoomObject extends DurableObject<Env> {
     if (raw === null || request.headers.get("upgrade") !== "websocket") {
       return new Response("not found", { status: 404 });
     }
-    const { channel, identity, start } = JSON.parse(raw) as ConnectRequest;
+    const { channel, identity, start, transport } = JSON.parse(raw) as ConnectRequest;
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
 
     if (this.ctx.getWebSockets().length >= this.config(channel).maxSockets) {
       server.accept();
-      send(server, errFrame("unavailable", "room is full, retry later"));
+      sendTo(server, transport, out(errFrame("unavailable", "room is full, retry later")));
       server.close(CLOSE_FULL, "room is full");
       return new Response(null, { status: 101, webSocket: client });
     }
 
-    const state: SocketState = { cid: newCid(), ch: channel, sub: identity.sub, pub: identity.canPublish, exp: identity.exp, info: identity.info };
-    this.ctx.acceptWebSocket(server, [`c:${state.cid}`]);
+    const state: SocketState = {
+      cid: newCid(),
+      ch: channel,
+      tr: transport,
+      sub: identity.sub,
+      pub: identity.canPublish,
+      exp: identity.exp,
+      info: identity.info,
+      at: Date.now(),
+    };
+    const presence = isPresence(channel) && state.sub !== null;
+    const tags = [`c:${state.cid}`, transport];
+    if (presence) tags.push(PRESENCE_TAG, userTag(state.sub!));
+    if (state.exp !== null) tags.push(EXPIRES_TAG);
+    this.ctx.acceptWebSocket(server, tags);
     server.serializeAttachment(state);
     // No await from here to the last replayed frame: a publish cannot slip between the
     // replay and the live stream, so a resume has no gap and no duplicate.
     this.sendStart(server, state, start);
+    if (presence) this.announceJoin(server, state);
+
+    if (state.exp !== null) await this.scheduleAt(state.exp * 1000);
+    if (presence) await this.scheduleAt(Date.now() + PRESENCE_SWEEP_MS);
     return new Response(null, { status: 101, webSocket: client });
   }
 
   private sendStart(ws: WebSocket, state: SocketState, start: Start): void {
     const now = Date.now();
     const log = this.log;
-    send(ws, frame({ t: "welcome", v: PROTOCOL_VERSION, ch: state.ch, cid: state.cid, seq: log.lastSeq, epoch: log.epoch }));
+    const send = (frame: Out) => sendTo(ws, state.tr, frame);
+    send(out({ t: "welcome", v: PROTOCOL_VERSION, ch: state.ch, cid: state.cid, seq: log.lastSeq, epoch: log.epoch }));
     if (start.cursor !== null) {
       const replay = log.since(start.cursor, now);
       if (replay.reset) {
-        send(ws, frame({ t: "reset", seq: log.lastSeq, epoch: log.epoch }));
+        send(out({ t: "reset", seq: log.lastSeq, epoch: log.epoch }));
         return;
       }
-      for (const m of replay.messages) send(ws, msgFrame(state.ch, m));
+      for (const m of replay.messages) send(msgOut(state.ch, m, log.epoch));
     } else if (start.rewind > 0) {
-      for (const m of log.last(start.rewind, now)) send(ws, msgFrame(state.ch, m));
+      for (const m of log.last(start.rewind, now)) send(msgOut(state.ch, m, log.epoch));
     }
+  }
+
+  private announceJoin(ws: WebSocket, state: SocketState): void {
+    const max = this.config(state.ch).presenceMaxMembers;
+    const joined = this.presence.join(ws, state);
+    const list = this.presence.list(max);
+    sendTo(ws, state.tr, out({ t: "members", ...list }));
+    // Beyond PRESENCE_MAX_MEMBERS, counts only: no join/leave storm to every socket.
+    if (joined !== null && list.count <= max) broadcast(this.ctx, out({ t: "join", member: joined }), ws);
   }
 
   // ---- message -----------------------------------------------------------------------------
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    const state = ws.deserializeAttachment() as SocketState | null;
+    const state = stateOf(ws);
     if (state === null) return;
     const config = this.config(state.ch);
+    const reply = (frame: Out) => sendTo(ws, state.tr, frame);
     if (typeof message !== "string") {
-      send(ws, errFrame("bad_frame", "binary frames are not supported; send JSON text"));
+      reply(out(errFrame("bad_frame", "binary frames are not supported; send JSON text")));
       return;
     }
     if (byteLength(message) > config.maxMessageBytes) {
@@ -158,7 +211,7 @@ export class RoomObject extends DurableObject<Env> {
       parsed = parseClientFrame(message);
     } catch (err) {
       if (!(err instanceof InvalidInput)) throw err;
-      send(ws, errFrame("bad_frame", err.message, err.id));
+      reply(out(errFrame("bad_frame", err.message, err.id)));
       return;
     }
     switch (parsed.t) {
@@ -172,8 +225,9 @@ export class RoomObject extends DurableObject<Env> {
   }
 
   private async publishFromSocket(ws: WebSocket, state: SocketState, config: ChannelConfig, input: PublishInput): Promise<void> {
+    const reply = (frame: Out) => sendTo(ws, state.tr, frame);
     if (!state.pub) {
-      send(ws, errFrame("forbidden", "this connection may not publish here", input.id));
+      reply(out(errFrame("forbidden", "this connection may not publish here", input.id)));
       return;
     }
     const second = Math.floor(Date.now() / 1000);
@@ -181,13 +235,13 @@ export class RoomObject extends DurableObject<Env> {
     if (rate === undefined || rate.window !== second) {
       this.pubRate.set(state.cid, { window: second, count: 1 });
     } else if (++rate.count > config.clientPubPerS) {
-      // One warning per second's overflow; a client that keeps going is cut off.
+      // Over the limit: refused with an err; a client that keeps going is cut off.
       if (rate.count > 2 * config.clientPubPerS) ws.close(CLOSE_RATE_LIMITED, "publish rate limit exceeded");
-      else send(ws, errFrame("rate_limited", `at most ${config.clientPubPerS} publishes per second`, input.id));
+      else reply(out(errFrame("rate_limited", `at most ${config.clientPubPerS} publishes per second`, input.id)));
       return;
     }
     const result = this.publishNow(state.ch, input, state.sub, null);
-    send(ws, frame({ t: "ack", id: result.id, seq: result.seq, duplicate: result.duplicate }));
+    reply(out({ t: "ack", id: result.id, seq: result.seq, duplicate: result.duplicate }));
     await this.scheduleTrim();
   }
 
@@ -203,9 +257,10 @@ export class RoomObject extends DurableObject<Env> {
       state.exp = claims.exp;
       state.pub = grants(claims.pub, state.ch);
       ws.serializeAttachment(state);
+      await this.scheduleAt(claims.exp * 1000);
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
-      send(ws, errFrame(err.code, err.message));
+      sendTo(ws, state.tr, out(errFrame(err.code, err.message)));
     }
   }
 
@@ -225,12 +280,19 @@ export class RoomObject extends DurableObject<Env> {
     this.forget(ws);
   }
 
+  /** Cleans up after a socket that is going; never throws (a close handler must not). */
   private forget(ws: WebSocket): void {
     try {
-      const state = ws.deserializeAttachment() as SocketState | null;
-      if (state) this.pubRate.delete(state.cid);
-    } catch {
-      // a socket without readable state has nothing to clean up
+      const state = stateOf(ws);
+      if (state === null) return;
+      this.pubRate.delete(state.cid);
+      if (!isPresence(state.ch)) return;
+      const left = this.presence.leave(ws, state);
+      if (left !== null && this.presence.count() < this.config(state.ch).presenceMaxMembers) {
+        broadcast(this.ctx, out({ t: "leave", member: left }), ws);
+      }
+    } catch (err) {
+      console.error(JSON.stringify({ event: "close_cleanup_failed", error: String(err) }));
     }
   }
 
@@ -244,6 +306,13 @@ export class RoomObject extends DurableObject<Env> {
     return result;
   }
 
+  /** Several messages to this channel, in order (batch publish: one room call per channel). */
+  async publishMany(channel: string, inputs: PublishInput[], sender: string | null): Promise<PublishResult[]> {
+    const results = inputs.map((input) => this.publishNow(channel, input, sender, null));
+    await this.scheduleTrim();
+    return results;
+  }
+
   /**
    * Dedupe, append, fan out: synchronous, so no subscriber can be accepted between the log
    * write and the send (it would get the message twice or not at all). The runtime's output
@@ -254,36 +323,120 @@ export class RoomObject extends DurableObject<Env> {
     const seen = this.log.findId(input.id, now);
     if (seen !== null) return { seq: seen, id: input.id, delivered: 0, duplicate: true };
     const m = this.log.append(channel, input, sender, now);
-    const delivered = deliver(this.ctx.getWebSockets(), msgFrame(channel, m), exclude);
+    const delivered = broadcast(this.ctx, msgOut(channel, m, this.log.epoch), exclude);
     return { seq: m.seq, id: m.id, delivered, duplicate: false };
   }
 
-  // ---- stats -------------------------------------------------------------------------------
+  /** Empties the log and starts a new epoch; every connected client gets `reset`. */
+  async purge(): Promise<{ seq: number; epoch: string | null }> {
+    this.log.purge(Date.now());
+    broadcast(this.ctx, out({ t: "reset", seq: this.log.lastSeq, epoch: this.log.epoch }));
+    return { seq: this.log.lastSeq, epoch: this.log.epoch };
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  /** History as the JSON body of the answer: frames are spliced in as stored, never re-parsed. */
+  async history(channel: string, query: HistoryQuery): Promise<string> {
+    const now = Date.now();
+    const log = this.log;
+    let messages = log.last(query.limit, now);
+    let reset = false;
+    if (query.cursor !== null) {
+      const replay = log.since(query.cursor, now, query.limit);
+      reset = replay.reset;
+      messages = replay.reset ? [] : replay.messages;
+    } else if (query.before !== null) {
+      messages = log.before(query.before, query.limit, now);
+    }
+    const frames = messages.map((m) => msgFrame(channel, m)).join(",");
+    return `{"messages":[${frames}],"seq":${log.lastSeq},"epoch":${JSON.stringify(log.epoch)},"reset":${reset}}`;
+  }
+
+  async members(channel: string): Promise<{ members: unknown[]; count: number }> {
+    return this.presence.list(this.config(channel).presenceMaxMembers);
+  }
 
   async stats(channel: string): Promise<RoomStats> {
+    const ws = this.ctx.getWebSockets("ws").length;
+    const sse = this.ctx.getWebSockets("sse").length;
     return {
       channel,
-      subscribers: this.ctx.getWebSockets().length,
+      subscribers: ws + sse,
+      transports: { ws, sse },
+      presence: isPresence(channel) ? this.presence.count() : null,
+      publishes: this.log.lastSeq,
       seq: this.log.lastSeq,
       epoch: this.log.epoch,
       log: this.log.stats(Date.now()),
     };
   }
 
-  // ---- retention ---------------------------------------------------------------------------
+  // ---- alarm: retention, token expiry, presence liveness ------------------------------------
 
-  /** Sets the alarm only when none is pending; reads storage once per wake. */
+  /** Makes sure the alarm fires by `at`; storage is read once per wake, written only to move it earlier. */
+  private async scheduleAt(at: number): Promise<void> {
+    this.alarmAt ??= await this.ctx.storage.getAlarm();
+    if (this.alarmAt !== null && this.alarmAt <= at) return;
+    this.alarmAt = at;
+    await this.ctx.storage.setAlarm(at);
+  }
+
+  /** After a publish: set the trim alarm only when none is pending. */
   private async scheduleTrim(): Promise<void> {
     this.alarmAt ??= await this.ctx.storage.getAlarm();
     if (this.alarmAt !== null) return;
     const next = this.log.trim(Date.now());
-    if (next === null) return;
-    this.alarmAt = next;
-    await this.ctx.storage.setAlarm(next);
+    if (next !== null) await this.scheduleAt(next);
   }
 
   override async alarm(): Promise<void> {
     this.alarmAt = null;
-    await this.scheduleTrim();
+    const now = Date.now();
+    const due = [this.log.trim(now), this.closeExpired(now), this.sweepPresence(now)].filter((t): t is number => t !== null);
+    if (due.length > 0) await this.scheduleAt(Math.max(Math.min(...due), now + 1000));
+  }
+
+  /** Closes sockets whose token expired (4401); answers the next expiry, if any. */
+  private closeExpired(now: number): number | null {
+    let next: number | null = null;
+    for (const ws of this.ctx.getWebSockets(EXPIRES_TAG)) {
+      const state = stateOf(ws);
+      if (state?.exp == null) continue;
+      const at = state.exp * 1000;
+      if (at > now) {
+        next = next === null ? at : Math.min(next, at);
+        continue;
+      }
+      sendTo(ws, state.tr, out(errFrame("unauthorized", "token expired")));
+      this.forget(ws);
+      try {
+        ws.close(CLOSE_EXPIRED, "token expired");
+      } catch {
+        // already closed
+      }
+    }
+    return next;
+  }
+
+  /**
+   * Closes presence sockets that stopped pinging, so a vanished client does not stay a member.
+   * Answers when to look again while presence sockets remain.
+   */
+  private sweepPresence(now: number): number | null {
+    const sockets = this.ctx.getWebSockets(PRESENCE_TAG);
+    for (const ws of sockets) {
+      const state = stateOf(ws);
+      if (state === null) continue;
+      const lastSeen = Math.max(this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0, state.at);
+      if (now - lastSeen <= PRESENCE_TIMEOUT_MS) continue;
+      this.forget(ws);
+      try {
+        ws.close(CLOSE_TIMEOUT, "no ping received");
+      } catch {
+        // already closed
+      }
+    }
+    return sockets.length > 0 ? now + PRESENCE_SWEEP_MS : null;
   }
 }

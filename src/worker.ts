@@ -1,11 +1,13 @@
 import { Router, type IRequest } from "itty-router";
-import { authorizePublish, authorizeRead, authorizeSubscribe, bearer } from "./auth";
-import { configFor, type Env } from "./config";
+import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, requirePublishKey } from "./auth";
+import { byChannel, parseBatch, type BatchResult } from "./batch";
+import { configFor, LIMITS, type Env } from "./config";
 import { originAllowed, preflight, withCors } from "./cors";
-import { parseStart } from "./cursor";
+import { parseHistory, parseSseStart, parseStart } from "./cursor";
 import { ApiError, errorResponse, type HttpErrorCode } from "./errors";
 import { errFrame, InvalidInput, isObject, isValidChannel, toPublishInput, type PublishInput } from "./protocol";
 import { connectRequest } from "./room-object";
+import { relayAsSse } from "./sse";
 
 export { RoomObject } from "./room-object";
 export type { Env } from "./config";
@@ -39,7 +41,7 @@ const room = (env: Env, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(c
 function refuseSocket(code: HttpErrorCode, status: number, message: string): Response {
   const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
   server.accept();
-  server.send(errFrame(code, message));
+  server.send(JSON.stringify(errFrame(code, message)));
   // A close reason is at most 123 bytes.
   server.close(4000 + status, message.slice(0, 120));
   return new Response(null, { status: 101, webSocket: client });
@@ -55,10 +57,19 @@ async function subscribeWs(request: IRequest, env: Env): Promise<Response> {
   }
   const start = parseStart(new URL(request.url).searchParams);
   const identity = await authorizeSubscribe(env, channel, bearer(request, true));
-  return room(env, channel).fetch(connectRequest({ channel, identity, start }));
+  return room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "ws" }));
 }
 
-async function readBody(request: Request, max: number): Promise<string> {
+async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  const start = parseSseStart(new URL(request.url).searchParams, request.headers.get("last-event-id"));
+  const identity = await authorizeSubscribe(env, channel, bearer(request, true));
+  const upstream = await room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "sse" }));
+  if (!upstream.webSocket) throw new ApiError("unavailable", "room did not accept the stream");
+  return relayAsSse(upstream.webSocket, {});
+}
+
+async function readText(request: Request, max: number): Promise<string> {
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > max) throw new ApiError("too_large", `body is over MAX_MESSAGE_BYTES (${max})`);
   const bytes = await request.arrayBuffer();
@@ -77,7 +88,7 @@ async function publishInput(request: Request, max: number): Promise<PublishInput
   if (!isJson && type !== "text/plain" && type !== "") {
     throw new ApiError("unsupported_media_type", `content type ${type} is not supported; use application/json or text/plain`);
   }
-  const text = await readBody(request, max);
+  const text = await readText(request, max);
   try {
     if (!isJson) return { event: "message", data: JSON.stringify(text), id: crypto.randomUUID() };
     let body: unknown;
@@ -96,12 +107,66 @@ async function publishInput(request: Request, max: number): Promise<PublishInput
 
 async function publish(request: IRequest, env: Env): Promise<Response> {
   const channel = channelOf(request);
-  const sender = await authorizePublish(env, channel, bearer(request, false));
+  const publisher = await authorizePublish(env, channel, bearer(request, false));
   const input = await publishInput(request, configFor(env, channel).maxMessageBytes);
   const exclude = new URL(request.url).searchParams.get("exclude");
   if (exclude !== null && !/^[A-Za-z0-9]{1,64}$/.test(exclude)) throw new ApiError("bad_request", "exclude must be a connection id (cid)");
-  const result = await room(env, channel).publish(channel, input, sender.sub, exclude);
+  const result = await room(env, channel).publish(channel, input, publisher.sub, exclude);
   return Response.json(result);
+}
+
+/** Batch: one room call per channel (order kept within it), channels in parallel. */
+async function publishBatch(request: IRequest, env: Env): Promise<Response> {
+  const publisher = await authenticatePublisher(env, bearer(request, false));
+  const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json") throw new ApiError("unsupported_media_type", "batch publish takes application/json");
+  const maxBytes = configFor(env, "").maxMessageBytes;
+  const text = await readText(request, maxBytes * LIMITS.batch);
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    throw new ApiError("bad_request", `body is not valid JSON: ${(err as Error).message}`);
+  }
+  const items = parseBatch(body, maxBytes);
+  const results: BatchResult[] = new Array(items.length);
+  await Promise.all(
+    [...byChannel(items)].map(async ([channel, indexes]) => {
+      const fail = (code: HttpErrorCode, message: string) => {
+        for (const i of indexes) results[i] = { channel, id: items[i]!.input.id, error: { code, message } };
+      };
+      if (!publisher.may(channel)) return fail("forbidden", `token does not grant publishing to ${channel}`);
+      try {
+        const answers = await room(env, channel).publishMany(channel, indexes.map((i) => items[i]!.input), publisher.sub);
+        answers.forEach((answer, k) => (results[indexes[k]!] = { channel, ...answer }));
+      } catch (err) {
+        console.error(JSON.stringify({ event: "batch_channel_failed", channel, error: String(err) }));
+        fail("unavailable", "the channel did not answer; retry with the same ids");
+      }
+    }),
+  );
+  return Response.json({ results });
+}
+
+async function history(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  const query = parseHistory(new URL(request.url).searchParams);
+  await authorizeRead(env, channel, bearer(request, true));
+  const body = await room(env, channel).history(channel, query);
+  return new Response(body, { headers: { "content-type": "application/json" } });
+}
+
+async function purge(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  await requirePublishKey(env, bearer(request, false));
+  return Response.json(await room(env, channel).purge());
+}
+
+async function presence(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  if (!channel.startsWith("presence-")) throw new ApiError("bad_request", "presence is kept on presence- channels only");
+  await authorizeRead(env, channel, bearer(request, true));
+  return Response.json(await room(env, channel).members(channel));
 }
 
 async function stats(request: IRequest, env: Env): Promise<Response> {
@@ -131,13 +196,21 @@ export const router = Router<IRequest, Args>({
 router
   .options("*", (request: IRequest, env: Env) => preflight(request, env))
   .get("/healthz", () => Response.json({ ok: true }))
+  .all("/healthz", allow("GET"))
+  .post("/v1/publish", publishBatch)
+  .all("/v1/publish", allow("POST"))
   .get("/v1/channels/:channel/ws", subscribeWs)
   .all("/v1/channels/:channel/ws", allow("GET"))
+  .get("/v1/channels/:channel/sse", subscribeSse)
+  .all("/v1/channels/:channel/sse", allow("GET"))
   .post("/v1/channels/:channel/messages", publish)
-  .all("/v1/channels/:channel/messages", allow("POST"))
+  .get("/v1/channels/:channel/messages", history)
+  .delete("/v1/channels/:channel/messages", purge)
+  .all("/v1/channels/:channel/messages", allow("GET, POST, DELETE"))
+  .get("/v1/channels/:channel/presence", presence)
+  .all("/v1/channels/:channel/presence", allow("GET"))
   .get("/v1/channels/:channel", stats)
   .all("/v1/channels/:channel", allow("GET"))
-  .all("/healthz", allow("GET"))
   .all("*", () => {
     throw new ApiError("not_found", "no such route");
   });

@@ -70,12 +70,21 @@ describe("HTTP publish", () => {
   it("answers stats without creating storage for an unused channel", async () => {
     const ch = channelName();
     const empty = await call(`/v1/channels/${ch}`);
-    expect(await empty.json()).toEqual({ channel: ch, subscribers: 0, seq: 0, epoch: null, log: { count: 0, oldestSeq: null } });
+    expect(await empty.json()).toEqual({
+      channel: ch,
+      subscribers: 0,
+      transports: { ws: 0, sse: 0 },
+      presence: null,
+      publishes: 0,
+      seq: 0,
+      epoch: null,
+      log: { count: 0, oldestSeq: null },
+    });
     const [s] = await TestSocket.subscribe(ch);
     await publishOk(ch, "a", 1);
     await publishOk(ch, "a", 2);
     const stats = await (await call(`/v1/channels/${ch}`)).json<Record<string, unknown>>();
-    expect(stats).toMatchObject({ channel: ch, subscribers: 1, seq: 2, log: { count: 2, oldestSeq: 1 } });
+    expect(stats).toMatchObject({ channel: ch, subscribers: 1, transports: { ws: 1, sse: 0 }, publishes: 2, seq: 2, log: { count: 2, oldestSeq: 1 } });
     expect(stats.epoch).toMatch(/^[0-9a-f]{12}$/);
     s.close();
   });

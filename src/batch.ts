@@ -1,0 +1,77 @@
+import { LIMITS } from "./config";
+import { ApiError, type HttpErrorCode } from "./errors";
+import { checkId, InvalidInput, isObject, isValidChannel, toPublishInput, type PublishInput, type PublishResult } from "./protocol";
+
+/** One message of a batch, validated, in request order. */
+export interface BatchItem {
+  channel: string;
+  input: PublishInput;
+}
+
+export type BatchResult = ({ channel: string } & PublishResult) | { channel: string; id: string; error: { code: HttpErrorCode; message: string } };
+
+const bad = (message: string) => new ApiError("bad_request", message);
+
+function item(where: string, channel: unknown, event: unknown, data: unknown, id: unknown, dataPresent: boolean, maxBytes: number): BatchItem {
+  if (typeof channel !== "string" || !isValidChannel(channel)) {
+    throw bad(`${where}.channel must be 1-128 characters of A-Z a-z 0-9 _ - . : = @`);
+  }
+  let input: PublishInput;
+  try {
+    input = toPublishInput(event, data, id, dataPresent);
+  } catch (err) {
+    if (err instanceof InvalidInput) throw bad(`${where}: ${err.message}`);
+    throw err;
+  }
+  if (input.data.length + input.event.length + input.id.length > maxBytes) {
+    throw new ApiError("too_large", `${where} is over MAX_MESSAGE_BYTES (${maxBytes})`);
+  }
+  return { channel, input };
+}
+
+/**
+ * `{"messages":[{channel, event, data, id?}...]}` or `{"channels":[...], event, data, id?}`.
+ * Any malformed item refuses the whole batch (400 naming its index), so nothing is half-sent
+ * because of a typo; failures after validation are reported per message.
+ */
+export function parseBatch(body: unknown, maxBytes: number): BatchItem[] {
+  if (!isObject(body)) throw bad('body must be {"messages": [...]} or {"channels": [...], "event", "data"}');
+  if (Array.isArray(body.messages)) {
+    const list = body.messages;
+    checkCount(list.length, "messages");
+    return list.map((m, i) => {
+      if (!isObject(m)) throw bad(`messages[${i}] must be an object`);
+      return item(`messages[${i}]`, m.channel, m.event, m.data, m.id, "data" in m, maxBytes);
+    });
+  }
+  if (Array.isArray(body.channels)) {
+    const list = body.channels;
+    checkCount(list.length, "channels");
+    // One id for every channel: ids are per channel, and a retry reuses it.
+    const id = (() => {
+      try {
+        return checkId(body.id);
+      } catch (err) {
+        throw err instanceof InvalidInput ? bad(err.message) : err;
+      }
+    })();
+    return list.map((ch, i) => item(`channels[${i}]`, ch, body.event, body.data, id, "data" in body, maxBytes));
+  }
+  throw bad('body must have a "messages" array or a "channels" array');
+}
+
+function checkCount(n: number, what: string): void {
+  if (n === 0) throw bad(`${what} must not be empty`);
+  if (n > LIMITS.batch) throw new ApiError("too_large", `at most ${LIMITS.batch} ${what} per batch (got ${n})`);
+}
+
+/** Groups items by channel, keeping request order within each channel. */
+export function byChannel(items: BatchItem[]): Map<string, number[]> {
+  const groups = new Map<string, number[]>();
+  items.forEach((it, i) => {
+    const list = groups.get(it.channel);
+    if (list) list.push(i);
+    else groups.set(it.channel, [i]);
+  });
+  return groups;
+}
