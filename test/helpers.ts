@@ -135,3 +135,66 @@ export class TestSocket {
     }
   }
 }
+
+export interface SseEvent {
+  event?: string;
+  id?: string;
+  data?: string;
+  retry?: string;
+  comment?: string;
+}
+
+/** Reads a Server-Sent Events stream event by event, as EventSource would parse it. */
+export class SseReader {
+  private buffer = "";
+  private readonly decoder = new TextDecoder();
+  private constructor(
+    readonly response: Response,
+    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+  ) {}
+
+  static async open(path: string, headers: Record<string, string> = {}): Promise<SseReader> {
+    const res = await call(path, { headers: { accept: "text/event-stream", ...headers } });
+    if (!res.ok || !res.body) throw new Error(`expected a stream, got ${res.status} ${await res.text()}`);
+    return new SseReader(res, res.body.getReader());
+  }
+
+  /** The next event (or retry/comment block); null when the stream ended. */
+  async next(ms = 2000): Promise<SseEvent | null> {
+    const deadline = Date.now() + ms;
+    while (!this.buffer.includes("\n\n")) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error("timed out waiting for an SSE event");
+      const chunk = await Promise.race([
+        this.reader.read(),
+        new Promise<"timeout">((r) => setTimeout(() => r("timeout"), left)),
+      ]);
+      if (chunk === "timeout") continue;
+      if (chunk.done) return null;
+      this.buffer += this.decoder.decode(chunk.value, { stream: true });
+    }
+    const end = this.buffer.indexOf("\n\n");
+    const block = this.buffer.slice(0, end);
+    this.buffer = this.buffer.slice(end + 2);
+    const event: SseEvent = {};
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":")) event.comment = line.slice(1).trim();
+      const m = /^(event|id|data|retry): ?(.*)$/.exec(line);
+      if (m) event[m[1] as "event" | "id" | "data" | "retry"] = m[2];
+    }
+    return event;
+  }
+
+  /** The next event carrying data, parsed: skips retry hints and comments. */
+  async frame(ms = 2000): Promise<{ event?: string; id?: string; frame: Frame }> {
+    for (;;) {
+      const e = await this.next(ms);
+      if (e === null) throw new Error("stream ended");
+      if (e.data !== undefined) return { event: e.event, id: e.id, frame: JSON.parse(e.data) };
+    }
+  }
+
+  async cancel(): Promise<void> {
+    await this.reader.cancel().catch(() => {});
+  }
+}
