@@ -33,6 +33,7 @@ export default defineConfig({
             MAX_MESSAGE_BYTES: "1024",
             MAX_SOCKETS: "3",
             CLIENT_PUB_PER_S: "3",
+            PRESENCE_MAX_MEMBERS: "2",
           }),
         ],
         test: { name: "strict", include: ["test/strict/*.test.ts"] },

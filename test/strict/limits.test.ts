@@ -1,6 +1,7 @@
 // Runs with small limits (see vitest.config.ts, project "strict"): REQUIRE_AUTH=true,
 // ALLOWED_ORIGINS=https://app.example, LOG_MAX_MESSAGES=10, LOG_MAX_AGE_S=60,
-// DEDUPE_WINDOW_S=120, MAX_MESSAGE_BYTES=1024, MAX_SOCKETS=3, CLIENT_PUB_PER_S=3.
+// DEDUPE_WINDOW_S=120, MAX_MESSAGE_BYTES=1024, MAX_SOCKETS=3, CLIENT_PUB_PER_S=3,
+// PRESENCE_MAX_MEMBERS=2.
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
@@ -149,5 +150,23 @@ describe("retention", () => {
     await runDurableObjectAlarm(stubOf(ch));
     expect(await rowCount(ch, "dedupe")).toBe(0);
     expect(await publishOk(ch, "m", 1, "once")).toMatchObject({ seq: 14, duplicate: false });
+  });
+});
+
+describe("PRESENCE_MAX_MEMBERS", () => {
+  it("lists at most the cap and stops join/leave frames beyond it, counting still", async () => {
+    const ch = channelName("presence-big");
+    const join = async (sub: string) => {
+      const [s] = await TestSocket.subscribe(ch, `?token=${await token({ sub, ch: [ch] })}`);
+      return { s, members: await s.next() };
+    };
+    const a = await join("a");
+    await join("b");
+    expect(await a.s.next()).toMatchObject({ t: "join", member: { id: "b" } });
+    const c = await join("c");
+    expect(c.members.members).toHaveLength(2);
+    expect(c.members.count).toBe(3);
+    expect(await a.s.settle()).toEqual([]); // no join for the third member
+    expect(await statsOf(ch)).toMatchObject({ presence: 3 });
   });
 });
