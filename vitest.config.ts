@@ -38,6 +38,17 @@ export default defineConfig({
         ],
         test: { name: "strict", include: ["test/strict/*.test.ts"] },
       },
+      {
+        // Node-side: the client SDK, publisher and CLI against the worker served locally.
+        test: {
+          name: "node",
+          include: ["test/node/*.test.ts"],
+          environment: "node",
+          globalSetup: ["test/node/global-setup.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 30_000,
+        },
+      },
     ],
   },
 });

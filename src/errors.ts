@@ -1,3 +1,5 @@
+import type { ErrorBody } from "./client/frames";
+
 /** Error codes of the public contract and the HTTP status each one has. */
 export const ERROR_STATUS = {
   bad_request: 400,
@@ -14,12 +16,6 @@ export const ERROR_STATUS = {
 } as const;
 
 export type HttpErrorCode = keyof typeof ERROR_STATUS;
-/** Socket frames may also carry `bad_frame`. */
-export type ErrorCode = HttpErrorCode | "bad_frame";
-
-export interface ErrorBody {
-  error: { code: ErrorCode; message: string };
-}
 
 /** Thrown anywhere in request handling; the router turns it into the JSON error answer. */
 export class ApiError extends Error {

@@ -1,5 +1,5 @@
 import { LIMITS } from "./config";
-import type { ErrorCode } from "./errors";
+import type { ErrFrame, ErrorCode, ServerFrame } from "./client/frames";
 
 /** Version of the frame protocol, sent in `welcome`. */
 export const PROTOCOL_VERSION = 1;
@@ -28,69 +28,9 @@ export interface PublishInput {
   id: string;
 }
 
-export interface PublishResult {
-  seq: number;
-  id: string;
-  delivered: number;
-  duplicate: boolean;
-}
+export type { PublishResult } from "./client/frames";
 
-// Server-to-client frames (the shapes clients rely on; see DESIGN.md "Frames").
-export interface WelcomeFrame {
-  t: "welcome";
-  v: number;
-  ch: string;
-  cid: string;
-  seq: number;
-  epoch: string | null;
-}
-export interface MsgFrame {
-  t: "msg";
-  ch: string;
-  seq: number;
-  id: string;
-  e: string;
-  d: unknown;
-  ts: number;
-  u?: string;
-}
-export interface ResetFrame {
-  t: "reset";
-  seq: number;
-  epoch: string | null;
-}
-export interface AckFrame {
-  t: "ack";
-  id: string;
-  seq: number;
-  duplicate: boolean;
-}
-export interface ErrFrame {
-  t: "err";
-  code: ErrorCode;
-  message: string;
-  id?: string;
-}
-/** A presence member: one per `sub`, however many sockets it has open. */
-export interface Member {
-  id: string;
-  info: unknown;
-}
-export interface MembersFrame {
-  t: "members";
-  members: Member[];
-  /** All members; `members` lists at most PRESENCE_MAX_MEMBERS of them. */
-  count: number;
-}
-export interface JoinFrame {
-  t: "join";
-  member: Member;
-}
-export interface LeaveFrame {
-  t: "leave";
-  member: Member;
-}
-export type ServerFrame = WelcomeFrame | MsgFrame | ResetFrame | AckFrame | ErrFrame | MembersFrame | JoinFrame | LeaveFrame;
+export type { AckFrame, ErrFrame, ErrorCode, JoinFrame, LeaveFrame, Member, MembersFrame, MsgFrame, ResetFrame, ServerFrame, WelcomeFrame } from "./client/frames";
 
 /** A frame serialized once, ready for any transport; `id` is a msg's SSE id (EPOCH:SEQ). */
 export interface Out {
@@ -116,6 +56,11 @@ export function msgOut(ch: string, m: LoggedMessage, epoch: string | null): Out 
 
 export function errFrame(code: ErrorCode, message: string, id?: string): ErrFrame {
   return id === undefined ? { t: "err", code, message } : { t: "err", code, message, id };
+}
+
+/** The err frame sent just before the server closes a connection with `close`. */
+export function closingFrame(code: ErrorCode, message: string, close: number): ErrFrame {
+  return { t: "err", code, message, close };
 }
 
 /** A validation failure, phrased for the client; `id` names the `pub` it answers, if known. */

@@ -6,6 +6,7 @@ import { ApiError } from "./errors";
 import { broadcast, sendTo, type Transport } from "./fanout";
 import { Presence, PRESENCE_TAG, userTag } from "./presence";
 import {
+  closingFrame,
   errFrame,
   InvalidInput,
   msgFrame,
@@ -13,6 +14,7 @@ import {
   out,
   parseClientFrame,
   PROTOCOL_VERSION,
+  type ErrorCode,
   type Out,
   type PublishInput,
   type PublishResult,
@@ -94,6 +96,19 @@ function byteLength(s: string): number {
 const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketState | null;
 
 /**
+ * Ends a connection: an err frame that names the close code, then the close. The frame lets a
+ * client act at once, whether or not the close handshake completes promptly.
+ */
+function closeWith(ws: WebSocket, transport: Transport, close: number, code: ErrorCode, message: string): void {
+  sendTo(ws, transport, out(closingFrame(code, message, close)));
+  try {
+    ws.close(close, message.slice(0, 120));
+  } catch {
+    // already closed
+  }
+}
+
+/**
  * One room per channel. Reads top to bottom as its lifecycle: accept a socket (welcome, then
  * replay), take its messages, close it, publish to everyone, answer reads, and keep the log
  * trimmed and the sockets' tokens fresh in the alarm.
@@ -134,8 +149,7 @@ export class RoomObject extends DurableObject<Env> {
 
     if (this.ctx.getWebSockets().length >= this.config(channel).maxSockets) {
       server.accept();
-      sendTo(server, transport, out(errFrame("unavailable", "room is full, retry later")));
-      server.close(CLOSE_FULL, "room is full");
+      closeWith(server, transport, CLOSE_FULL, "unavailable", "room is full, retry later");
       return new Response(null, { status: 101, webSocket: client });
     }
 
@@ -203,7 +217,7 @@ export class RoomObject extends DurableObject<Env> {
       return;
     }
     if (byteLength(message) > config.maxMessageBytes) {
-      ws.close(CLOSE_TOO_BIG, "frame over MAX_MESSAGE_BYTES");
+      closeWith(ws, state.tr, CLOSE_TOO_BIG, "too_large", `frame over MAX_MESSAGE_BYTES (${config.maxMessageBytes})`);
       return;
     }
     let parsed;
@@ -236,7 +250,7 @@ export class RoomObject extends DurableObject<Env> {
       this.pubRate.set(state.cid, { window: second, count: 1 });
     } else if (++rate.count > config.clientPubPerS) {
       // Over the limit: refused with an err; a client that keeps going is cut off.
-      if (rate.count > 2 * config.clientPubPerS) ws.close(CLOSE_RATE_LIMITED, "publish rate limit exceeded");
+      if (rate.count > 2 * config.clientPubPerS) closeWith(ws, state.tr, CLOSE_RATE_LIMITED, "rate_limited", "publish rate limit exceeded");
       else reply(out(errFrame("rate_limited", `at most ${config.clientPubPerS} publishes per second`, input.id)));
       return;
     }
@@ -408,13 +422,8 @@ export class RoomObject extends DurableObject<Env> {
         next = next === null ? at : Math.min(next, at);
         continue;
       }
-      sendTo(ws, state.tr, out(errFrame("unauthorized", "token expired")));
       this.forget(ws);
-      try {
-        ws.close(CLOSE_EXPIRED, "token expired");
-      } catch {
-        // already closed
-      }
+      closeWith(ws, state.tr, CLOSE_EXPIRED, "unauthorized", "token expired");
     }
     return next;
   }
@@ -431,11 +440,7 @@ export class RoomObject extends DurableObject<Env> {
       const lastSeen = Math.max(this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0, state.at);
       if (now - lastSeen <= PRESENCE_TIMEOUT_MS) continue;
       this.forget(ws);
-      try {
-        ws.close(CLOSE_TIMEOUT, "no ping received");
-      } catch {
-        // already closed
-      }
+      closeWith(ws, state.tr, CLOSE_TIMEOUT, "unavailable", "no ping received");
     }
     return sockets.length > 0 ? now + PRESENCE_SWEEP_MS : null;
   }

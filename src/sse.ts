@@ -43,7 +43,13 @@ export function relayAsSse(upstream: WebSocket, headers: HeadersInit): Response 
   const heartbeat = setInterval(() => write(": keep-alive\n\n"), SSE_HEARTBEAT_MS);
   upstream.accept();
   write(`retry: ${SSE_RETRY_MS}\n\n`);
-  upstream.addEventListener("message", (e) => write(typeof e.data === "string" ? e.data : ""));
+  upstream.addEventListener("message", (e) => {
+    const text = typeof e.data === "string" ? e.data : "";
+    write(text);
+    // An err naming a close code is the room ending this connection: end the stream now rather
+    // than wait for the close handshake.
+    if (text.startsWith("event: err\n") && text.includes('"close":')) end();
+  });
   upstream.addEventListener("close", end);
   upstream.addEventListener("error", end);
   return new Response(readable, {

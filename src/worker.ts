@@ -5,7 +5,7 @@ import { configFor, LIMITS, type Env } from "./config";
 import { originAllowed, preflight, withCors } from "./cors";
 import { parseHistory, parseSseStart, parseStart } from "./cursor";
 import { ApiError, errorResponse, type HttpErrorCode } from "./errors";
-import { errFrame, InvalidInput, isObject, isValidChannel, toPublishInput, type PublishInput } from "./protocol";
+import { closingFrame, InvalidInput, isObject, isValidChannel, toPublishInput, type PublishInput } from "./protocol";
 import { connectRequest } from "./room-object";
 import { relayAsSse } from "./sse";
 
@@ -41,7 +41,7 @@ const room = (env: Env, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(c
 function refuseSocket(code: HttpErrorCode, status: number, message: string): Response {
   const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
   server.accept();
-  server.send(JSON.stringify(errFrame(code, message)));
+  server.send(JSON.stringify(closingFrame(code, message, 4000 + status)));
   // A close reason is at most 123 bytes.
   server.close(4000 + status, message.slice(0, 120));
   return new Response(null, { status: 101, webSocket: client });
