@@ -1,4 +1,5 @@
 import { Router, type IRequest } from "itty-router";
+import { mediaType, readJson, readText } from "./body";
 import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, requirePublishKey } from "./auth";
 import { byChannel, parseBatch, type BatchResult } from "./batch";
 import { configFor, LIMITS, type Env } from "./config";
@@ -69,35 +70,16 @@ async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
   return relayAsSse(upstream.webSocket, {});
 }
 
-async function readText(request: Request, max: number): Promise<string> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > max) throw new ApiError("too_large", `body is over MAX_MESSAGE_BYTES (${max})`);
-  const bytes = await request.arrayBuffer();
-  if (bytes.byteLength > max) throw new ApiError("too_large", `body is over MAX_MESSAGE_BYTES (${max})`);
-  try {
-    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
-  } catch {
-    throw new ApiError("bad_request", "body is not valid UTF-8");
-  }
-}
-
 /** JSON `{event, data, id?}`, or a text body published as event `message`. */
 async function publishInput(request: Request, max: number): Promise<PublishInput> {
-  const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
-  const isJson = type === "application/json" || type.endsWith("+json");
-  if (!isJson && type !== "text/plain" && type !== "") {
+  const type = mediaType(request);
+  if (type !== "json" && type !== "text") {
     throw new ApiError("unsupported_media_type", `content type ${type} is not supported; use application/json or text/plain`);
   }
-  const text = await readText(request, max);
+  if (type === "text") return { event: "message", data: JSON.stringify(await readText(request, max)), id: crypto.randomUUID() };
+  const body = await readJson(request, max);
+  if (!isObject(body)) throw new ApiError("bad_request", 'body must be a JSON object {"event", "data", "id"?}');
   try {
-    if (!isJson) return { event: "message", data: JSON.stringify(text), id: crypto.randomUUID() };
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch (err) {
-      throw new InvalidInput(`body is not valid JSON: ${(err as Error).message}`);
-    }
-    if (!isObject(body)) throw new InvalidInput('body must be a JSON object {"event", "data", "id"?}');
     return toPublishInput(body.event, body.data, body.id, "data" in body);
   } catch (err) {
     if (err instanceof InvalidInput) throw new ApiError("bad_request", err.message);
@@ -118,17 +100,9 @@ async function publish(request: IRequest, env: Env): Promise<Response> {
 /** Batch: one room call per channel (order kept within it), channels in parallel. */
 async function publishBatch(request: IRequest, env: Env): Promise<Response> {
   const publisher = await authenticatePublisher(env, bearer(request, false));
-  const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
-  if (type !== "application/json") throw new ApiError("unsupported_media_type", "batch publish takes application/json");
+  if (mediaType(request) !== "json") throw new ApiError("unsupported_media_type", "batch publish takes application/json");
   const maxBytes = configFor(env, "").maxMessageBytes;
-  const text = await readText(request, maxBytes * LIMITS.batch);
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch (err) {
-    throw new ApiError("bad_request", `body is not valid JSON: ${(err as Error).message}`);
-  }
-  const items = parseBatch(body, maxBytes);
+  const items = parseBatch(await readJson(request, maxBytes * LIMITS.batch), maxBytes);
   const results: BatchResult[] = new Array(items.length);
   await Promise.all(
     [...byChannel(items)].map(async ([channel, indexes]) => {
