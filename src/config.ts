@@ -3,6 +3,8 @@ import type { RoomObject } from "./room-object";
 /** Bindings, vars and secrets of the Worker (see wrangler.toml and README "Configuration"). */
 export interface Env {
   ROOMS: DurableObjectNamespace<RoomObject>;
+  /** Optional Workers Analytics Engine dataset for per-channel counters. */
+  ANALYTICS?: AnalyticsEngineDataset;
   /** HS256 secret(s) for subscribe/publish tokens; comma-separated for rotation. */
   JWT_SECRET?: string;
   /** Origin publish key(s); comma-separated for rotation. */

@@ -4,6 +4,8 @@ import { configFor, type ChannelConfig, type Env } from "./config";
 import type { HistoryQuery, Start } from "./cursor";
 import { ApiError } from "./errors";
 import { broadcast, sendTo, type Transport } from "./fanout";
+import { log } from "./log";
+import { count } from "./metrics";
 import { Presence, PRESENCE_TAG, userTag } from "./presence";
 import {
   closingFrame,
@@ -171,29 +173,33 @@ export class RoomObject extends DurableObject<Env> {
     server.serializeAttachment(state);
     // No await from here to the last replayed frame: a publish cannot slip between the
     // replay and the live stream, so a resume has no gap and no duplicate.
-    this.sendStart(server, state, start);
+    const replay = this.sendStart(server, state, start);
     if (presence) this.announceJoin(server, state);
+    log("connect", { channel, cid: state.cid, transport, sub: state.sub, since: start.cursor?.since, ...replay, sockets: this.ctx.getWebSockets().length });
+    count(this.env, channel, "connect");
 
     if (state.exp !== null) await this.scheduleAt(state.exp * 1000);
     if (presence) await this.scheduleAt(Date.now() + PRESENCE_SWEEP_MS);
     return new Response(null, { status: 101, webSocket: client });
   }
 
-  private sendStart(ws: WebSocket, state: SocketState, start: Start): void {
+  /** Welcome, then the replay or a reset; answers what was sent, for the connect log line. */
+  private sendStart(ws: WebSocket, state: SocketState, start: Start): { replayed: number; reset: boolean } {
     const now = Date.now();
     const log = this.log;
     const send = (frame: Out) => sendTo(ws, state.tr, frame);
     send(out({ t: "welcome", v: PROTOCOL_VERSION, ch: state.ch, cid: state.cid, seq: log.lastSeq, epoch: log.epoch }));
+    let messages = start.rewind > 0 ? log.last(start.rewind, now) : [];
     if (start.cursor !== null) {
       const replay = log.since(start.cursor, now);
       if (replay.reset) {
         send(out({ t: "reset", seq: log.lastSeq, epoch: log.epoch }));
-        return;
+        return { replayed: 0, reset: true };
       }
-      for (const m of replay.messages) send(msgOut(state.ch, m, log.epoch));
-    } else if (start.rewind > 0) {
-      for (const m of log.last(start.rewind, now)) send(msgOut(state.ch, m, log.epoch));
+      messages = replay.messages;
     }
+    for (const m of messages) send(msgOut(state.ch, m, log.epoch));
+    return { replayed: messages.length, reset: false };
   }
 
   private announceJoin(ws: WebSocket, state: SocketState): void {
@@ -281,7 +287,8 @@ export class RoomObject extends DurableObject<Env> {
   // ---- close -------------------------------------------------------------------------------
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    this.forget(ws);
+    const state = this.forget(ws);
+    if (state) log("close", { channel: state.ch, cid: state.cid, transport: state.tr, code, ms: Date.now() - state.at });
     try {
       // Reserved codes (1005, 1006, ...) cannot be sent back; echo only what may be sent.
       ws.close(code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000, reason);
@@ -295,18 +302,21 @@ export class RoomObject extends DurableObject<Env> {
   }
 
   /** Cleans up after a socket that is going; never throws (a close handler must not). */
-  private forget(ws: WebSocket): void {
+  private forget(ws: WebSocket): SocketState | null {
     try {
       const state = stateOf(ws);
-      if (state === null) return;
+      if (state === null) return null;
       this.pubRate.delete(state.cid);
-      if (!isPresence(state.ch)) return;
-      const left = this.presence.leave(ws, state);
-      if (left !== null && this.presence.count() < this.config(state.ch).presenceMaxMembers) {
-        broadcast(this.ctx, out({ t: "leave", member: left }), ws);
+      if (isPresence(state.ch)) {
+        const left = this.presence.leave(ws, state);
+        if (left !== null && this.presence.count() < this.config(state.ch).presenceMaxMembers) {
+          broadcast(this.ctx, out({ t: "leave", member: left }), ws);
+        }
       }
+      return state;
     } catch (err) {
-      console.error(JSON.stringify({ event: "close_cleanup_failed", error: String(err) }));
+      log("error", { where: "close cleanup", error: String(err) });
+      return null;
     }
   }
 
@@ -335,16 +345,23 @@ export class RoomObject extends DurableObject<Env> {
   private publishNow(channel: string, input: PublishInput, sender: string | null, exclude: WebSocket | null): PublishResult {
     const now = Date.now();
     const seen = this.log.findId(input.id, now);
-    if (seen !== null) return { seq: seen, id: input.id, delivered: 0, duplicate: true };
+    if (seen !== null) {
+      log("publish", { channel, seq: seen, duplicate: true });
+      return { seq: seen, id: input.id, delivered: 0, duplicate: true };
+    }
     const m = this.log.append(channel, input, sender, now);
     const delivered = broadcast(this.ctx, msgOut(channel, m, this.log.epoch), exclude);
+    log("publish", { channel, seq: m.seq, delivered, bytes: m.data.length, sub: sender });
+    count(this.env, channel, "publish");
+    count(this.env, channel, "delivered", delivered);
     return { seq: m.seq, id: m.id, delivered, duplicate: false };
   }
 
   /** Empties the log and starts a new epoch; every connected client gets `reset`. */
   async purge(): Promise<{ seq: number; epoch: string | null }> {
     this.log.purge(Date.now());
-    broadcast(this.ctx, out({ t: "reset", seq: this.log.lastSeq, epoch: this.log.epoch }));
+    const reset = broadcast(this.ctx, out({ t: "reset", seq: this.log.lastSeq, epoch: this.log.epoch }));
+    log("purge", { channel: this.log.channelName, seq: this.log.lastSeq, reset });
     return { seq: this.log.lastSeq, epoch: this.log.epoch };
   }
 
@@ -424,6 +441,7 @@ export class RoomObject extends DurableObject<Env> {
       }
       this.forget(ws);
       closeWith(ws, state.tr, CLOSE_EXPIRED, "unauthorized", "token expired");
+      log("expired", { channel: state.ch, cid: state.cid, sub: state.sub });
     }
     return next;
   }
@@ -441,6 +459,7 @@ export class RoomObject extends DurableObject<Env> {
       if (now - lastSeen <= PRESENCE_TIMEOUT_MS) continue;
       this.forget(ws);
       closeWith(ws, state.tr, CLOSE_TIMEOUT, "unavailable", "no ping received");
+      log("swept", { channel: state.ch, cid: state.cid, sub: state.sub, silentMs: now - lastSeen });
     }
     return sockets.length > 0 ? now + PRESENCE_SWEEP_MS : null;
   }

@@ -7,6 +7,8 @@ import { originAllowed, preflight, withCors } from "./cors";
 import { parseHistory, parseSseStart, parseStart } from "./cursor";
 import { ApiError, errorResponse, type HttpErrorCode } from "./errors";
 import { closingFrame, InvalidInput, isObject, isValidChannel, toPublishInput, type PublishInput } from "./protocol";
+import { log } from "./log";
+import { count } from "./metrics";
 import { connectRequest } from "./room-object";
 import { relayAsSse } from "./sse";
 
@@ -114,7 +116,7 @@ async function publishBatch(request: IRequest, env: Env): Promise<Response> {
         const answers = await room(env, channel).publishMany(channel, indexes.map((i) => items[i]!.input), publisher.sub);
         answers.forEach((answer, k) => (results[indexes[k]!] = { channel, ...answer }));
       } catch (err) {
-        console.error(JSON.stringify({ event: "batch_channel_failed", channel, error: String(err) }));
+        log("error", { where: "batch publish", channel, error: String(err) });
         fail("unavailable", "the channel did not answer; retry with the same ids");
       }
     }),
@@ -153,9 +155,13 @@ const allow = (methods: string) => () => {
   throw new ApiError("method_not_allowed", `use ${methods}`);
 };
 
-function toErrorResponse(err: unknown, request: IRequest): Response {
+function toErrorResponse(err: unknown, request: IRequest, env: Env): Response {
   const known = err instanceof ApiError ? err : null;
-  if (!known) console.error(JSON.stringify({ event: "error", path: new URL(request.url).pathname, error: String(err) }));
+  const path = new URL(request.url).pathname;
+  const channel = request.params?.channel?.slice(0, 128);
+  if (known) log("refused", { method: request.method, path, channel, status: known.status, code: known.code, message: known.message });
+  else log("error", { method: request.method, path, channel, error: String(err) });
+  if (channel) count(env, channel, "refused");
   const code = known?.code ?? "internal";
   const message = known?.message ?? "internal error";
   if (isUpgrade(request) && request.method === "GET") return refuseSocket(code, known?.status ?? 500, message);
