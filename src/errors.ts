@@ -34,3 +34,14 @@ export function errorResponse(code: HttpErrorCode, message: string, headers?: He
   const body: ErrorBody = { error: { code, message } };
   return Response.json(body, { status: ERROR_STATUS[code], headers });
 }
+
+/**
+ * Our own errors as they are; errors the runtime marks as overload or as safe to retry (a busy
+ * or restarting room) as 503 `unavailable`; anything else is unknown (null: a 500).
+ */
+export function asApiError(err: unknown): ApiError | null {
+  if (err instanceof ApiError) return err;
+  const flags = err as { overloaded?: boolean; retryable?: boolean } | null;
+  if (flags?.overloaded || flags?.retryable) return new ApiError("unavailable", "the channel is busy; retry with the same id");
+  return null;
+}

@@ -5,7 +5,7 @@ import { byChannel, parseBatch, type BatchResult } from "./batch";
 import { configFor, LIMITS, type Env } from "./config";
 import { originAllowed, preflight, withCors } from "./cors";
 import { parseHistory, parseSseStart, parseStart } from "./cursor";
-import { ApiError, errorResponse, type HttpErrorCode } from "./errors";
+import { ApiError, asApiError, errorResponse, type HttpErrorCode } from "./errors";
 import { closingFrame, InvalidInput, isObject, isValidChannel, toPublishInput, type PublishInput } from "./protocol";
 import { log } from "./log";
 import { count } from "./metrics";
@@ -156,7 +156,7 @@ const allow = (methods: string) => () => {
 };
 
 function toErrorResponse(err: unknown, request: IRequest, env: Env): Response {
-  const known = err instanceof ApiError ? err : null;
+  const known = asApiError(err);
   const path = new URL(request.url).pathname;
   const channel = request.params?.channel?.slice(0, 128);
   if (known) log("refused", { method: request.method, path, channel, status: known.status, code: known.code, message: known.message });

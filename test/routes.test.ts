@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { ApiError, asApiError } from "../src/errors";
 import { call, channelName } from "./helpers";
 
 async function errorOf(res: Response) {
@@ -59,5 +60,15 @@ describe("routes", () => {
     expect(res.headers.get("access-control-allow-origin")).toBe("*");
     const err = await call("/nothing", { headers: { origin: "https://app.example" } });
     expect(err.headers.get("access-control-allow-origin")).toBe("*");
+  });
+});
+
+describe("runtime errors", () => {
+  it("answers an overloaded or retryable room with 503 unavailable, anything unknown as a 500", () => {
+    expect(asApiError(Object.assign(new Error("Durable Object is overloaded"), { overloaded: true }))?.status).toBe(503);
+    expect(asApiError(Object.assign(new Error("Network connection lost"), { retryable: true }))?.code).toBe("unavailable");
+    expect(asApiError(new Error("boom"))).toBeNull();
+    const own = new ApiError("forbidden", "no");
+    expect(asApiError(own)).toBe(own);
   });
 });
