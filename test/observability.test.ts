@@ -31,3 +31,13 @@ it("writes one JSON line per connect, publish, refusal and close, without secret
   const all = lines.join("\n");
   for (const secret of [t, PUBLISH_KEY, "wrong-key-must-not-be-logged", "BODY-MUST-NOT-BE-LOGGED"]) expect(all).not.toContain(secret);
 });
+
+it("writes per-channel counters to Analytics Engine when bound, and is a no-op when not", async () => {
+  const { count } = await import("../src/metrics");
+  const points: AnalyticsEngineDataPoint[] = [];
+  count({ ANALYTICS: { writeDataPoint: (p?: AnalyticsEngineDataPoint) => void points.push(p!) } }, "scores", "delivered", 42);
+  expect(points).toEqual([{ blobs: ["scores", "delivered"], doubles: [42], indexes: ["scores"] }]);
+  expect(() => count({}, "scores", "publish")).not.toThrow();
+  const failing = { writeDataPoint: () => { throw new Error("dataset unavailable"); } };
+  expect(() => count({ ANALYTICS: failing }, "scores", "publish")).not.toThrow();
+});
