@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { NODE_JWT_SECRET, NODE_PUBLISH_KEY } from "./global-setup";
+import { NODE_JWT_SECRET, NODE_PUBLISH_KEY } from "./server";
 import { baseUrl, channelName, publisher, until } from "./helpers";
 
 /** Runs the built CLI (dist/cli.js) like a user would. */

@@ -2,7 +2,7 @@ import net from "node:net";
 import { SignJWT } from "jose";
 import { inject } from "vitest";
 import { createPublisher } from "../../src/client/publisher";
-import { NODE_JWT_SECRET, NODE_PUBLISH_KEY } from "./global-setup";
+import { NODE_JWT_SECRET, NODE_PUBLISH_KEY } from "./server";
 
 export const baseUrl = () => inject("baseUrl");
 export const publisher = () => createPublisher({ url: baseUrl(), key: NODE_PUBLISH_KEY, backoff: { initialMs: 20, maxMs: 200 } });
@@ -27,59 +27,80 @@ export async function until(check: () => boolean, ms = 5000, what = "condition")
 
 /**
  * A TCP proxy in front of the local server, to break connections the way networks do: `cut()`
- * resets every connection (no close frame, no FIN); `freeze()` silently drops all bytes, like
- * a dead link that the OS has not noticed.
+ * resets connections (no close frame, no FIN); `freeze()` silently drops all bytes, like a dead
+ * link the OS has not noticed; `block()` refuses new connections (an outage); `retarget()`
+ * points it at a restarted server.
  */
 export class TcpProxy {
-  private readonly sockets = new Set<net.Socket>();
+  private readonly pairs = new Set<[net.Socket, net.Socket]>();
   private frozen = false;
+  private blocked = false;
   cuts = 0;
 
   private constructor(
     private readonly server: net.Server,
     readonly port: number,
+    private target: URL,
   ) {}
 
   static async start(target: string): Promise<TcpProxy> {
-    const { hostname, port } = new URL(target);
-    let proxy: TcpProxy;
-    const server = net.createServer((client) => {
-      const upstream = net.connect(Number(port), hostname);
-      for (const [from, to] of [
-        [client, upstream],
-        [upstream, client],
-      ] as const) {
-        proxy.sockets.add(from);
-        from.on("data", (chunk) => {
-          if (!proxy.frozen) to.write(chunk);
-        });
-        from.on("error", () => to.destroy());
-        from.on("close", () => {
-          proxy.sockets.delete(from);
-          to.destroy();
-        });
-      }
-    });
+    let proxy: TcpProxy | undefined;
+    const server = net.createServer((client) => proxy!.accept(client));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    proxy = new TcpProxy(server, (server.address() as net.AddressInfo).port);
+    proxy = new TcpProxy(server, (server.address() as net.AddressInfo).port, new URL(target));
     return proxy;
+  }
+
+  private accept(client: net.Socket): void {
+    if (this.blocked) return void client.resetAndDestroy();
+    const upstream = net.connect(Number(this.target.port), this.target.hostname);
+    const pair: [net.Socket, net.Socket] = [client, upstream];
+    this.pairs.add(pair);
+    for (const [from, to] of [pair, [upstream, client]] as const) {
+      from.on("data", (chunk) => {
+        if (!this.frozen) to.write(chunk);
+      });
+      from.on("error", () => to.destroy());
+      from.on("close", () => {
+        this.pairs.delete(pair);
+        to.destroy();
+      });
+    }
   }
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Resets every open connection (TCP RST). */
-  cut(): number {
-    const n = this.sockets.size;
-    for (const s of this.sockets) s.resetAndDestroy();
-    this.sockets.clear();
+  get connections(): number {
+    return this.pairs.size;
+  }
+
+  /** Resets a random `fraction` of the open connections (all by default); answers how many. */
+  cut(fraction = 1): number {
+    let n = 0;
+    for (const pair of [...this.pairs]) {
+      if (fraction < 1 && Math.random() >= fraction) continue;
+      for (const s of pair) s.resetAndDestroy();
+      this.pairs.delete(pair);
+      n++;
+    }
     this.cuts++;
     return n;
   }
 
   freeze(on: boolean): void {
     this.frozen = on;
+  }
+
+  /** While blocked, every connection is cut and new ones are reset at once. */
+  block(on: boolean): void {
+    this.blocked = on;
+    if (on) this.cut();
+  }
+
+  retarget(target: string): void {
+    this.target = new URL(target);
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createPublisher, HibercastError } from "../../src/client/publisher";
-import { NODE_PUBLISH_KEY } from "./global-setup";
+import { NODE_PUBLISH_KEY } from "./server";
 import { baseUrl, channelName, publisher, token } from "./helpers";
 
 const fast = { backoff: { initialMs: 5, maxMs: 20 } };
