@@ -17,8 +17,8 @@ export default defineConfig({
   test: {
     projects: [
       {
-        // The defaults of wrangler.toml.
-        plugins: [worker({})],
+        // The defaults of wrangler.toml, with the console page on as in local dev.
+        plugins: [worker({ CONSOLE: "on" })],
         test: { name: "default", include: ["test/*.test.ts"] },
       },
       {

@@ -18,6 +18,8 @@ export interface Env {
   CLIENT_PUB_PER_S?: string;
   PRESENCE_MAX_MEMBERS?: string;
   MAX_SOCKETS?: string;
+  /** "on" serves the live console page at / and /console; anything else turns it off. */
+  CONSOLE?: string;
 }
 
 /** Settings that apply to one channel. Read only through `configFor`. */

@@ -3,6 +3,7 @@ import { mediaType, readJson, readText } from "./body";
 import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, requirePublishKey } from "./auth";
 import { byChannel, parseBatch, type BatchResult } from "./batch";
 import { configFor, LIMITS, type Env } from "./config";
+import { CONSOLE_CSP, CONSOLE_HTML } from "./console/bundle.generated";
 import { originAllowed, preflight, withCors } from "./cors";
 import { parseHistory, parseSseStart, parseStart } from "./cursor";
 import { ApiError, asApiError, errorResponse, type HttpErrorCode } from "./errors";
@@ -151,6 +152,20 @@ async function stats(request: IRequest, env: Env): Promise<Response> {
   return Response.json(await room(env, channel).stats(channel));
 }
 
+/** The live console page, when `CONSOLE=on`; otherwise the route does not exist. */
+function consolePage(_request: IRequest, env: Env): Response {
+  if ((env.CONSOLE ?? "").trim().toLowerCase() !== "on") throw new ApiError("not_found", "no such route (the console is off: CONSOLE=on turns it on)");
+  return new Response(CONSOLE_HTML, {
+    headers: {
+      "content-type": "text/html; charset=utf-8",
+      "content-security-policy": CONSOLE_CSP,
+      "x-content-type-options": "nosniff",
+      "referrer-policy": "no-referrer",
+      "cache-control": "no-cache",
+    },
+  });
+}
+
 const allow = (methods: string) => () => {
   throw new ApiError("method_not_allowed", `use ${methods}`);
 };
@@ -175,6 +190,8 @@ export const router = Router<IRequest, Args>({
 
 router
   .options("*", (request: IRequest, env: Env) => preflight(request, env))
+  .get("/", consolePage)
+  .get("/console", consolePage)
   .get("/healthz", () => Response.json({ ok: true }))
   .all("/healthz", allow("GET"))
   .post("/v1/publish", publishBatch)

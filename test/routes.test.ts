@@ -72,3 +72,17 @@ describe("runtime errors", () => {
     expect(asApiError(own)).toBe(own);
   });
 });
+
+describe("console page", () => {
+  it("is served at / and /console with a strict CSP when CONSOLE=on", async () => {
+    for (const path of ["/", "/console"]) {
+      const res = await call(path);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+      expect(res.headers.get("content-security-policy")).toMatch(/default-src 'none'; script-src 'sha256-[^']+'/);
+      const html = await res.text();
+      expect(html).toContain("<title>hibercast console</title>");
+      expect(html).not.toMatch(/test-publish-key|test-jwt-secret/);
+    }
+  });
+});

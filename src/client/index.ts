@@ -176,6 +176,14 @@ export class Subscription<Events extends EventMap = EventMap> {
     });
   }
 
+  /**
+   * Drops the current connection and connects again, resuming from the cursor (after a network
+   * change, say). Nothing is lost: the replay covers what arrived in between.
+   */
+  reconnect(): void {
+    if (this.ws !== null && this.state !== "closed") this.giveUp(this.ws, "reconnect requested", 4000);
+  }
+
   /** Closes for good. */
   close(): void {
     if (this.state === "closed") return;

@@ -13,7 +13,7 @@ export interface LocalServer {
 export async function startServer(options: { vars?: Record<string, string>; persist?: string } = {}): Promise<LocalServer> {
   process.env.WRANGLER_SEND_METRICS = "false";
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
-  const vars = { PUBLISH_KEY: NODE_PUBLISH_KEY, JWT_SECRET: NODE_JWT_SECRET, ...options.vars };
+  const vars = { PUBLISH_KEY: NODE_PUBLISH_KEY, JWT_SECRET: NODE_JWT_SECRET, CONSOLE: "on", ...options.vars };
   const worker = await unstable_startWorker({
     config: "wrangler.toml",
     bindings: Object.fromEntries(Object.entries(vars).map(([k, value]) => [k, { type: "plain_text", value }])),

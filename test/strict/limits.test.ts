@@ -170,3 +170,13 @@ describe("PRESENCE_MAX_MEMBERS", () => {
     expect(await statsOf(ch)).toMatchObject({ presence: 3 });
   });
 });
+
+describe("CONSOLE off (the production default)", () => {
+  it("does not serve the console page", async () => {
+    for (const path of ["/", "/console"]) {
+      const res = await call(path);
+      expect(res.status).toBe(404);
+      expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
+    }
+  });
+});

@@ -1,0 +1,179 @@
+// The live console page's script, built on the project's own client SDK (bundled into the page
+// by scripts/build-console.mjs). It doubles as the SDK's live example.
+import { HibercastError, subscribe, type MsgFrame, type Subscription } from "../client/index.js";
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const KEY_STORAGE = "hibercast.publishKey"; // sessionStorage only: gone when the tab closes
+
+const ui = {
+  form: $<HTMLFormElement>("connect"),
+  channel: $<HTMLInputElement>("channel"),
+  token: $<HTMLInputElement>("token"),
+  rewind: $<HTMLInputElement>("rewind"),
+  connectBtn: $<HTMLButtonElement>("connect-btn"),
+  dropBtn: $<HTMLButtonElement>("drop-btn"),
+  closeBtn: $<HTMLButtonElement>("close-btn"),
+  status: $("status"),
+  frames: $<HTMLOListElement>("frames"),
+  empty: $("frames-empty"),
+  publish: $<HTMLFormElement>("publish"),
+  event: $<HTMLInputElement>("event"),
+  data: $<HTMLTextAreaElement>("data"),
+  key: $<HTMLInputElement>("key"),
+  publishResult: $("publish-result"),
+  members: $<HTMLUListElement>("members"),
+  membersEmpty: $("members-empty"),
+  stats: $("stats"),
+  refresh: $<HTMLButtonElement>("refresh-btn"),
+};
+
+let sub: Subscription | null = null;
+let statsTimer: ReturnType<typeof setInterval> | undefined;
+let lastSeqBeforeDrop: number | null = null;
+
+function setStatus(text: string, kind: "idle" | "ok" | "warn" | "error"): void {
+  ui.status.textContent = text;
+  ui.status.dataset.kind = kind;
+}
+
+function row(cells: [string, string][], kind: string): void {
+  const li = document.createElement("li");
+  li.className = `frame ${kind}`;
+  for (const [cls, text] of cells) {
+    const span = document.createElement("span");
+    span.className = cls;
+    span.textContent = text; // textContent, never innerHTML: message data is untrusted
+    li.append(span);
+  }
+  ui.frames.prepend(li);
+  while (ui.frames.children.length > 500) ui.frames.lastElementChild?.remove();
+  ui.empty.hidden = true;
+}
+
+const time = (ts: number) => new Date(ts).toLocaleTimeString();
+const notice = (text: string, kind = "notice") => row([["time", time(Date.now())], ["text", text]], kind);
+
+function showMessage(msg: MsgFrame): void {
+  row(
+    [
+      ["seq", `#${msg.seq}`],
+      ["event", msg.e],
+      ["data", JSON.stringify(msg.d)],
+      ["time", time(msg.ts)],
+    ],
+    "msg",
+  );
+}
+
+function renderMembers(): void {
+  ui.members.replaceChildren();
+  for (const m of sub?.members.values() ?? []) {
+    const li = document.createElement("li");
+    li.textContent = m.info === null ? m.id : `${m.id} ${JSON.stringify(m.info)}`;
+    ui.members.append(li);
+  }
+  ui.membersEmpty.hidden = ui.members.children.length > 0;
+}
+
+async function refreshStats(): Promise<void> {
+  const channel = ui.channel.value.trim();
+  if (!channel) return;
+  const headers: Record<string, string> = {};
+  const credential = ui.token.value.trim() || ui.key.value.trim();
+  if (credential) headers.authorization = `Bearer ${credential}`;
+  try {
+    const res = await fetch(`/v1/channels/${encodeURIComponent(channel)}`, { headers });
+    const body = await res.json();
+    ui.stats.textContent = res.ok ? JSON.stringify(body, null, 2) : `${res.status} ${body.error?.code}: ${body.error?.message}`;
+  } catch {
+    ui.stats.textContent = "server unreachable";
+  }
+}
+
+function connect(): void {
+  sub?.close();
+  ui.frames.replaceChildren();
+  ui.empty.hidden = false;
+  const channel = ui.channel.value.trim();
+  const rewind = Number(ui.rewind.value) || undefined;
+  history.replaceState(null, "", `?channel=${encodeURIComponent(channel)}`);
+  setStatus("connecting…", "warn");
+  const s = subscribe({ url: location.origin, channel, token: ui.token.value.trim() || undefined, rewind, backoff: { initialMs: 250, maxMs: 5000 } });
+  sub = s;
+  s.on("*", (_data, msg) => showMessage(msg));
+  s.connection.on("welcome", (w) => {
+    setStatus(`connected to ${w.ch} · seq ${w.seq}${w.epoch ? ` · epoch ${w.epoch}` : ""}`, "ok");
+    if (lastSeqBeforeDrop !== null) {
+      const missed = w.seq - lastSeqBeforeDrop;
+      notice(missed > 0 ? `resumed after #${lastSeqBeforeDrop}: replaying #${lastSeqBeforeDrop + 1}–#${w.seq}` : `resumed after #${lastSeqBeforeDrop}: nothing missed`, "resume");
+      lastSeqBeforeDrop = null;
+    }
+    void refreshStats();
+  });
+  s.connection.on("reset", (r) => notice(`reset: the log no longer covers the gap; live from #${r.seq} (epoch ${r.epoch})`, "reset"));
+  s.connection.on("reconnecting", ({ attempt, delayMs, code }) => {
+    lastSeqBeforeDrop ??= s.cursor?.seq ?? null;
+    setStatus(`reconnecting (attempt ${attempt}, in ${delayMs} ms, after close ${code})`, "warn");
+  });
+  s.connection.on("close", ({ error }) => {
+    setStatus(error ? `closed: ${error.code}: ${error.message}` : "closed", error ? "error" : "idle");
+    clearInterval(statsTimer);
+    ui.dropBtn.disabled = ui.closeBtn.disabled = true;
+  });
+  s.connection.on("error", (e) => notice(`error: ${e.code}: ${e.message}`, "error"));
+  for (const e of ["members", "join", "leave"] as const) s.presence.on(e, renderMembers);
+  renderMembers();
+  ui.dropBtn.disabled = ui.closeBtn.disabled = false;
+  clearInterval(statsTimer);
+  statsTimer = setInterval(() => void refreshStats(), 5000);
+}
+
+async function publish(): Promise<void> {
+  const channel = ui.channel.value.trim();
+  let data: unknown;
+  try {
+    data = ui.data.value.trim() === "" ? null : JSON.parse(ui.data.value);
+  } catch {
+    ui.publishResult.textContent = "data is not valid JSON";
+    ui.publishResult.dataset.kind = "error";
+    return;
+  }
+  sessionStorage.setItem(KEY_STORAGE, ui.key.value);
+  try {
+    const res = await fetch(`/v1/channels/${encodeURIComponent(channel)}/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${ui.key.value.trim()}` },
+      body: JSON.stringify({ event: ui.event.value.trim(), data }),
+    });
+    const body = await res.json();
+    if (!res.ok) throw new HibercastError(body.error?.code ?? "internal", body.error?.message ?? `HTTP ${res.status}`, res.status);
+    ui.publishResult.textContent = `published #${body.seq} to ${body.delivered} subscriber(s)`;
+    ui.publishResult.dataset.kind = "ok";
+  } catch (err) {
+    const e = err instanceof HibercastError ? `${e2s(err)}` : "server unreachable";
+    ui.publishResult.textContent = `not published: ${e}`;
+    ui.publishResult.dataset.kind = "error";
+  }
+}
+
+const e2s = (e: HibercastError) => `${e.status ?? ""} ${e.code}: ${e.message}`.trim();
+
+ui.form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  connect();
+});
+ui.publish.addEventListener("submit", (e) => {
+  e.preventDefault();
+  void publish();
+});
+ui.dropBtn.addEventListener("click", () => {
+  lastSeqBeforeDrop = sub?.cursor?.seq ?? null;
+  notice("connection dropped by you; reconnecting with resume", "notice");
+  sub?.reconnect();
+});
+ui.closeBtn.addEventListener("click", () => sub?.close());
+ui.refresh.addEventListener("click", () => void refreshStats());
+
+ui.key.value = sessionStorage.getItem(KEY_STORAGE) ?? "";
+ui.channel.value = new URLSearchParams(location.search).get("channel") ?? ui.channel.value;
+setStatus("not connected", "idle");

@@ -1,0 +1,80 @@
+// The console page in real Chromium (Debian's package, driven by playwright-core) against the
+// worker served locally. Screenshots go to test-artifacts/.
+import { existsSync, mkdirSync } from "node:fs";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { baseUrl, channelName, publisher } from "./helpers";
+import { NODE_PUBLISH_KEY } from "./server";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium (CI does this)`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  mkdirSync("test-artifacts", { recursive: true });
+});
+afterAll(() => browser?.close());
+
+const seqsOn = (page: Page) => page.$$eval("#frames .msg .seq", (els) => els.map((e) => Number(e.textContent!.slice(1))).sort((a, b) => a - b));
+
+it("subscribes, publishes from the page and over HTTP, and resumes after a dropped connection", { timeout: 60_000 }, async () => {
+  const ch = channelName("console");
+  const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  await page.goto(`${baseUrl()}/console?channel=${ch}`);
+  expect(await page.inputValue("#channel")).toBe(ch);
+
+  await page.getByRole("button", { name: "Connect", exact: true }).click();
+  await expect.poll(() => page.textContent("#status")).toMatch(/^connected to /);
+
+  await page.fill("#key", NODE_PUBLISH_KEY);
+  await page.fill("#event", "from-page");
+  await page.fill("#data", '{"n": 1}');
+  await page.getByRole("button", { name: "Publish", exact: true }).click();
+  await expect.poll(() => page.textContent("#publish-result")).toMatch(/published #1/);
+  await publisher().publish(ch, "from-http", { n: 2 });
+  await expect.poll(() => seqsOn(page)).toEqual([1, 2]);
+  expect(await page.textContent("#frames")).toContain("from-http");
+
+  await page.getByRole("button", { name: "Drop connection" }).click();
+  for (let i = 3; i <= 5; i++) await publisher().publish(ch, "while-away", i);
+  await expect.poll(() => page.locator(".frame.resume").count(), { timeout: 10_000 }).toBeGreaterThan(0);
+  await expect.poll(() => seqsOn(page)).toEqual([1, 2, 3, 4, 5]);
+  expect(await page.textContent(".frame.resume")).toMatch(/resumed after #2/);
+  await page.getByRole("button", { name: "Refresh" }).click();
+  await expect.poll(() => page.textContent("#stats")).toMatch(/"seq": 5/);
+
+  await page.screenshot({ path: "test-artifacts/console-desktop.png", fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: "test-artifacts/console-phone.png", fullPage: true });
+  // The publish key is never shown: it stays in a password field and this tab's sessionStorage.
+  expect(await page.content()).not.toContain(NODE_PUBLISH_KEY);
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
+it("shows clear error states: wrong key, forbidden channel, server down", { timeout: 30_000 }, async () => {
+  const page = await browser.newPage();
+  await page.goto(`${baseUrl()}/console?channel=${channelName("private-console")}`);
+  await page.keyboard.press("Tab"); // keyboard reaches the form
+  await page.focus("#channel");
+  await page.keyboard.press("Enter"); // submits the connect form
+  await expect.poll(() => page.textContent("#status")).toMatch(/closed: unauthorized/);
+
+  await page.fill("#channel", channelName());
+  await page.fill("#key", "not-the-key");
+  await page.getByRole("button", { name: "Publish", exact: true }).click();
+  await expect.poll(() => page.textContent("#publish-result")).toMatch(/not published: 403 forbidden: wrong publish key/);
+
+  await page.route("**/v1/channels/**", (route) => route.abort());
+  await page.fill("#key", "anything");
+  await page.getByRole("button", { name: "Publish", exact: true }).click();
+  await expect.poll(() => page.textContent("#publish-result")).toMatch(/server unreachable/);
+  await page.close();
+});
