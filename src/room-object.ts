@@ -149,7 +149,8 @@ export class RoomObject extends DurableObject<Env> {
     const { channel, identity, start, transport } = JSON.parse(raw) as ConnectRequest;
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
 
-    if (this.ctx.getWebSockets().length >= this.config(channel).maxSockets) {
+    const sockets = this.ctx.getWebSockets().length;
+    if (sockets >= this.config(channel).maxSockets) {
       server.accept();
       closeWith(server, transport, CLOSE_FULL, "unavailable", "room is full, retry later");
       return new Response(null, { status: 101, webSocket: client });
@@ -175,7 +176,7 @@ export class RoomObject extends DurableObject<Env> {
     // replay and the live stream, so a resume has no gap and no duplicate.
     const replay = this.sendStart(server, state, start);
     if (presence) this.announceJoin(server, state);
-    log("connect", { channel, cid: state.cid, transport, sub: state.sub, since: start.cursor?.since, ...replay, sockets: this.ctx.getWebSockets().length });
+    log("connect", { channel, cid: state.cid, transport, sub: state.sub, since: start.cursor?.since, ...replay, sockets: sockets + 1 });
     count(this.env, channel, "connect");
 
     if (state.exp !== null) await this.scheduleAt(state.exp * 1000);
@@ -186,19 +187,19 @@ export class RoomObject extends DurableObject<Env> {
   /** Welcome, then the replay or a reset; answers what was sent, for the connect log line. */
   private sendStart(ws: WebSocket, state: SocketState, start: Start): { replayed: number; reset: boolean } {
     const now = Date.now();
-    const log = this.log;
+    const replayLog = this.log;
     const send = (frame: Out) => sendTo(ws, state.tr, frame);
-    send(out({ t: "welcome", v: PROTOCOL_VERSION, ch: state.ch, cid: state.cid, seq: log.lastSeq, epoch: log.epoch }));
-    let messages = start.rewind > 0 ? log.last(start.rewind, now) : [];
+    send(out({ t: "welcome", v: PROTOCOL_VERSION, ch: state.ch, cid: state.cid, seq: replayLog.lastSeq, epoch: replayLog.epoch }));
+    let messages = start.rewind > 0 ? replayLog.last(start.rewind, now) : [];
     if (start.cursor !== null) {
-      const replay = log.since(start.cursor, now);
+      const replay = replayLog.since(start.cursor, now);
       if (replay.reset) {
-        send(out({ t: "reset", seq: log.lastSeq, epoch: log.epoch }));
+        send(out({ t: "reset", seq: replayLog.lastSeq, epoch: replayLog.epoch }));
         return { replayed: 0, reset: true };
       }
       messages = replay.messages;
     }
-    for (const m of messages) send(msgOut(state.ch, m, log.epoch));
+    for (const m of messages) send(msgOut(state.ch, m, replayLog.epoch));
     return { replayed: messages.length, reset: false };
   }
 
@@ -370,18 +371,20 @@ export class RoomObject extends DurableObject<Env> {
   /** History as the JSON body of the answer: frames are spliced in as stored, never re-parsed. */
   async history(channel: string, query: HistoryQuery): Promise<string> {
     const now = Date.now();
-    const log = this.log;
-    let messages = log.last(query.limit, now);
+    const replayLog = this.log;
+    let messages;
     let reset = false;
     if (query.cursor !== null) {
-      const replay = log.since(query.cursor, now, query.limit);
+      const replay = replayLog.since(query.cursor, now, query.limit);
       reset = replay.reset;
       messages = replay.reset ? [] : replay.messages;
     } else if (query.before !== null) {
-      messages = log.before(query.before, query.limit, now);
+      messages = replayLog.before(query.before, query.limit, now);
+    } else {
+      messages = replayLog.last(query.limit, now);
     }
     const frames = messages.map((m) => msgFrame(channel, m)).join(",");
-    return `{"messages":[${frames}],"seq":${log.lastSeq},"epoch":${JSON.stringify(log.epoch)},"reset":${reset}}`;
+    return `{"messages":[${frames}],"seq":${replayLog.lastSeq},"epoch":${JSON.stringify(replayLog.epoch)},"reset":${reset}}`;
   }
 
   async members(channel: string): Promise<{ members: unknown[]; count: number }> {

@@ -22,7 +22,7 @@ const encoder = new TextEncoder();
  * formats frames for SSE sockets; this only copies text and adds heartbeats. The stream ends
  * when the room closes the socket, and the socket is closed when the client goes away.
  */
-export function relayAsSse(upstream: WebSocket, headers: HeadersInit): Response {
+export function relayAsSse(upstream: WebSocket): Response {
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
   let open = true;
@@ -53,6 +53,6 @@ export function relayAsSse(upstream: WebSocket, headers: HeadersInit): Response 
   upstream.addEventListener("close", end);
   upstream.addEventListener("error", end);
   return new Response(readable, {
-    headers: { ...headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache, no-transform", "x-accel-buffering": "no" },
+    headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache, no-transform", "x-accel-buffering": "no" },
   });
 }

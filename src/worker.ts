@@ -70,7 +70,7 @@ async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
   const identity = await authorizeSubscribe(env, channel, bearer(request, true));
   const upstream = await room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "sse" }));
   if (!upstream.webSocket) throw new ApiError("unavailable", "room did not accept the stream");
-  return relayAsSse(upstream.webSocket, {});
+  return relayAsSse(upstream.webSocket);
 }
 
 /** JSON `{event, data, id?}`, or a text body published as event `message`. */
