@@ -25,6 +25,8 @@ export default defineConfig({
         // Small limits and REQUIRE_AUTH, to reach every limit quickly.
         plugins: [
           worker({
+            // Pinned: a developer's .dev.vars (which turns the console on) must not leak in.
+            CONSOLE: "off",
             REQUIRE_AUTH: "true",
             ALLOWED_ORIGINS: "https://app.example",
             LOG_MAX_MESSAGES: "10",
