@@ -90,9 +90,12 @@ function newCid(): string {
 }
 
 const encoder = new TextEncoder();
-function byteLength(s: string): number {
-  // Cheap upper bound first: most frames are far below any limit.
-  return s.length * 3 <= 65536 ? s.length * 3 : encoder.encode(s).byteLength;
+/** Whether a text frame's UTF-8 size is over `max`, encoding it only when the bounds cannot tell. */
+function overLimit(s: string, max: number): boolean {
+  // A UTF-16 unit takes 1 to 3 UTF-8 bytes: most frames are decided without encoding.
+  if (s.length > max) return true;
+  if (s.length * 3 <= max) return false;
+  return encoder.encode(s).byteLength > max;
 }
 
 const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketState | null;
@@ -223,7 +226,7 @@ export class RoomObject extends DurableObject<Env> {
       reply(out(errFrame("bad_frame", "binary frames are not supported; send JSON text")));
       return;
     }
-    if (byteLength(message) > config.maxMessageBytes) {
+    if (overLimit(message, config.maxMessageBytes)) {
       closeWith(ws, state.tr, CLOSE_TOO_BIG, "too_large", `frame over MAX_MESSAGE_BYTES (${config.maxMessageBytes})`);
       return;
     }

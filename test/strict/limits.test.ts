@@ -70,6 +70,17 @@ describe("MAX_SOCKETS and MAX_MESSAGE_BYTES", () => {
     expect(await res.json()).toMatchObject({ error: { code: "too_large" } });
   });
 
+  it("takes a socket frame under MAX_MESSAGE_BYTES, counted in UTF-8 bytes", async () => {
+    const ch = channelName();
+    const [s] = await TestSocket.subscribe(ch, `?token=${await grant(ch, { pub: [ch] })}`);
+    // 700 ASCII characters: 3 × 700 is over 1024, the real size is not.
+    s.send({ t: "pub", e: "e", d: "x".repeat(650), id: "ascii" });
+    expect((await s.take("ack", 1))[0]).toMatchObject({ id: "ascii", seq: 1 });
+    // 400 three-byte characters: 1200 bytes, over the limit though under 1024 characters.
+    s.send({ t: "pub", e: "e", d: "€".repeat(400) });
+    expect((await s.closed).code).toBe(1009);
+  });
+
   it("closes a socket with 1009 on a frame over MAX_MESSAGE_BYTES", async () => {
     const ch = channelName();
     const [s] = await subscribe(ch);
