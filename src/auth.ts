@@ -124,6 +124,13 @@ function identityOf(claims: Claims | null, channel: string): Identity {
   };
 }
 
+/** A token may subscribe to a channel that needs one only when its `ch` grants it. */
+export function checkChannelGrant(env: Env, channel: string, claims: Claims): void {
+  if (needsToken(env, channel) && !grants(claims.ch, channel)) {
+    throw new ApiError("forbidden", `token does not grant channel ${channel}`);
+  }
+}
+
 /** Subscribing (socket, SSE) and reading (history, presence, stats without the key). */
 export async function authorizeSubscribe(env: Env, channel: string, credential: string | null): Promise<Identity> {
   if (credential === null) {
@@ -131,9 +138,7 @@ export async function authorizeSubscribe(env: Env, channel: string, credential: 
     return identityOf(null, channel);
   }
   const claims = await verifyToken(env, credential);
-  if (needsToken(env, channel) && !grants(claims.ch, channel)) {
-    throw new ApiError("forbidden", `token does not grant channel ${channel}`);
-  }
+  checkChannelGrant(env, channel, claims);
   if (channel.startsWith("presence-") && claims.sub === undefined) {
     throw new ApiError("forbidden", "presence channels need a token with sub");
   }

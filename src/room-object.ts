@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { grants, needsToken, verifyToken, type Identity } from "./auth";
+import { checkChannelGrant, grants, verifyToken, type Identity } from "./auth";
 import { configFor, type ChannelConfig, type Env } from "./config";
 import type { HistoryQuery, Start } from "./cursor";
 import { ApiError } from "./errors";
@@ -272,9 +272,7 @@ export class RoomObject extends DurableObject<Env> {
   private async reauthenticate(ws: WebSocket, state: SocketState, token: string): Promise<void> {
     try {
       const claims = await verifyToken(this.env, token);
-      if (needsToken(this.env, state.ch) && !grants(claims.ch, state.ch)) {
-        throw new ApiError("forbidden", `token does not grant channel ${state.ch}`);
-      }
+      checkChannelGrant(this.env, state.ch, claims);
       if (claims.sub !== undefined && state.sub !== null && claims.sub !== state.sub) {
         throw new ApiError("forbidden", "a fresh token must be for the same sub");
       }
