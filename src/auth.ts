@@ -89,14 +89,19 @@ async function digest(s: string): Promise<ArrayBuffer> {
   return crypto.subtle.digest("SHA-256", encoder.encode(s));
 }
 
+/** Digests of the configured publish keys, computed once per env (per isolate), not per request. */
+const keyDigests = new WeakMap<object, Promise<ArrayBuffer[]>>();
+
 /** Constant-time check of a presented publish key against every configured key. */
 export async function isPublishKey(env: Env, presented: string): Promise<boolean> {
-  const keys = secretList(env.PUBLISH_KEY);
+  let digests = keyDigests.get(env);
+  if (!digests) keyDigests.set(env, (digests = Promise.all(secretList(env.PUBLISH_KEY).map(digest))));
+  const keys = await digests;
   if (keys.length === 0) return false;
   // Hash first so lengths are equal and timingSafeEqual applies; check every key, no early exit.
   const mine = await digest(presented);
   let ok = false;
-  for (const key of keys) ok = crypto.subtle.timingSafeEqual(mine, await digest(key)) || ok;
+  for (const key of keys) ok = crypto.subtle.timingSafeEqual(mine, key) || ok;
   return ok;
 }
 
