@@ -22,7 +22,8 @@ it("200 subscribers, 1000 publishes, random TCP cuts: every subscriber sees ever
   const reconnects: number[] = [];
   const subs: Subscription[] = [];
   for (let i = 0; i < N; i++) {
-    const sub = subscribe({ url: proxy.url, channel: ch, since: { seq: 0, epoch: null }, backoff: { initialMs: 20, maxMs: 500 } });
+    // A handshake cut mid-way may never report a close: the connect timeout recovers it.
+    const sub = subscribe({ url: proxy.url, channel: ch, since: { seq: 0, epoch: null }, backoff: { initialMs: 20, maxMs: 500 }, connectTimeoutMs: 2000 });
     const mine: number[] = (seen[i] = []);
     reconnects[i] = 0;
     sub.on("*", (_d, m) => mine.push(m.seq));

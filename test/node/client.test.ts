@@ -55,7 +55,8 @@ describe("client SDK", () => {
     const ch = channelName("chaos");
     const proxy = await TcpProxy.start(baseUrl());
     try {
-      const subs = Array.from({ length: 5 }, () => watch({ url: proxy.url, channel: ch, since: { seq: 0, epoch: null } }));
+      // A handshake cut mid-way may never report a close: the connect timeout recovers it.
+      const subs = Array.from({ length: 5 }, () => watch({ url: proxy.url, channel: ch, since: { seq: 0, epoch: null }, connectTimeoutMs: 1000 }));
       await Promise.all(subs.map((s) => s.welcomed));
       const pub = publisher();
       const total = 300;
