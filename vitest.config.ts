@@ -19,7 +19,7 @@ export default defineConfig({
       {
         // The defaults of wrangler.toml, with the console page on as in local dev.
         plugins: [worker({ CONSOLE: "on" })],
-        test: { name: "default", include: ["test/*.test.ts"] },
+        test: { name: "default", include: ["test/*.test.ts"], setupFiles: ["test/logs.ts"] },
       },
       {
         // Small limits and REQUIRE_AUTH, to reach every limit quickly.
@@ -38,7 +38,7 @@ export default defineConfig({
             PRESENCE_MAX_MEMBERS: "2",
           }),
         ],
-        test: { name: "strict", include: ["test/strict/*.test.ts"] },
+        test: { name: "strict", include: ["test/strict/*.test.ts"], setupFiles: ["test/logs.ts"] },
       },
       {
         // Node-side: the client SDK, publisher and CLI against the worker served locally.

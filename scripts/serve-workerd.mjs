@@ -11,13 +11,14 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
-/** wrangler.toml's compatibility date and top-level [vars] (flat string values only). */
+/** wrangler.toml's compatibility date and flags and top-level [vars] (flat string values only). */
 function wranglerConfig() {
   const toml = readFileSync(path.join(root, "wrangler.toml"), "utf8");
   const date = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml)?.[1] ?? "2026-11-01";
+  const flags = [...(/^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(toml)?.[1] ?? "").matchAll(/"([^"]+)"/g)].map((m) => m[1]);
   const varsBlock = /^\[vars\]\n([\s\S]*?)(?=^\[|$(?![\s\S]))/m.exec(toml)?.[1] ?? "";
   const vars = Object.fromEntries([...varsBlock.matchAll(/^(\w+)\s*=\s*"([^"]*)"/gm)].map((m) => [m[1], m[2]]));
-  return { date, vars };
+  return { date, flags, vars };
 }
 
 async function freePort() {
@@ -30,14 +31,14 @@ async function freePort() {
 }
 
 /** Starts workerd; answers { url, pid, stop }. `vars` add to / override wrangler.toml's. */
-export async function serveOnWorkerd(vars = {}) {
+export async function serveOnWorkerd(vars = {}, { logs = "ignore" } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "hibercast-workerd-"));
   await build({
     entryPoints: [path.join(root, "src/worker.ts")], outfile: path.join(dir, "worker.mjs"), bundle: true,
     format: "esm", platform: "neutral", target: "es2022", external: ["cloudflare:*"],
     conditions: ["workerd", "worker", "browser"], mainFields: ["module", "main"], logLevel: "warning",
   });
-  const { date, vars: base } = wranglerConfig();
+  const { date, flags, vars: base } = wranglerConfig();
   const bindings = Object.entries({ ...base, ...vars }).map(([k, v]) => `(name = ${JSON.stringify(k)}, text = ${JSON.stringify(String(v))})`);
   const port = await freePort();
   writeFileSync(path.join(dir, "config.capnp"), `using Workerd = import "/workerd/workerd.capnp";
@@ -48,6 +49,7 @@ const config :Workerd.Config = (
 const w :Workerd.Worker = (
   modules = [ (name = "worker.mjs", esModule = embed "worker.mjs") ],
   compatibilityDate = ${JSON.stringify(date)},
+  compatibilityFlags = [${flags.map((f) => JSON.stringify(f)).join(", ")}],
   durableObjectNamespaces = [ (className = "RoomObject", uniqueKey = "hibercast-load", enableSql = true) ],
   durableObjectStorage = (localDisk = "do-disk"),
   bindings = [ (name = "ROOMS", durableObjectNamespace = "RoomObject"), ${bindings.join(", ")} ],
@@ -56,7 +58,7 @@ const w :Workerd.Worker = (
   mkdirSync(path.join(dir, "do"));
   const bin = path.join(root, "node_modules", ".bin", "workerd");
   // Logs go nowhere: a JSON line per connect would dominate a load test's output.
-  const child = spawn(bin, ["serve", path.join(dir, "config.capnp")], { stdio: ["ignore", "ignore", "inherit"] });
+  const child = spawn(bin, ["serve", path.join(dir, "config.capnp")], { stdio: ["ignore", logs, "inherit"] });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) break;

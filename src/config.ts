@@ -18,6 +18,8 @@ export interface Env {
   CLIENT_PUB_PER_S?: string;
   PRESENCE_MAX_MEMBERS?: string;
   MAX_SOCKETS?: string;
+  /** Bytes an SSE stream may have written but not yet sent before it is ended as too slow. */
+  SSE_MAX_BACKLOG_BYTES?: string;
   /** "on" serves the live console page at / and /console; anything else turns it off. */
   CONSOLE?: string;
 }
@@ -32,6 +34,7 @@ export interface ChannelConfig {
   clientPubPerS: number;
   presenceMaxMembers: number;
   maxSockets: number;
+  sseMaxBacklogBytes: number;
 }
 
 // Fixed by the protocol, not configurable.
@@ -54,6 +57,7 @@ const DEFAULTS: ChannelConfig = {
   clientPubPerS: 10,
   presenceMaxMembers: 1000,
   maxSockets: 30000,
+  sseMaxBacklogBytes: 1024 * 1024,
 };
 
 const parsed = new WeakMap<object, ChannelConfig>();
@@ -75,6 +79,7 @@ function parse(env: Partial<Env>): ChannelConfig {
     clientPubPerS: int(env.CLIENT_PUB_PER_S, DEFAULTS.clientPubPerS, 1),
     presenceMaxMembers: int(env.PRESENCE_MAX_MEMBERS, DEFAULTS.presenceMaxMembers, 0),
     maxSockets: int(env.MAX_SOCKETS, DEFAULTS.maxSockets, 1),
+    sseMaxBacklogBytes: int(env.SSE_MAX_BACKLOG_BYTES, DEFAULTS.sseMaxBacklogBytes, 1024),
   };
 }
 

@@ -25,6 +25,11 @@ function parseSeq(name: string, value: string): number {
 
 function parseEpoch(value: string | null): string | null {
   if (value === null || value === "") return null;
+  // What a client that interpolates an unknown epoch into a URL sends: a silent mismatch would
+  // answer a reset and lose the messages it came back for, so say what is wrong instead.
+  if (value === "null" || value === "undefined") {
+    throw new ApiError("bad_request", `epoch=${value} is not an epoch: take the epoch from welcome or reset, and leave it out while unknown`);
+  }
   if (!EPOCH_RE.test(value)) throw new ApiError("bad_request", "epoch is not a valid epoch");
   return value;
 }

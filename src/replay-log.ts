@@ -51,7 +51,10 @@ function newEpoch(): string {
  * of a channel that never had a publish leave no storage behind.
  */
 export class ReplayLog {
-  epoch: string | null = null;
+  /** The stored epoch; null until the first publish (reads never create storage). */
+  private stored: string | null = null;
+  /** The epoch the first publish will store, picked when first needed and kept by the room. */
+  private pending: string | null = null;
   lastSeq = 0;
   private channel = "";
   private created = false;
@@ -72,7 +75,7 @@ export class ReplayLog {
     const meta = this.sql.exec<{ channel: string; epoch: string; last_seq: number }>("SELECT channel, epoch, last_seq FROM meta").toArray()[0];
     if (!meta) return;
     this.channel = meta.channel;
-    this.epoch = meta.epoch;
+    this.stored = meta.epoch;
     const newest = this.sql.exec<{ seq: number; ts: number }>("SELECT seq, ts FROM log ORDER BY seq DESC LIMIT 1").toArray()[0];
     this.lastSeq = Math.max(meta.last_seq, newest?.seq ?? 0);
     this.lastTs = newest?.ts ?? 0;
@@ -83,18 +86,40 @@ export class ReplayLog {
     this.oldest = this.sql.exec<{ seq: number; ts: number }>("SELECT seq, ts FROM log ORDER BY seq LIMIT 1").toArray()[0] ?? null;
   }
 
+  /**
+   * The channel's epoch: the stored one, or before the first publish the one that publish will
+   * store. Never null, so every welcome can name it (DESIGN.md "Cursor").
+   */
+  get epoch(): string {
+    return this.stored ?? (this.pending ??= newEpoch());
+  }
+
+  /** Whether an epoch is stored (false until the first publish). */
+  get hasStoredEpoch(): boolean {
+    return this.stored !== null;
+  }
+
+  /**
+   * Takes an epoch that was already named to clients (kept in a socket's attachment across
+   * hibernation) as the one the first publish stores. No effect once an epoch is stored.
+   */
+  adoptEpoch(epoch: string): void {
+    if (this.stored === null) this.pending = epoch;
+  }
+
   /** The channel this log belongs to, known once anything was published. */
   get channelName(): string {
     return this.channel;
   }
 
   private ensureCreated(channel: string): void {
-    if (this.epoch !== null) return;
+    if (this.stored !== null) return;
     if (!this.created) this.sql.exec(SCHEMA);
     this.created = true;
     this.channel = channel;
-    this.epoch = newEpoch();
-    this.sql.exec("INSERT INTO meta (k, channel, epoch, last_seq) VALUES (0, ?, ?, ?)", channel, this.epoch, this.lastSeq);
+    this.stored = this.epoch;
+    this.pending = null;
+    this.sql.exec("INSERT INTO meta (k, channel, epoch, last_seq) VALUES (0, ?, ?, ?)", channel, this.stored, this.lastSeq);
   }
 
   /** The seq an id was first published with, while the log or the dedupe window remembers it. */
@@ -196,7 +221,7 @@ export class ReplayLog {
    * next has work (ms since epoch), or null when the log holds nothing that will expire.
    */
   trim(now: number): number | null {
-    if (!this.created || this.epoch === null) return null;
+    if (!this.created || this.stored === null) return null;
     const first = this.firstValid(now);
     if (this.oldest !== null && first > this.oldest.seq) this.retireThrough(first - 1, now);
     this.sql.exec("DELETE FROM dedupe WHERE ts < ?", now - this.retention.dedupeWindowS * 1000);
@@ -208,11 +233,14 @@ export class ReplayLog {
     return due.length > 0 ? Math.min(...due) : null;
   }
 
-  /** Empties the log and starts a new epoch; seqs keep counting. A never-used log stays unmade. */
+  /**
+   * Empties the log and starts a new epoch; seqs keep counting. A never-used log stays unmade
+   * and keeps its epoch: there is nothing to forget, and clients already hold that epoch.
+   */
   purge(now: number): void {
-    if (this.epoch === null) return;
+    if (this.stored === null) return;
     this.retireThrough(this.lastSeq, now);
-    this.epoch = newEpoch();
-    this.sql.exec("UPDATE meta SET epoch = ?", this.epoch);
+    this.stored = newEpoch();
+    this.sql.exec("UPDATE meta SET epoch = ?", this.stored);
   }
 }

@@ -4,7 +4,7 @@ import { configFor, type ChannelConfig, type Env } from "./config";
 import type { HistoryQuery, Start } from "./cursor";
 import { ApiError } from "./errors";
 import { broadcast, sendTo, type Transport } from "./fanout";
-import { log } from "./log";
+import { log, LogBudget } from "./log";
 import { count } from "./metrics";
 import { Presence, PRESENCE_TAG, userTag } from "./presence";
 import {
@@ -51,6 +51,11 @@ interface SocketState {
   info: string | null;
   /** Accepted at (ms): the liveness baseline until the first auto-responded ping. */
   at: number;
+  /**
+   * The epoch this socket was welcomed with, kept only while the channel has no stored epoch:
+   * after hibernation the room takes it back, so the first publish stores what clients hold.
+   */
+  ep?: string;
 }
 
 export interface RoomStats {
@@ -60,7 +65,7 @@ export interface RoomStats {
   presence: number | null;
   publishes: number;
   seq: number;
-  epoch: string | null;
+  epoch: string;
   log: { count: number; oldestSeq: number | null };
 }
 
@@ -128,14 +133,47 @@ export class RoomObject extends DurableObject<Env> {
   private alarmAt: number | null | undefined;
   /** Publishes per socket in the current second; losing this on hibernation is harmless. */
   private readonly pubRate = new Map<string, { window: number; count: number }>();
+  /**
+   * Open sockets, counted once per wake and then kept by accept and close, so accepting a
+   * socket never walks the room (DESIGN.md "Connect cost"). undefined: not counted yet.
+   */
+  private sockets: number | undefined;
+  /** Connect lines in full up to 20 a second; a storm of connects is summed up in one line. */
+  private readonly connectLog: LogBudget;
+  /** Sockets already taken off the count (a close and an error may both report one). */
+  private readonly uncounted = new WeakSet<WebSocket>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.log = new ReplayLog(ctx.storage.sql, retentionOf(configFor(env, "")));
     this.log.retention = retentionOf(this.config(this.log.channelName));
     this.presence = new Presence(ctx);
+    this.connectLog = new LogBudget("connect", 20, ["channel"]);
     // Heartbeats are answered by the runtime without waking the room.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+    if (!this.log.hasStoredEpoch) this.recallEpoch();
+  }
+
+  /**
+   * A room without a stored epoch that wakes with sockets still connected takes back the epoch
+   * they were welcomed with (from any one of them: all sockets accepted before the first
+   * publish carry it), so the first publish stores what those clients already hold.
+   */
+  private recallEpoch(): void {
+    for (const ws of this.ctx.getWebSockets()) {
+      const ep = stateOf(ws)?.ep;
+      if (ep !== undefined) return this.log.adoptEpoch(ep);
+    }
+  }
+
+  private countSockets(): number {
+    return (this.sockets ??= this.ctx.getWebSockets().length);
+  }
+
+  private uncount(ws: WebSocket): void {
+    if (this.sockets === undefined || this.uncounted.has(ws)) return;
+    this.uncounted.add(ws);
+    this.sockets = Math.max(0, this.sockets - 1);
   }
 
   private config(channel: string): ChannelConfig {
@@ -152,7 +190,7 @@ export class RoomObject extends DurableObject<Env> {
     const { channel, identity, start, transport } = JSON.parse(raw) as ConnectRequest;
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
 
-    const sockets = this.ctx.getWebSockets().length;
+    const sockets = this.countSockets();
     if (sockets >= this.config(channel).maxSockets) {
       server.accept();
       closeWith(server, transport, CLOSE_FULL, "unavailable", "room is full, retry later");
@@ -169,17 +207,19 @@ export class RoomObject extends DurableObject<Env> {
       info: identity.info,
       at: Date.now(),
     };
+    if (!this.log.hasStoredEpoch) state.ep = this.log.epoch;
     const presence = isPresence(channel) && state.sub !== null;
     const tags = [`c:${state.cid}`, transport];
     if (presence) tags.push(PRESENCE_TAG, userTag(state.sub!));
     if (state.exp !== null) tags.push(EXPIRES_TAG);
     this.ctx.acceptWebSocket(server, tags);
     server.serializeAttachment(state);
+    this.sockets = sockets + 1;
     // No await from here to the last replayed frame: a publish cannot slip between the
     // replay and the live stream, so a resume has no gap and no duplicate.
     const replay = this.sendStart(server, state, start);
     if (presence) this.announceJoin(server, state);
-    log("connect", { channel, cid: state.cid, transport, sub: state.sub, since: start.cursor?.since, ...replay, sockets: sockets + 1 });
+    this.connectLog.log({ channel, cid: state.cid, transport, sub: state.sub, since: start.cursor?.since, ...replay, sockets: sockets + 1 });
     count(this.env, channel, "connect");
 
     if (state.exp !== null) await this.scheduleAt(state.exp * 1000);
@@ -289,6 +329,7 @@ export class RoomObject extends DurableObject<Env> {
   // ---- close -------------------------------------------------------------------------------
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    this.uncount(ws);
     const state = this.forget(ws);
     if (state) log("close", { channel: state.ch, cid: state.cid, transport: state.tr, code, ms: Date.now() - state.at });
     try {
@@ -300,6 +341,7 @@ export class RoomObject extends DurableObject<Env> {
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
+    this.uncount(ws);
     this.forget(ws);
   }
 
@@ -360,7 +402,7 @@ export class RoomObject extends DurableObject<Env> {
   }
 
   /** Empties the log and starts a new epoch; every connected client gets `reset`. */
-  async purge(): Promise<{ seq: number; epoch: string | null }> {
+  async purge(): Promise<{ seq: number; epoch: string }> {
     this.log.purge(Date.now());
     const reset = broadcast(this.ctx, out({ t: "reset", seq: this.log.lastSeq, epoch: this.log.epoch }));
     log("purge", { channel: this.log.channelName, seq: this.log.lastSeq, reset });
@@ -427,6 +469,8 @@ export class RoomObject extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     this.alarmAt = null;
+    // Sockets the room closed itself may never report a close: count afresh on the next connect.
+    this.sockets = undefined;
     const now = Date.now();
     const due = [this.log.trim(now), this.closeExpired(now), this.sweepPresence(now)].filter((t): t is number => t !== null);
     if (due.length > 0) await this.scheduleAt(Math.max(Math.min(...due), now + 1000));

@@ -11,7 +11,7 @@ import { closingFrame, InvalidInput, isObject, isValidChannel, toPublishInput, t
 import { log } from "./log";
 import { count } from "./metrics";
 import { connectRequest } from "./room-object";
-import { relayAsSse } from "./sse";
+import { relayAsSse, SSE_HEADERS } from "./sse";
 
 export { RoomObject } from "./room-object";
 export type { Env } from "./config";
@@ -68,9 +68,15 @@ async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
   const channel = channelOf(request);
   const start = parseSseStart(new URL(request.url).searchParams, request.headers.get("last-event-id"));
   const identity = await authorizeSubscribe(env, channel, bearer(request, true));
+  // HEAD answers what GET would, without opening a stream the room would have to hold.
+  if (headOnly.has(request)) return new Response(null, { headers: SSE_HEADERS });
   const upstream = await room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "sse" }));
   if (!upstream.webSocket) throw new ApiError("unavailable", "room did not accept the stream");
-  return relayAsSse(upstream.webSocket);
+  return relayAsSse(upstream.webSocket, {
+    maxBacklog: configFor(env, channel).sseMaxBacklogBytes,
+    gone: request.signal,
+    onSlow: (backlog) => log("slow", { channel, transport: "sse", backlog }),
+  });
 }
 
 /** JSON `{event, data, id?}`, or a text body published as event `message`. */
@@ -212,6 +218,18 @@ router
     throw new ApiError("not_found", "no such route");
   });
 
+/** GET requests made from a HEAD: routes that would open something answer headers only. */
+const headOnly = new WeakSet<Request>();
+
+/** One rule for HEAD: wherever GET works, HEAD answers the same status and headers, no body. */
+async function head(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+  const get = new Request(request.url, { method: "GET", headers: request.headers });
+  headOnly.add(get);
+  const res: Response = await router.fetch(get, env, ctx);
+  await res.body?.cancel();
+  return new Response(null, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
 export default {
-  fetch: (request, env, ctx) => router.fetch(request, env, ctx),
+  fetch: (request, env, ctx) => (request.method === "HEAD" ? head(request, env, ctx) : router.fetch(request, env, ctx)),
 } satisfies ExportedHandler<Env>;

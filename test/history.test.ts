@@ -1,7 +1,9 @@
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { call, channelName, type Frame, publishOk, TestSocket, token } from "./helpers";
 
-type History = { messages: Frame[]; seq: number; epoch: string | null; reset: boolean };
+type History = { messages: Frame[]; seq: number; epoch: string; reset: boolean };
 const history = async (ch: string, query = "", headers: Record<string, string> = {}) => {
   const res = await call(`/v1/channels/${ch}/messages${query}`, { headers });
   return { status: res.status, body: await res.json<History & { error?: { code: string; message: string } }>() };
@@ -45,8 +47,11 @@ describe("history", () => {
 
   it("answers an unused channel without creating it", async () => {
     const ch = channelName();
-    expect((await history(ch)).body).toEqual({ messages: [], seq: 0, epoch: null, reset: false });
-    expect(await (await call(`/v1/channels/${ch}`)).json()).toMatchObject({ epoch: null });
+    const { body } = await history(ch);
+    expect(body).toEqual({ messages: [], seq: 0, epoch: expect.stringMatching(/^[0-9a-f]{12}$/), reset: false });
+    expect(await (await call(`/v1/channels/${ch}`)).json()).toMatchObject({ seq: 0, log: { count: 0, oldestSeq: null } });
+    const tables = await runInDurableObject(env.ROOMS.get(env.ROOMS.idFromName(ch)), (_room, state) => state.storage.sql.exec("SELECT name FROM sqlite_master").toArray());
+    expect(tables.filter((t) => !String(t.name).startsWith("_cf"))).toEqual([]);
   });
 
   const bad: [string, number][] = [

@@ -1,18 +1,8 @@
-import { afterEach, beforeEach, expect, it, vi } from "vitest";
+import { expect, it } from "vitest";
 import { channelName, PUBLISH_KEY, publish, publishOk, TestSocket, token } from "./helpers";
+import { logged, loggedEvents } from "./logs";
 
-let lines: string[] = [];
-beforeEach(() => {
-  lines = [];
-  const keep = (...args: unknown[]) => void lines.push(args.map(String).join(" "));
-  vi.spyOn(console, "log").mockImplementation(keep);
-  vi.spyOn(console, "error").mockImplementation(keep);
-});
-afterEach(() => vi.restoreAllMocks());
-
-const events = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-
-it("writes one JSON line per connect, publish, refusal and close, without secrets or bodies", async () => {
+it("writes one structured line per connect, publish, refusal and close, without secrets or bodies", async () => {
   const ch = channelName("private-obs");
   const t = await token({ sub: "obs-user", ch: [ch] });
   const [s] = await TestSocket.subscribe(ch, `?token=${t}`);
@@ -23,13 +13,32 @@ it("writes one JSON line per connect, publish, refusal and close, without secret
   await s.closed;
   await new Promise((r) => setTimeout(r, 50));
 
-  const byEvent = (e: string) => events().filter((l) => l.event === e);
-  expect(byEvent("connect")[0]).toMatchObject({ channel: ch, transport: "ws", sub: "obs-user", replayed: 0, reset: false });
-  expect(byEvent("publish")[0]).toMatchObject({ channel: ch, seq: 1, delivered: 1 });
-  expect(byEvent("refused")[0]).toMatchObject({ method: "POST", status: 403, code: "forbidden", channel: ch });
-  expect(byEvent("close")[0]).toMatchObject({ channel: ch, code: 1000 });
-  const all = lines.join("\n");
+  expect(loggedEvents("connect")[0]).toMatchObject({ channel: ch, transport: "ws", sub: "obs-user", replayed: 0, reset: false });
+  expect(loggedEvents("publish")[0]).toMatchObject({ channel: ch, seq: 1, delivered: 1 });
+  expect(loggedEvents("refused")[0]).toMatchObject({ method: "POST", status: 403, code: "forbidden", channel: ch });
+  expect(loggedEvents("close")[0]).toMatchObject({ channel: ch, code: 1000 });
+  const all = JSON.stringify(logged);
   for (const secret of [t, PUBLISH_KEY, "wrong-key-must-not-be-logged", "BODY-MUST-NOT-BE-LOGGED"]) expect(all).not.toContain(secret);
+});
+
+it("writes JSON lines to the console by default, errors to stderr", async () => {
+  const { log, setLogSink } = await import("../src/log");
+  const lines: string[][] = [];
+  const [out, err] = [console.log, console.error];
+  console.log = (...args: unknown[]) => void lines.push(["out", ...args.map(String)]);
+  console.error = (...args: unknown[]) => void lines.push(["err", ...args.map(String)]);
+  const test = setLogSink(null);
+  try {
+    log("publish", { channel: "c", seq: 1 });
+    log("error", { where: "x" });
+  } finally {
+    setLogSink(test);
+    [console.log, console.error] = [out, err];
+  }
+  expect(lines).toEqual([
+    ["out", '{"event":"publish","channel":"c","seq":1}'],
+    ["err", '{"event":"error","where":"x"}'],
+  ]);
 });
 
 it("writes per-channel counters to Analytics Engine when bound, and is a no-op when not", async () => {
@@ -40,4 +49,16 @@ it("writes per-channel counters to Analytics Engine when bound, and is a no-op w
   expect(() => count({}, "scores", "publish")).not.toThrow();
   const failing = { writeDataPoint: () => { throw new Error("dataset unavailable"); } };
   expect(() => count({ ANALYTICS: failing }, "scores", "publish")).not.toThrow();
+});
+
+it("sums up a storm of one event in one line instead of a line each", async () => {
+  const { LogBudget } = await import("../src/log");
+  const budget = new LogBudget("connect", 3, ["channel"]);
+  const now = 7_000_999; // 1 ms before a second ends: the summary is written 1 ms later
+  for (let i = 0; i < 8; i++) budget.log({ channel: "storm", cid: `c${i}` }, now);
+  expect(loggedEvents("connect").map((l) => l.cid)).toEqual(["c0", "c1", "c2"]);
+  await new Promise((r) => setTimeout(r, 20));
+  expect(loggedEvents("connect").at(-1)).toEqual({ event: "connect", channel: "storm", suppressed: 5 });
+  budget.log({ channel: "storm", cid: "next" }, now + 1);
+  expect(loggedEvents("connect").at(-1)).toMatchObject({ cid: "next" });
 });

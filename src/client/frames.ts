@@ -21,8 +21,8 @@ export interface WelcomeFrame {
   ch: string;
   cid: string;
   seq: number;
-  /** null until the channel's first publish. */
-  epoch: string | null;
+  /** The epoch the channel's messages carry; named before the first publish too. */
+  epoch: string;
 }
 export interface MsgFrame<E extends string = string, D = unknown> {
   t: "msg";
@@ -38,7 +38,7 @@ export interface MsgFrame<E extends string = string, D = unknown> {
 export interface ResetFrame {
   t: "reset";
   seq: number;
-  epoch: string | null;
+  epoch: string;
 }
 export interface AckFrame {
   t: "ack";

@@ -60,6 +60,26 @@ describe("MAX_SOCKETS and MAX_MESSAGE_BYTES", () => {
     expect((await s.closed).code).toBe(4503);
   });
 
+  it("keeps its socket count across closes and eviction: a freed place is taken again, no more", async () => {
+    const ch = channelName();
+    const sockets = [];
+    for (let i = 0; i < 3; i++) sockets.push((await subscribe(ch))[0]);
+    sockets[0]!.close();
+    await sockets[0]!.closed;
+    await new Promise((r) => setTimeout(r, 50));
+    const [again] = await subscribe(ch);
+    const over = await TestSocket.open(`/v1/channels/${ch}/ws?token=${await grant(ch)}`);
+    expect((await over.closed).code).toBe(4503);
+    // A woken room counts its hibernated sockets once, then keeps the count.
+    await evictDurableObject(stubOf(ch));
+    const full = await TestSocket.open(`/v1/channels/${ch}/ws?token=${await grant(ch)}`);
+    expect((await full.closed).code).toBe(4503);
+    again.close();
+    await again.closed;
+    await new Promise((r) => setTimeout(r, 50));
+    await subscribe(ch);
+  });
+
   it("answers 413 for a body of MAX_MESSAGE_BYTES + 1 and accepts one of exactly the limit", async () => {
     const ch = channelName();
     const body = (n: number) => `{"event":"e","data":"${"x".repeat(n - 23)}"}`;

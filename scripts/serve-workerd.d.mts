@@ -1,0 +1,5 @@
+/** Serves the worker on the npm `workerd` binary directly (see serve-workerd.mjs). */
+export function serveOnWorkerd(
+  vars?: Record<string, string>,
+  options?: { logs?: "ignore" | "inherit" },
+): Promise<{ url: string; pid: number; stop: () => Promise<void> }>;
