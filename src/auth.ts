@@ -177,7 +177,9 @@ export async function authorizePublish(env: Env, channel: string, credential: st
 /** Operations only the origin may do (purge): the publish key and nothing else. */
 export async function requirePublishKey(env: Env, credential: string | null): Promise<void> {
   if (credential === null) throw new ApiError("unauthorized", "this needs 'Authorization: Bearer <publish key>'");
-  if (!(await isPublishKey(env, credential))) throw new ApiError("forbidden", "wrong publish key");
+  if (await isPublishKey(env, credential)) return;
+  if (looksLikeJwt(credential)) throw new ApiError("forbidden", "this needs the publish key; a token cannot do it");
+  throw new ApiError("forbidden", "wrong publish key");
 }
 
 /** Reads that also accept the publish key (stats, history). */

@@ -24,6 +24,9 @@ Options:
 
 class UsageError extends Error {}
 
+/** How every server error is printed: `code (status): message`. */
+const describe = (e: HibercastError) => `${e.code}${e.status ? ` (${e.status})` : ""}: ${e.message}`;
+
 /** First entry of a var in .dev.vars (KEY = "value" or KEY=value), if the file has it. */
 function devVar(name: string): string | undefined {
   let text: string;
@@ -133,8 +136,8 @@ export async function main(argv: string[]): Promise<number> {
       sub.connection.on("welcome", print);
       sub.connection.on("reset", print);
       sub.connection.on("reconnecting", (r) => process.stderr.write(`reconnecting in ${r.delayMs} ms (close ${r.code} ${r.reason})\n`));
-      sub.connection.on("error", (e) => process.stderr.write(`error: ${e.code}: ${e.message}\n`));
-      sub.presence.on("members", (members) => print({ t: "members", members }));
+      sub.connection.on("error", (e) => process.stderr.write(`hibercast: ${describe(e)}\n`));
+      sub.presence.on("members", (members) => print({ t: "members", members, count: sub.memberCount }));
       sub.presence.on("join", (member) => print({ t: "join", member }));
       sub.presence.on("leave", (member) => print({ t: "leave", member }));
       process.once("SIGINT", () => sub.close());
@@ -171,7 +174,7 @@ main(process.argv.slice(2)).then(
       process.exit(2);
     }
     if (err instanceof HibercastError) {
-      process.stderr.write(`hibercast: ${err.code}${err.status ? ` (${err.status})` : ""}: ${err.message}\n`);
+      process.stderr.write(`hibercast: ${describe(err)}\n`);
       process.exit(1);
     }
     process.stderr.write(`hibercast: ${String((err as Error)?.message ?? err)}\n`);

@@ -4,7 +4,7 @@ import type { ErrFrame, ErrorCode, ServerFrame } from "./client/frames";
 /** Version of the frame protocol, sent in `welcome`. */
 export const PROTOCOL_VERSION = 1;
 
-const CHANNEL_RE = /^[A-Za-z0-9_\-.:=@]{1,128}$/;
+const CHANNEL_RE = /^[A-Za-z0-9_\-.:=@,;]{1,128}$/;
 
 export function isValidChannel(name: string): boolean {
   return CHANNEL_RE.test(name);

@@ -31,7 +31,7 @@ function channelOf(request: IRequest): string {
     throw new ApiError("bad_request", "channel name is not valid percent-encoding");
   }
   if (!isValidChannel(name)) {
-    throw new ApiError("bad_request", "channel name must be 1-128 characters of A-Z a-z 0-9 _ - . : = @");
+    throw new ApiError("bad_request", "channel name must be 1-128 characters of A-Z a-z 0-9 _ - . : = @ , ;");
   }
   return name;
 }

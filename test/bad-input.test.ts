@@ -83,6 +83,9 @@ const rows: [string, () => Promise<Answer>, Answer][] = [
   ["since and before together", async () => http(await call(`/v1/channels/${CH}/messages?since=1&before=5`)), { status: 400, code: "bad_request" }],
   ["malformed Last-Event-ID", async () => http(await call(`/v1/channels/${CH}/sse`, { headers: { "last-event-id": "yesterday" } })), { status: 400, code: "bad_request" }],
   ["rewind over 100", () => socket(`/v1/channels/${CH}/ws?rewind=101`), { close: 4400, code: "bad_request" }],
+  ["epoch=null on the socket", () => socket(`/v1/channels/${CH}/ws?since=3&epoch=null`), { close: 4400, code: "bad_request" }],
+  ["epoch=undefined in history", async () => http(await call(`/v1/channels/${CH}/messages?since=3&epoch=undefined`)), { status: 400, code: "bad_request" }],
+  ["purge with a token", async () => http(await call(`/v1/channels/${CH}/messages`, { method: "DELETE", headers: { authorization: `Bearer ${await token({ sub: "u", ch: ["*"], pub: ["*"] })}` } })), { status: 403, code: "forbidden" }],
   // Batch
   ["batch of 101 messages", async () => http(await call("/v1/publish", { method: "POST", headers: { authorization: "Bearer test-publish-key", "content-type": "application/json" }, body: JSON.stringify({ channels: Array.from({ length: 101 }, (_, i) => `c${i}`), event: "e", data: 1 }) })), { status: 413, code: "too_large" }],
   ["batch with a malformed item", async () => http(await call("/v1/publish", { method: "POST", headers: { authorization: "Bearer test-publish-key", "content-type": "application/json" }, body: JSON.stringify({ messages: [{ channel: CH, event: "e", data: 1 }, { channel: CH, event: 5, data: 1 }] }) })), { status: 400, code: "bad_request" }],

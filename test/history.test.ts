@@ -112,7 +112,9 @@ describe("purge", () => {
     await publishOk(ch, "m", 1);
     expect((await purge(ch, null)).status).toBe(401);
     expect((await purge(ch, "nope")).status).toBe(403);
-    expect((await purge(ch, await token({ sub: "u", pub: ["*"], ch: ["*"] }))).status).toBe(403);
+    const withToken = await purge(ch, await token({ sub: "u", pub: ["*"], ch: ["*"] }));
+    expect(withToken.status).toBe(403);
+    expect((await withToken.json<{ error: { message: string } }>()).error.message).toBe("this needs the publish key; a token cannot do it");
     expect((await history(ch)).body.messages).toHaveLength(1);
   });
 });

@@ -112,8 +112,10 @@ export class Subscription<Events extends EventMap = EventMap> {
   readonly connection = new Emitter<LifecycleEvents>();
   /** Presence channels: the member list and join/leave. */
   readonly presence = new Emitter<PresenceEvents>();
-  /** Current members of a presence channel, by id. */
+  /** Current members of a presence channel, by id (at most PRESENCE_MAX_MEMBERS of them). */
   readonly members = new Map<string, Member>();
+  /** How many members the channel has, also beyond those listed in `members`. */
+  memberCount = 0;
   /** What has been delivered: resume point of the next reconnect. */
   cursor: Cursor | null;
   /** This connection's id (from `welcome`), for `?exclude=` on HTTP publishes. */
@@ -311,14 +313,17 @@ export class Subscription<Events extends EventMap = EventMap> {
       case "members":
         this.members.clear();
         for (const m of frame.members) this.members.set(m.id, m);
+        this.memberCount = frame.count;
         this.presence.emit("members", frame.members);
         return;
       case "join":
         this.members.set(frame.member.id, frame.member);
+        this.memberCount++;
         this.presence.emit("join", frame.member);
         return;
       case "leave":
         this.members.delete(frame.member.id);
+        this.memberCount = Math.max(0, this.memberCount - 1);
         this.presence.emit("leave", frame.member);
         return;
       default:

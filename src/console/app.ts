@@ -30,6 +30,10 @@ const ui = {
 let sub: Subscription | null = null;
 let statsTimer: ReturnType<typeof setInterval> | undefined;
 let lastSeqBeforeDrop: number | null = null;
+/** The epoch the page last heard of (welcome or reset), and whether a reset now would be live. */
+let epoch: string | null = null;
+let epochBefore: string | null = null;
+let live = false;
 
 function setStatus(text: string, kind: "idle" | "ok" | "warn" | "error"): void {
   ui.status.textContent = text;
@@ -94,15 +98,28 @@ function connect(): void {
   sub?.close();
   ui.frames.replaceChildren();
   ui.empty.hidden = false;
+  // Nothing of the previous channel stays on screen.
+  ui.stats.textContent = "";
+  ui.publishResult.textContent = "";
+  delete ui.publishResult.dataset.kind;
+  lastSeqBeforeDrop = null;
+  epoch = epochBefore = null;
+  live = false;
   const channel = ui.channel.value.trim();
   const rewind = Number(ui.rewind.value) || undefined;
   history.replaceState(null, "", `?channel=${encodeURIComponent(channel)}`);
   setStatus("connecting…", "warn");
   const s = subscribe({ url: location.origin, channel, token: ui.token.value.trim() || undefined, rewind, backoff: { initialMs: 250, maxMs: 5000 } });
   sub = s;
-  s.on("*", (_data, msg) => showMessage(msg));
+  s.on("*", (_data, msg) => {
+    live = true;
+    showMessage(msg);
+  });
   s.connection.on("welcome", (w) => {
-    setStatus(`connected to ${w.ch} · seq ${w.seq}${w.epoch ? ` · epoch ${w.epoch}` : ""}`, "ok");
+    live = false;
+    epochBefore = epoch;
+    epoch = w.epoch;
+    setStatus(`connected to ${w.ch} · seq ${w.seq} · epoch ${w.epoch}`, "ok");
     if (lastSeqBeforeDrop !== null) {
       const missed = w.seq - lastSeqBeforeDrop;
       notice(missed > 0 ? `resumed after #${lastSeqBeforeDrop}: replaying #${lastSeqBeforeDrop + 1}–#${w.seq}` : `resumed after #${lastSeqBeforeDrop}: nothing missed`, "resume");
@@ -110,7 +127,15 @@ function connect(): void {
     }
     void refreshStats();
   });
-  s.connection.on("reset", (r) => notice(`reset: the log no longer covers the gap; live from #${r.seq} (epoch ${r.epoch})`, "reset"));
+  s.connection.on("reset", (r) => {
+    // A reset on a live connection is a purge; right after a welcome it answers the resume
+    // point: a purge while away changed the epoch, otherwise the log no longer covers the gap.
+    const why = live || (epochBefore !== null && epochBefore !== r.epoch) ? "the channel was purged" : "the log no longer covers the gap";
+    notice(`reset: ${why}; refetch state, live from #${r.seq} (epoch ${r.epoch})`, "reset");
+    epoch = r.epoch;
+    live = true;
+    setStatus(`connected to ${channel} · seq ${r.seq} · epoch ${r.epoch}`, "ok");
+  });
   s.connection.on("reconnecting", ({ attempt, delayMs, code }) => {
     lastSeqBeforeDrop ??= s.cursor?.seq ?? null;
     setStatus(`reconnecting (attempt ${attempt}, in ${delayMs} ms, after close ${code})`, "warn");

@@ -65,5 +65,17 @@ describe("CLI", () => {
     const wrongKey = await cli(["publish", channelName(), "e", "1", "--key", "wrong"]);
     expect(wrongKey.code).toBe(1);
     expect(wrongKey.stderr).toMatch(/forbidden \(403\): wrong publish key/);
+    // A refused subscribe reads the same way, with the close code that carried it.
+    const refused = await cli(["subscribe", channelName("private-cli")]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^hibercast: unauthorized \(4401\): /m);
+  });
+
+  it("prints every presence frame whole, count included", async () => {
+    const ch = channelName("presence-cli");
+    const t = await cli(["token", "--sub", "carol", "--ch", ch, "--secret", NODE_JWT_SECRET]);
+    const running = cli(["subscribe", ch, "--token", t.stdout.trim()], { until: (out) => out.includes('"members"') });
+    const lines = (await running).stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.find((l) => l.t === "members")).toEqual({ t: "members", members: [{ id: "carol", info: null }], count: 1 });
   });
 });

@@ -78,3 +78,30 @@ it("shows clear error states: wrong key, forbidden channel, server down", { time
   await expect.poll(() => page.textContent("#publish-result")).toMatch(/server unreachable/);
   await page.close();
 });
+
+it("shows nothing of the previous channel after switching, and names a purge as a purge", { timeout: 30_000 }, async () => {
+  const page = await browser.newPage();
+  const ch = channelName("console-switch");
+  await page.goto(`${baseUrl()}/console?channel=${ch}`);
+  await page.getByRole("button", { name: "Connect", exact: true }).click();
+  await expect.poll(() => page.textContent("#status")).toMatch(/^connected to .* epoch [0-9a-f]{12}$/);
+  const welcomed = (await page.textContent("#status"))!.split("epoch ")[1];
+
+  await page.fill("#key", NODE_PUBLISH_KEY);
+  await page.getByRole("button", { name: "Publish", exact: true }).click();
+  await expect.poll(() => seqsOn(page)).toEqual([1]);
+  await page.request.delete(`${baseUrl()}/v1/channels/${ch}/messages`, { headers: { authorization: `Bearer ${NODE_PUBLISH_KEY}` } });
+  await expect.poll(() => page.textContent(".frame.reset")).toMatch(/the channel was purged/);
+  const status = (await page.textContent("#status"))!;
+  expect(status).toMatch(/epoch [0-9a-f]{12}$/);
+  expect(status).not.toContain(welcomed);
+
+  await page.getByRole("button", { name: "Refresh" }).click();
+  await expect.poll(() => page.textContent("#stats")).toMatch(/"seq": 1/);
+  await page.fill("#channel", channelName("private-console"));
+  await page.getByRole("button", { name: "Connect", exact: true }).click();
+  await expect.poll(() => page.textContent("#status")).toMatch(/closed: unauthorized/);
+  expect(await page.textContent("#stats")).not.toMatch(/"seq"/);
+  expect(await page.textContent("#publish-result")).toBe("");
+  await page.close();
+});

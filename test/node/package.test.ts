@@ -1,6 +1,6 @@
 // The npm package as users get it: pack, install the tarball into a fresh project, import.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, expect, it } from "vitest";
@@ -16,7 +16,7 @@ it("packs the client, publisher and CLI (built, typed) and nothing of the repo's
     files: { path: string }[];
   }[];
   const files = packed!.files.map((f) => f.path);
-  for (const f of ["dist/client/index.js", "dist/client/index.d.ts", "dist/client/publisher.js", "dist/client/publisher.d.ts", "dist/cli.js", "package.json", "README.md", "CHANGELOG.md"]) {
+  for (const f of ["dist/client/index.js", "dist/client/index.d.ts", "dist/client/publisher.js", "dist/client/publisher.d.ts", "dist/cli.js", "docs/protocol.md", "package.json", "README.md", "CHANGELOG.md"]) {
     expect(files).toContain(f);
   }
   expect(files.filter((f) => /^(test|src|scripts|\.ci)\/|\.dev\.vars|wrangler\.toml|tsconfig/.test(f))).toEqual([]);
@@ -34,6 +34,9 @@ it("packs the client, publisher and CLI (built, typed) and nothing of the repo's
     }));`;
   const out = execFileSync(process.execPath, ["--input-type=module", "-e", probe], { cwd: app, encoding: "utf8" });
   expect(JSON.parse(out)).toEqual({ subscribe: "function", error: "function", createPublisher: "function" });
+  // Only what the client side needs is installed: the Worker's router stays a dev dependency.
+  expect(existsSync(path.join(app, "node_modules", "itty-router"))).toBe(false);
+  expect(existsSync(path.join(app, "node_modules", "jose"))).toBe(true);
   const help = execFileSync(path.join(app, "node_modules", ".bin", "hibercast"), ["--help"], { cwd: app, encoding: "utf8" });
   expect(help).toMatch(/hibercast subscribe <channel>/);
 });
