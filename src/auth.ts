@@ -1,6 +1,6 @@
 import { errors as joseErrors, jwtVerify } from "jose";
-import { configFor, LIMITS, secretList, type Env } from "./config";
-import { ApiError } from "./errors";
+import { configFor, secretList, type Env } from "./config.js";
+import { LIMITS, ServiceError } from "./protocol/index.js";
 
 /** Who is on the other end, as the room needs to know it. Reaches the room only from the Worker. */
 export interface Identity {
@@ -36,7 +36,7 @@ export function needsToken(env: Env, channel: string): boolean {
 function stringList(claim: string, value: unknown): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
-    throw new ApiError("unauthorized", `token claim "${claim}" must be an array of strings`);
+    throw new ServiceError("unauthorized", `token claim "${claim}" must be an array of strings`);
   }
   return value;
 }
@@ -44,7 +44,7 @@ function stringList(claim: string, value: unknown): string[] {
 /** Verifies an HS256 token against every configured secret (rotation) and checks its claims. */
 export async function verifyToken(env: Env, token: string): Promise<Claims> {
   const secrets = secretList(env.JWT_SECRET);
-  if (secrets.length === 0) throw new ApiError("unauthorized", "tokens are not enabled: JWT_SECRET is not set");
+  if (secrets.length === 0) throw new ServiceError("unauthorized", "tokens are not enabled: JWT_SECRET is not set");
   let lastError: unknown;
   for (const secret of secrets) {
     try {
@@ -53,10 +53,10 @@ export async function verifyToken(env: Env, token: string): Promise<Claims> {
         requiredClaims: ["exp"],
       });
       if (payload.sub !== undefined && (typeof payload.sub !== "string" || payload.sub === "")) {
-        throw new ApiError("unauthorized", 'token claim "sub" must be a non-empty string');
+        throw new ServiceError("unauthorized", 'token claim "sub" must be a non-empty string');
       }
       if (payload.info !== undefined && JSON.stringify(payload.info).length > LIMITS.presenceInfoBytes) {
-        throw new ApiError("unauthorized", `token claim "info" is over ${LIMITS.presenceInfoBytes} bytes`);
+        throw new ServiceError("unauthorized", `token claim "info" is over ${LIMITS.presenceInfoBytes} bytes`);
       }
       return {
         sub: payload.sub,
@@ -66,13 +66,13 @@ export async function verifyToken(env: Env, token: string): Promise<Claims> {
         exp: payload.exp as number,
       };
     } catch (err) {
-      if (err instanceof ApiError) throw err;
+      if (err instanceof ServiceError) throw err;
       lastError = err;
       // Only a bad signature may be a token signed with another entry of the list.
       if (!(err instanceof joseErrors.JWSSignatureVerificationFailed)) break;
     }
   }
-  throw new ApiError("unauthorized", describeJoseError(lastError));
+  throw new ServiceError("unauthorized", describeJoseError(lastError));
 }
 
 function describeJoseError(err: unknown): string {
@@ -110,7 +110,7 @@ export function bearer(request: Request, allowQuery: boolean): string | null {
   const header = request.headers.get("authorization");
   if (header !== null) {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!m) throw new ApiError("unauthorized", "Authorization header must be 'Bearer <credential>'");
+    if (!m) throw new ServiceError("unauthorized", "Authorization header must be 'Bearer <credential>'");
     return m[1]!;
   }
   if (allowQuery) {
@@ -132,20 +132,20 @@ function identityOf(claims: Claims | null, channel: string): Identity {
 /** A token may subscribe to a channel that needs one only when its `ch` grants it. */
 export function checkChannelGrant(env: Env, channel: string, claims: Claims): void {
   if (needsToken(env, channel) && !grants(claims.ch, channel)) {
-    throw new ApiError("forbidden", `token does not grant channel ${channel}`);
+    throw new ServiceError("forbidden", `token does not grant channel ${channel}`);
   }
 }
 
 /** Subscribing (socket, SSE) and reading (history, presence, stats without the key). */
 export async function authorizeSubscribe(env: Env, channel: string, credential: string | null): Promise<Identity> {
   if (credential === null) {
-    if (needsToken(env, channel)) throw new ApiError("unauthorized", `channel ${channel} needs a subscribe token`);
+    if (needsToken(env, channel)) throw new ServiceError("unauthorized", `channel ${channel} needs a subscribe token`);
     return identityOf(null, channel);
   }
   const claims = await verifyToken(env, credential);
   checkChannelGrant(env, channel, claims);
   if (channel.startsWith("presence-") && claims.sub === undefined) {
-    throw new ApiError("forbidden", "presence channels need a token with sub");
+    throw new ServiceError("forbidden", "presence channels need a token with sub");
   }
   return identityOf(claims, channel);
 }
@@ -160,9 +160,9 @@ const KEY_HOLDER: Identity = { sub: null, canPublish: true, exp: null, info: nul
 
 /** Authenticates an HTTP publisher: the publish key, or a valid token (checked per channel). */
 export async function authenticatePublisher(env: Env, credential: string | null): Promise<Publisher> {
-  if (credential === null) throw new ApiError("unauthorized", "publishing needs 'Authorization: Bearer <publish key or token>'");
+  if (credential === null) throw new ServiceError("unauthorized", "publishing needs 'Authorization: Bearer <publish key or token>'");
   if (await isPublishKey(env, credential)) return { sub: null, may: () => true };
-  if (!looksLikeJwt(credential)) throw new ApiError("forbidden", "wrong publish key");
+  if (!looksLikeJwt(credential)) throw new ServiceError("forbidden", "wrong publish key");
   const claims = await verifyToken(env, credential);
   return { sub: claims.sub ?? null, may: (channel) => grants(claims.pub, channel) };
 }
@@ -170,21 +170,21 @@ export async function authenticatePublisher(env: Env, credential: string | null)
 /** Publishing one channel over HTTP. */
 export async function authorizePublish(env: Env, channel: string, credential: string | null): Promise<Publisher> {
   const publisher = await authenticatePublisher(env, credential);
-  if (!publisher.may(channel)) throw new ApiError("forbidden", `token does not grant publishing to ${channel}`);
+  if (!publisher.may(channel)) throw new ServiceError("forbidden", `token does not grant publishing to ${channel}`);
   return publisher;
 }
 
 /** Operations only the origin may do (purge): the publish key and nothing else. */
 export async function requirePublishKey(env: Env, credential: string | null): Promise<void> {
-  if (credential === null) throw new ApiError("unauthorized", "this needs 'Authorization: Bearer <publish key>'");
+  if (credential === null) throw new ServiceError("unauthorized", "this needs 'Authorization: Bearer <publish key>'");
   if (await isPublishKey(env, credential)) return;
-  if (looksLikeJwt(credential)) throw new ApiError("forbidden", "this needs the publish key; a token cannot do it");
-  throw new ApiError("forbidden", "wrong publish key");
+  if (looksLikeJwt(credential)) throw new ServiceError("forbidden", "this needs the publish key; a token cannot do it");
+  throw new ServiceError("forbidden", "wrong publish key");
 }
 
 /** Reads that also accept the publish key (stats, history). */
 export async function authorizeRead(env: Env, channel: string, credential: string | null): Promise<Identity> {
   if (credential !== null && (await isPublishKey(env, credential))) return KEY_HOLDER;
-  if (credential !== null && !looksLikeJwt(credential)) throw new ApiError("forbidden", "wrong publish key");
+  if (credential !== null && !looksLikeJwt(credential)) throw new ServiceError("forbidden", "wrong publish key");
   return authorizeSubscribe(env, channel, credential);
 }

@@ -1,4 +1,4 @@
-import type { RoomObject } from "./room-object";
+import type { RoomObject } from "./room-object.js";
 
 /** Bindings, vars and secrets of the Worker (see wrangler.toml and README "Configuration"). */
 export interface Env {
@@ -36,17 +36,6 @@ export interface ChannelConfig {
   maxSockets: number;
   sseMaxBacklogBytes: number;
 }
-
-// Fixed by the protocol, not configurable.
-export const LIMITS = {
-  channelName: 128,
-  eventName: 128,
-  id: 128,
-  presenceInfoBytes: 1024,
-  batch: 100,
-  historyLimit: 1000,
-  rewind: 100,
-} as const;
 
 const DEFAULTS: ChannelConfig = {
   requireAuth: false,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { call, channelName, type Frame, TestSocket, token } from "./helpers";
+import { call, channelName, type BatchResult, type HistoryPage, TestSocket, token } from "./helpers";
 
 const batch = (body: unknown, key = "test-publish-key", contentType = "application/json") =>
   call("/v1/publish", {
@@ -7,9 +7,13 @@ const batch = (body: unknown, key = "test-publish-key", contentType = "applicati
     headers: { authorization: `Bearer ${key}`, "content-type": contentType },
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
-const resultsOf = async (res: Response) => (await res.json<{ results: Frame[] }>()).results;
-const historyOf = async (ch: string) =>
-  (await (await call(`/v1/channels/${ch}/messages`)).json<{ messages: Frame[] }>()).messages.map((m) => [m.seq, m.e, m.d]);
+const resultsOf = async (res: Response) => (await res.json<{ results: BatchResult[] }>()).results;
+const historyOf = async (ch: string) => (await (await call(`/v1/channels/${ch}/messages`)).json<HistoryPage>()).messages.map((m) => [m.seq, m.e, m.d]);
+/** A result that must be a success. */
+const ok = (r: BatchResult) => {
+  if ("error" in r) throw new Error(`expected a published result, got ${JSON.stringify(r)}`);
+  return r;
+};
 
 describe("batch publish", () => {
   it("publishes messages across channels, in request order within each channel", async () => {
@@ -25,7 +29,7 @@ describe("batch publish", () => {
     });
     expect(res.status).toBe(200);
     const results = await resultsOf(res);
-    expect(results.map((r) => [r.channel, r.seq])).toEqual([
+    expect(results.map(ok).map((r) => [r.channel, r.seq])).toEqual([
       [a, 1],
       [b, 1],
       [a, 2],
@@ -38,10 +42,10 @@ describe("batch publish", () => {
   it("sends one message to a list of channels with one shared id", async () => {
     const chans = [channelName("x"), channelName("y"), channelName("z")];
     const results = await resultsOf(await batch({ channels: chans, event: "alert", data: { level: 2 }, id: "alert-9" }));
-    expect(results.map((r) => [r.channel, r.seq, r.id])).toEqual(chans.map((c) => [c, 1, "alert-9"]));
+    expect(results.map(ok).map((r) => [r.channel, r.seq, r.id])).toEqual(chans.map((c) => [c, 1, "alert-9"]));
     // A retry of the same batch is answered as duplicates, never delivered twice.
     const again = await resultsOf(await batch({ channels: chans, event: "alert", data: { level: 2 }, id: "alert-9" }));
-    expect(again.every((r) => r.duplicate === true && r.seq === 1)).toBe(true);
+    expect(again.map(ok).every((r) => r.duplicate && r.seq === 1)).toBe(true);
   });
 
   it("reports per-message errors on a partial failure; what was acknowledged is in the log", async () => {

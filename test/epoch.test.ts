@@ -4,10 +4,10 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, publishOk, SseReader, TestSocket, type Frame } from "./helpers";
+import type { MsgFrame } from "../src/protocol";
+import { call, channelName, publishOk, seqsOf, SseReader, TestSocket } from "./helpers";
 
 const stubOf = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
-const seqs = (frames: Frame[]) => frames.map((f) => f.seq as number);
 const EPOCH = /^[0-9a-f]{12}$/;
 
 /** The README's raw client: the cursor follows welcome, reset and msg frames. */
@@ -19,7 +19,7 @@ class ReadmeClient {
     let got = 0;
     while (got < n) {
       const f = await this.socket.next();
-      if (f.t === "welcome" || f.t === "reset") this.cursor = { since: this.cursor.since, epoch: f.epoch };
+      if ((f.t === "welcome" && f.v === 1) || f.t === "reset") this.cursor = { since: this.cursor.since, epoch: f.epoch };
       if (f.t === "reset") this.cursor.since = f.seq;
       if (f.t === "msg") {
         this.cursor = { since: f.seq, epoch: this.cursor.epoch };
@@ -43,7 +43,7 @@ describe("the epoch of a channel that never had a publish", () => {
     const [other, second] = await TestSocket.subscribe(ch);
     expect(second.epoch).toBe(welcome.epoch);
     await publishOk(ch, "m", 1);
-    expect((await s.next()).seq).toBe(1);
+    expect((await s.expect("msg")).seq).toBe(1);
     const stats = await (await call(`/v1/channels/${ch}`)).json<{ epoch: string }>();
     expect(stats.epoch).toBe(welcome.epoch);
     s.close();
@@ -79,7 +79,7 @@ describe("the epoch of a channel that never had a publish", () => {
     s.close();
     await publishOk(ch, "m", 2);
     const [resumed] = await TestSocket.subscribe(ch, `?since=1&epoch=${welcome.epoch}`);
-    expect(seqs(await resumed.take("msg", 1))).toEqual([2]);
+    expect(seqsOf(await resumed.take("msg", 1))).toEqual([2]);
     late.close();
   });
 
@@ -96,7 +96,8 @@ describe("the epoch of a channel that never had a publish", () => {
   it("is named in SSE welcome, and Last-Event-ID from the first events resumes exactly", async () => {
     const ch = channelName();
     const sse = await SseReader.open(`/v1/channels/${ch}/sse`);
-    const { frame: welcome } = await sse.frame();
+    const { frame: welcome } = await sse.expect("welcome");
+    if (welcome.v !== 1) throw new Error("a channel's welcome is v1");
     expect(welcome).toMatchObject({ t: "welcome", epoch: expect.stringMatching(EPOCH) });
     await publishOk(ch, "m", 1);
     const first = await sse.frame();
@@ -115,7 +116,7 @@ describe("the epoch of a channel that never had a publish", () => {
     const empty = await (await call(`/v1/channels/${ch}/messages`)).json<{ epoch: string }>();
     expect(empty.epoch).toMatch(EPOCH);
     await publishOk(ch, "m", 1);
-    const page = await (await call(`/v1/channels/${ch}/messages?since=0&epoch=${empty.epoch}`)).json<{ reset: boolean; messages: Frame[] }>();
+    const page = await (await call(`/v1/channels/${ch}/messages?since=0&epoch=${empty.epoch}`)).json<{ reset: boolean; messages: MsgFrame[] }>();
     expect(page).toMatchObject({ reset: false, messages: [{ seq: 1 }] });
     s.close();
   });

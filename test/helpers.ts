@@ -6,8 +6,23 @@ export const BASE = "http://hibercast.test";
 export const PUBLISH_KEY = "test-publish-key";
 export const JWT_SECRET = "test-jwt-secret-current";
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Frame = Record<string, any>;
+import type { MsgFrame, PublishResult, ServerFrame, WelcomeFrame } from "../src/protocol";
+
+/** A frame as a test socket reads it: a protocol frame, or text that was not JSON. */
+export type Frame = ServerFrame | { t?: undefined; raw: string };
+/** The frame of type `T`. */
+export type FrameOf<T extends ServerFrame["t"]> = Extract<ServerFrame, { t: T }>;
+/** A batch publish's result for one message. */
+export type BatchResult = ({ channel: string } & PublishResult) | { channel: string; id: string; error: { code: string; message: string } };
+/** A history page. */
+export interface HistoryPage {
+  messages: MsgFrame[];
+  seq: number;
+  epoch: string;
+  reset: boolean;
+}
+
+export const seqsOf = (frames: { seq: number }[]) => frames.map((f) => f.seq);
 
 export function call(path: string, init?: RequestInit): Promise<Response> {
   return exports.default.fetch(new Request(BASE + path, init));
@@ -35,7 +50,7 @@ export async function publish(
 }
 
 /** Publishes and returns the JSON answer, failing the test on a non-2xx. */
-export async function publishOk(channel: string, event: string, data: unknown, id?: string): Promise<Frame> {
+export async function publishOk(channel: string, event: string, data: unknown, id?: string): Promise<PublishResult> {
   const res = await publish(channel, { event, data, id });
   if (!res.ok) throw new Error(`publish failed: ${res.status} ${await res.text()}`);
   return res.json();
@@ -49,7 +64,7 @@ export async function token(claims: Record<string, unknown>, opts: { secret?: st
 
 /** A WebSocket client with a queue of received frames. */
 export class TestSocket {
-  private readonly queue: (Frame | string)[] = [];
+  private readonly queue: (object | string)[] = [];
   private waiter: (() => void) | null = null;
   readonly closed: Promise<{ code: number; reason: string }>;
 
@@ -79,10 +94,10 @@ export class TestSocket {
   }
 
   /** Opens a socket and waits for its welcome frame. */
-  static async subscribe(channel: string, query = "", headers: Record<string, string> = {}): Promise<[TestSocket, Frame]> {
+  static async subscribe(channel: string, query = "", headers: Record<string, string> = {}): Promise<[TestSocket, WelcomeFrame]> {
     const s = await TestSocket.open(`/v1/channels/${channel}/ws${query}`, headers);
     const welcome = await s.next();
-    if (welcome.t !== "welcome") throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
+    if (welcome.t !== "welcome" || welcome.v !== 1) throw new Error(`expected welcome, got ${JSON.stringify(welcome)}`);
     return [s, welcome];
   }
 
@@ -99,22 +114,29 @@ export class TestSocket {
       this.waiter = null;
     }
     const f = this.queue.shift()!;
-    return typeof f === "string" ? { raw: f } : f;
+    return typeof f === "string" ? { raw: f } : (f as Frame);
   }
 
   /** The next `n` frames of type `t`, skipping others. */
-  async take(t: string, n: number, ms = 2000): Promise<Frame[]> {
-    const out: Frame[] = [];
+  async take<T extends ServerFrame["t"]>(t: T, n: number, ms = 2000): Promise<FrameOf<T>[]> {
+    const out: FrameOf<T>[] = [];
     while (out.length < n) {
       const f = await this.next(ms);
-      if (f.t === t) out.push(f);
+      if (f.t === t) out.push(f as FrameOf<T>);
     }
     return out;
   }
 
+  /** The next frame, which must be of type `t`. */
+  async expect<T extends ServerFrame["t"]>(t: T, ms = 2000): Promise<FrameOf<T>> {
+    const f = await this.next(ms);
+    if (f.t !== t) throw new Error(`expected a ${t} frame, got ${JSON.stringify(f)}`);
+    return f as FrameOf<T>;
+  }
+
   /** Frames received so far and not yet read. */
   pending(): Frame[] {
-    return this.queue.splice(0).map((f) => (typeof f === "string" ? { raw: f } : f));
+    return this.queue.splice(0).map((f) => (typeof f === "string" ? { raw: f } : (f as Frame)));
   }
 
   /** Waits briefly and returns whatever arrived (to assert that nothing more came). */
@@ -186,12 +208,19 @@ export class SseReader {
   }
 
   /** The next event carrying data, parsed: skips retry hints and comments. */
-  async frame(ms = 2000): Promise<{ event?: string; id?: string; frame: Frame }> {
+  async frame(ms = 2000): Promise<{ event?: string; id?: string; frame: ServerFrame }> {
     for (;;) {
       const e = await this.next(ms);
       if (e === null) throw new Error("stream ended");
       if (e.data !== undefined) return { event: e.event, id: e.id, frame: JSON.parse(e.data) };
     }
+  }
+
+  /** The next data event, which must carry a frame of type `t`. */
+  async expect<T extends ServerFrame["t"]>(t: T, ms = 2000): Promise<{ event?: string; id?: string; frame: FrameOf<T> }> {
+    const e = await this.frame(ms);
+    if (e.frame.t !== t) throw new Error(`expected a ${t} event, got ${JSON.stringify(e.frame)}`);
+    return e as { event?: string; id?: string; frame: FrameOf<T> };
   }
 
   async cancel(): Promise<void> {

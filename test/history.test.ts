@@ -1,14 +1,14 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, type Frame, publishOk, TestSocket, token } from "./helpers";
+import { call, channelName, type HistoryPage, publishOk, seqsOf, TestSocket, token } from "./helpers";
 
-type History = { messages: Frame[]; seq: number; epoch: string; reset: boolean };
+type History = HistoryPage;
 const history = async (ch: string, query = "", headers: Record<string, string> = {}) => {
   const res = await call(`/v1/channels/${ch}/messages${query}`, { headers });
   return { status: res.status, body: await res.json<History & { error?: { code: string; message: string } }>() };
 };
-const seqs = (h: History) => h.messages.map((m) => m.seq as number);
+const seqs = (h: History) => seqsOf(h.messages);
 const purge = (ch: string, key: string | null = "test-publish-key") =>
   call(`/v1/channels/${ch}/messages`, { method: "DELETE", headers: key === null ? {} : { authorization: `Bearer ${key}` } });
 

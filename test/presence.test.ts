@@ -6,7 +6,7 @@ import { call, channelName, TestSocket, token } from "./helpers";
 const stubOf = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
 const join = async (ch: string, sub: string, info?: unknown) => {
   const [s, welcome] = await TestSocket.subscribe(ch, `?token=${await token({ sub, ch: ["presence-*"], info })}`);
-  return { s, welcome, members: await s.next() };
+  return { s, welcome, members: await s.expect("members") };
 };
 const presenceOf = async (ch: string) =>
   (await call(`/v1/channels/${ch}/presence`, { headers: { authorization: "Bearer test-publish-key" } })).json<{ members: { id: string }[]; count: number }>();

@@ -1,8 +1,9 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect, it } from "vitest";
-import { ReplayLog } from "../src/replay-log";
+import { ReplayLog } from "../src/room/replay-log";
 import { channelName } from "./helpers";
+import { replaySourceContract } from "./replay-log.case";
 
 /** Wraps the room's SQL storage to add up rowsWritten over every statement. */
 function counting(sql: SqlStorage) {
@@ -18,6 +19,21 @@ function counting(sql: SqlStorage) {
 
 const retention = { maxMessages: 1000, maxAgeS: 3600, dedupeWindowS: 300 };
 const input = (i: number) => ({ event: "e", data: JSON.stringify({ i }), id: `id-${i}` });
+
+replaySourceContract("the channel's SQLite log", (maxMessages, body) =>
+  runInDurableObject(env.ROOMS.get(env.ROOMS.idFromName(channelName("contract"))), (_room, state) => {
+    const log = new ReplayLog(state.storage.sql, { ...retention, maxMessages });
+    body({
+      source: log,
+      append: (n) => {
+        for (let i = 0; i < n; i++) {
+          const seq = log.lastSeq + 1;
+          log.record("contract", { event: "e", data: String(seq), id: `contract-${seq}` }, null, Date.now());
+        }
+      },
+    });
+  }),
+);
 
 it("writes at most 2 SQLite rows per publish in steady state", async () => {
   const stub = env.ROOMS.get(env.ROOMS.idFromName(channelName()));
@@ -42,7 +58,7 @@ it("creates no storage for reads of a channel that never had a publish", async (
   const stub = env.ROOMS.get(env.ROOMS.idFromName(channelName()));
   await runInDurableObject(stub, (_room, state) => {
     const log = new ReplayLog(state.storage.sql, retention);
-    expect(log.since({ since: 0, epoch: null }, Date.now())).toEqual({ reset: false, messages: [] });
+    expect(log.since({ seq: 0, epoch: null }, Date.now())).toEqual({ reset: false, messages: [] });
     expect(log.last(10, Date.now())).toEqual([]);
     expect(log.stats(Date.now())).toEqual({ count: 0, oldestSeq: null });
     expect(log.findId("x", Date.now())).toBeNull();
@@ -63,7 +79,7 @@ it("keeps seqs counting and the epoch new after a purge", async () => {
     log.purge(now);
     expect(log.epoch).not.toBe(epoch);
     expect(log.stats(now)).toEqual({ count: 0, oldestSeq: null });
-    expect(log.since({ since: 3, epoch }, now)).toEqual({ reset: true });
+    expect(log.since({ seq: 3, epoch }, now)).toEqual({ reset: true });
     expect(log.findId("id-2", now)).toBe(2);
     expect(log.append("c", input(4), null, now).seq).toBe(4);
     // A fresh instance reads the same state back from storage.

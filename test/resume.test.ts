@@ -1,10 +1,10 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, publishOk, TestSocket, type Frame } from "./helpers";
+import { call, channelName, publishOk, seqsOf, TestSocket } from "./helpers";
 
 const stubOf = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
-const seqs = (frames: Frame[]) => frames.map((f) => f.seq as number);
+const seqs = seqsOf;
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe("resume", () => {

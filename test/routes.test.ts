@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApiError, asApiError } from "../src/errors";
+import { asServiceError, ServiceError } from "../src/protocol";
 import { call, channelName } from "./helpers";
 
 async function errorOf(res: Response) {
@@ -80,11 +80,11 @@ describe("routes", () => {
 
 describe("runtime errors", () => {
   it("answers an overloaded or retryable room with 503 unavailable, anything unknown as a 500", () => {
-    expect(asApiError(Object.assign(new Error("Durable Object is overloaded"), { overloaded: true }))?.status).toBe(503);
-    expect(asApiError(Object.assign(new Error("Network connection lost"), { retryable: true }))?.code).toBe("unavailable");
-    expect(asApiError(new Error("boom"))).toBeNull();
-    const own = new ApiError("forbidden", "no");
-    expect(asApiError(own)).toBe(own);
+    expect(asServiceError(Object.assign(new Error("Durable Object is overloaded"), { overloaded: true }))?.status).toBe(503);
+    expect(asServiceError(Object.assign(new Error("Network connection lost"), { retryable: true }))?.code).toBe("unavailable");
+    expect(asServiceError(new Error("boom"))).toBeNull();
+    const own = new ServiceError("forbidden", "no");
+    expect(asServiceError(own)).toBe(own);
   });
 });
 

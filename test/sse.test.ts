@@ -43,7 +43,7 @@ describe("Server-Sent Events", () => {
     for (let i = 1; i <= 3; i++) await publishOk(ch, "m", i);
     const ok = await sse(ch, "?since=2");
     await ok.frame();
-    expect((await ok.frame()).frame.seq).toBe(3);
+    expect((await ok.expect("msg")).frame.seq).toBe(3);
     await ok.cancel();
     const stale = await sse(ch, "", { "last-event-id": "0123456789ab:2" });
     await stale.frame();
@@ -57,7 +57,7 @@ describe("Server-Sent Events", () => {
     for (let i = 1; i <= 4; i++) await publishOk(ch, "m", i);
     const s = await sse(ch, "?rewind=2");
     await s.frame();
-    expect([(await s.frame()).frame.seq, (await s.frame()).frame.seq]).toEqual([3, 4]);
+    expect([(await s.expect("msg")).frame.seq, (await s.expect("msg")).frame.seq]).toEqual([3, 4]);
     await s.cancel();
   });
 

@@ -1,4 +1,4 @@
-import type { ErrorCode } from "./frames.js";
+import type { ErrorCode } from "../protocol/errors.js";
 
 /** Codes of errors the SDK raises itself, next to the server's. */
 export type ClientErrorCode = ErrorCode | "network" | "timeout" | "closed";

@@ -1,10 +1,12 @@
 // hibercast/publisher: publish from an origin service, in any runtime with fetch.
 import { backoffDelay, DEFAULT_BACKOFF, randomId, sleep, type BackoffOptions } from "./backoff.js";
 import { HibercastError } from "./errors.js";
-import type { ErrorBody, ErrorCode, MsgFrame, PublishResult } from "./frames.js";
+import type { ErrorBody, ErrorCode } from "../protocol/errors.js";
+import type { MsgFrame, PublishResult } from "../protocol/frames.js";
 
 export { HibercastError, type ClientErrorCode } from "./errors.js";
-export type { ErrorCode, MsgFrame, PublishResult } from "./frames.js";
+export type { ErrorCode } from "../protocol/errors.js";
+export type { MsgFrame, PublishResult } from "../protocol/frames.js";
 
 export interface PublisherOptions {
   /** The service's base URL, e.g. `https://rt.example.com`. */

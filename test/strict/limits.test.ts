@@ -189,7 +189,7 @@ describe("PRESENCE_MAX_MEMBERS", () => {
     const ch = channelName("presence-big");
     const join = async (sub: string) => {
       const [s] = await TestSocket.subscribe(ch, `?token=${await token({ sub, ch: [ch] })}`);
-      return { s, members: await s.next() };
+      return { s, members: await s.expect("members") };
     };
     const a = await join("a");
     await join("b");

@@ -1,4 +1,4 @@
-import { ApiError } from "./errors";
+import { ServiceError } from "../protocol/index.js";
 
 /** "json" for application/json and +json types, "text" for text/plain or none, else the type. */
 export function mediaType(request: Request): string {
@@ -10,13 +10,13 @@ export function mediaType(request: Request): string {
 /** The body as UTF-8 text, refused with 413 past `max` bytes (declared or actual). */
 export async function readText(request: Request, max: number): Promise<string> {
   const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > max) throw new ApiError("too_large", `body is over MAX_MESSAGE_BYTES (${max})`);
+  if (declared > max) throw new ServiceError("too_large", `body is over MAX_MESSAGE_BYTES (${max})`);
   const bytes = await request.arrayBuffer();
-  if (bytes.byteLength > max) throw new ApiError("too_large", `body is over MAX_MESSAGE_BYTES (${max})`);
+  if (bytes.byteLength > max) throw new ServiceError("too_large", `body is over MAX_MESSAGE_BYTES (${max})`);
   try {
     return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
   } catch {
-    throw new ApiError("bad_request", "body is not valid UTF-8");
+    throw new ServiceError("bad_request", "body is not valid UTF-8");
   }
 }
 
@@ -25,6 +25,6 @@ export async function readJson(request: Request, max: number): Promise<unknown> 
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new ApiError("bad_request", `body is not valid JSON: ${(err as Error).message}`);
+    throw new ServiceError("bad_request", `body is not valid JSON: ${(err as Error).message}`);
   }
 }

@@ -1,4 +1,4 @@
-import { secretList, type Env } from "./config";
+import { secretList, type Env } from "../config.js";
 
 /** `ALLOWED_ORIGINS`: "*" (default) or a list of exact origins. */
 function allowedOrigins(env: Env): "*" | string[] {

@@ -1,6 +1,4 @@
-import { LIMITS } from "./config";
-import { ApiError, type HttpErrorCode } from "./errors";
-import { checkId, InvalidInput, isObject, isValidChannel, toPublishInput, type PublishInput, type PublishResult } from "./protocol";
+import { CHANNEL_RULE, checkId, isObject, isValidChannel, LIMITS, ServiceError, toPublishInput, type HttpErrorCode, type PublishInput, type PublishResult } from "../protocol/index.js";
 
 /** One message of a batch, validated, in request order. */
 export interface BatchItem {
@@ -10,21 +8,24 @@ export interface BatchItem {
 
 export type BatchResult = ({ channel: string } & PublishResult) | { channel: string; id: string; error: { code: HttpErrorCode; message: string } };
 
-const bad = (message: string) => new ApiError("bad_request", message);
+const bad = (message: string) => new ServiceError("bad_request", message);
+
+/** Runs a validation of one item, naming the item in its error. */
+function within<T>(where: string, check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    throw err instanceof ServiceError ? bad(`${where}: ${err.message}`) : err;
+  }
+}
 
 function item(where: string, channel: unknown, event: unknown, data: unknown, id: unknown, dataPresent: boolean, maxBytes: number): BatchItem {
   if (typeof channel !== "string" || !isValidChannel(channel)) {
-    throw bad(`${where}.channel must be 1-128 characters of A-Z a-z 0-9 _ - . : = @`);
+    throw bad(`${where}.channel must be ${CHANNEL_RULE}`);
   }
-  let input: PublishInput;
-  try {
-    input = toPublishInput(event, data, id, dataPresent);
-  } catch (err) {
-    if (err instanceof InvalidInput) throw bad(`${where}: ${err.message}`);
-    throw err;
-  }
+  const input: PublishInput = within(where, () => toPublishInput(event, data, id, dataPresent));
   if (input.data.length + input.event.length + input.id.length > maxBytes) {
-    throw new ApiError("too_large", `${where} is over MAX_MESSAGE_BYTES (${maxBytes})`);
+    throw new ServiceError("too_large", `${where} is over MAX_MESSAGE_BYTES (${maxBytes})`);
   }
   return { channel, input };
 }
@@ -48,13 +49,7 @@ export function parseBatch(body: unknown, maxBytes: number): BatchItem[] {
     const list = body.channels;
     checkCount(list.length, "channels");
     // One id for every channel: ids are per channel, and a retry reuses it.
-    const id = (() => {
-      try {
-        return checkId(body.id);
-      } catch (err) {
-        throw err instanceof InvalidInput ? bad(err.message) : err;
-      }
-    })();
+    const id = checkId(body.id);
     return list.map((ch, i) => item(`channels[${i}]`, ch, body.event, body.data, id, "data" in body, maxBytes));
   }
   throw bad('body must have a "messages" array or a "channels" array');
@@ -62,7 +57,7 @@ export function parseBatch(body: unknown, maxBytes: number): BatchItem[] {
 
 function checkCount(n: number, what: string): void {
   if (n === 0) throw bad(`${what} must not be empty`);
-  if (n > LIMITS.batch) throw new ApiError("too_large", `at most ${LIMITS.batch} ${what} per batch (got ${n})`);
+  if (n > LIMITS.batch) throw new ServiceError("too_large", `at most ${LIMITS.batch} ${what} per batch (got ${n})`);
 }
 
 /** Groups items by channel, keeping request order within each channel. */

@@ -1,5 +1,17 @@
-import type { Cursor } from "./cursor";
-import type { LoggedMessage, PublishInput } from "./protocol";
+import type { Cursor, PublishInput } from "../protocol/index.js";
+
+/** A message as the log stores it; `data` stays serialized JSON so delivery never re-encodes it. */
+export interface LoggedMessage {
+  seq: number;
+  id: string;
+  event: string;
+  data: string;
+  ts: number;
+  sender: string | null;
+}
+
+/** What recording a publish answers: the new message, or the seq its id was first given. */
+export type Recorded = { duplicate: false; message: LoggedMessage } | { duplicate: true; seq: number };
 
 /** How long the log keeps messages and remembers ids. */
 export interface Retention {
@@ -10,6 +22,19 @@ export interface Retention {
 
 /** What a cursor gets: the messages after it, or a reset when the log cannot serve it. */
 export type Replay = { reset: false; messages: LoggedMessage[] } | { reset: true };
+
+/**
+ * What serving a cursor takes, whatever keeps the messages: the channel's SQLite log here, an
+ * edge's tail cache later. test/replay-log.case.ts is the contract every implementation passes.
+ */
+export interface ReplaySource {
+  readonly lastSeq: number;
+  readonly epoch: string;
+  /** Messages after a cursor (at most `limit`, -1: all), or a reset when they cannot be served. */
+  since(cursor: Cursor, now: number, limit?: number): Replay;
+  /** The last `n` messages still kept, oldest first. */
+  last(n: number, now: number): LoggedMessage[];
+}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -50,7 +75,7 @@ function newEpoch(): string {
  * newest seq is otherwise the newest row. Nothing is created until the first append, so reads
  * of a channel that never had a publish leave no storage behind.
  */
-export class ReplayLog {
+export class ReplayLog implements ReplaySource {
   /** The stored epoch; null until the first publish (reads never create storage). */
   private stored: string | null = null;
   /** The epoch the first publish will store, picked when first needed and kept by the room. */
@@ -132,6 +157,16 @@ export class ReplayLog {
     return remembered?.seq ?? null;
   }
 
+  /**
+   * Records a publish: an id seen before (in the log or the dedupe window) answers its first
+   * seq; anything else is appended. Delivery is the caller's, after this returns.
+   */
+  record(channel: string, input: PublishInput, sender: string | null, now: number): Recorded {
+    const seen = this.findId(input.id, now);
+    if (seen !== null) return { duplicate: true, seq: seen };
+    return { duplicate: false, message: this.append(channel, input, sender, now) };
+  }
+
   /** Writes one message and returns it with its seq. Callers check `findId` first. */
   append(channel: string, input: PublishInput, sender: string | null, now: number): LoggedMessage {
     this.ensureCreated(channel);
@@ -171,10 +206,10 @@ export class ReplayLog {
    */
   since(cursor: Cursor, now: number, limit = -1): Replay {
     if (cursor.epoch !== null && cursor.epoch !== this.epoch) return { reset: true };
-    if (cursor.since > this.lastSeq) return { reset: true };
-    if (cursor.since === this.lastSeq) return { reset: false, messages: [] };
-    if (cursor.since + 1 < this.firstValid(now)) return { reset: true };
-    return { reset: false, messages: this.rowsAfter(cursor.since, limit) };
+    if (cursor.seq > this.lastSeq) return { reset: true };
+    if (cursor.seq === this.lastSeq) return { reset: false, messages: [] };
+    if (cursor.seq + 1 < this.firstValid(now)) return { reset: true };
+    return { reset: false, messages: this.rowsAfter(cursor.seq, limit) };
   }
 
   /** Up to `limit` retained messages older than `seq`, newest first (chat scroll-back). */

@@ -1,4 +1,5 @@
-import { closingFrame, out, type Out } from "./protocol";
+import { CLOSE, ServiceError } from "../protocol/index.js";
+import { out, sseEvent } from "../room/outgoing.js";
 
 /** The browser's reconnect delay, sent once at the start of a stream. */
 export const SSE_RETRY_MS = 2000;
@@ -8,8 +9,6 @@ export const SSE_RETRY_MS = 2000;
  * locally notices only when a write fails, so a dead stream is counted at most this long.
  */
 export const SSE_HEARTBEAT_MS = 5_000;
-/** Close code named in the err event that ends a slow stream (as a full room's 4503: retry). */
-const CLOSE_SLOW = 4503;
 
 export const SSE_HEADERS = {
   "content-type": "text/event-stream; charset=utf-8",
@@ -17,14 +16,8 @@ export const SSE_HEADERS = {
   "x-accel-buffering": "no",
 };
 
-/**
- * One frame as an SSE event: `msg` frames carry `id: EPOCH:SEQ` and no `event:` (so
- * `onmessage` fires and the browser resends the id as Last-Event-ID); other frames carry
- * `event: <t>` and no id, so they never move the browser's cursor.
- */
-export function sseEvent(out: Out): string {
-  return out.t === "msg" ? `id: ${out.id}\ndata: ${out.json}\n\n` : `event: ${out.t}\ndata: ${out.json}\n\n`;
-}
+/** The event that ends a stream that fell too far behind (as a full room's 4503: retry). */
+const SLOW_CONSUMER = sseEvent(out(new ServiceError("unavailable", "slow consumer: resume from Last-Event-ID").toFrame(CLOSE.unavailable.code)));
 
 const encoder = new TextEncoder();
 
@@ -66,7 +59,7 @@ export function relayAsSse(upstream: WebSocket, options: { maxBacklog: number; g
     if (backlog + bytes.byteLength > maxBacklog) {
       onSlow?.(backlog);
       // Queued behind the backlog: the client reads it, then the end of the stream.
-      push(encoder.encode(sseEvent(out(closingFrame("unavailable", "slow consumer: resume from Last-Event-ID", CLOSE_SLOW)))));
+      push(encoder.encode(SLOW_CONSUMER));
       return end();
     }
     backlog += bytes.byteLength;

@@ -1,0 +1,35 @@
+// Errors as answers: a JSON error response, or for a refused WebSocket upgrade an accepted
+// socket that says why (browsers cannot read the status of a failed handshake).
+import type { IRequest } from "itty-router";
+import type { Env } from "../config.js";
+import { log } from "../log.js";
+import { count } from "../metrics.js";
+import { asServiceError, ServiceError } from "../protocol/index.js";
+
+export const isUpgrade = (request: Request) => request.headers.get("upgrade")?.toLowerCase() === "websocket";
+
+/**
+ * A refused upgrade is still accepted, by the Worker and never by the room, so the browser can
+ * read why: one `err` frame, then close with 4000 + the HTTP status.
+ */
+export function refuseSocket(err: ServiceError): Response {
+  const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+  server.accept();
+  server.send(JSON.stringify(err.toFrame(err.refusalClose)));
+  // A close reason is at most 123 bytes.
+  server.close(err.refusalClose, err.message.slice(0, 120));
+  return new Response(null, { status: 101, webSocket: client });
+}
+
+/** The router's catch: every thrown error becomes its answer, and one log line. */
+export function toErrorResponse(thrown: unknown, request: IRequest, env: Env): Response {
+  const known = asServiceError(thrown);
+  const path = new URL(request.url).pathname;
+  const channel = request.params?.channel?.slice(0, 128);
+  if (known) log("refused", { method: request.method, path, channel, status: known.status, code: known.code, message: known.message });
+  else log("error", { method: request.method, path, channel, error: String(thrown) });
+  if (channel) count(env, channel, "refused");
+  const err = known ?? new ServiceError("internal", "internal error");
+  if (isUpgrade(request) && request.method === "GET") return refuseSocket(err);
+  return err.toResponse();
+}

@@ -1,0 +1,193 @@
+// The Worker's routes: each parses and authorizes its request, then makes one call to the
+// channel's room. Auth happens here, so a refused request never wakes a room.
+import { Router, type IRequest } from "itty-router";
+import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, requirePublishKey } from "../auth.js";
+import { configFor, type Env } from "../config.js";
+import { CONSOLE_CSP, CONSOLE_HTML } from "../console/bundle.generated.js";
+import { log } from "../log.js";
+import { CHANNEL_RULE, isObject, isValidChannel, LIMITS, ServiceError, toPublishInput, type HttpErrorCode, type PublishInput } from "../protocol/index.js";
+import { connectRequest } from "../room/connect.js";
+import { byChannel, parseBatch, type BatchResult } from "./batch.js";
+import { mediaType, readJson, readText } from "./body.js";
+import { originAllowed, preflight, withCors } from "./cors.js";
+import { isUpgrade, toErrorResponse } from "./errors.js";
+import { parseHistory, parseSseStart, parseStart } from "./params.js";
+import { relayAsSse, SSE_HEADERS } from "./sse-relay.js";
+
+type Args = [Env, ExecutionContext];
+
+/** The channel of a `/v1/channels/:channel/...` route, decoded and validated (400 otherwise). */
+function channelOf(request: IRequest): string {
+  let name: string;
+  try {
+    name = decodeURIComponent(request.params.channel ?? "");
+  } catch {
+    throw new ServiceError("bad_request", "channel name is not valid percent-encoding");
+  }
+  if (!isValidChannel(name)) throw new ServiceError("bad_request", `channel name must be ${CHANNEL_RULE}`);
+  return name;
+}
+
+const room = (env: Env, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
+
+// ---- routes ------------------------------------------------------------------------------
+
+async function subscribeWs(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  if (!isUpgrade(request)) throw new ServiceError("upgrade_required", "this route needs a WebSocket upgrade (Upgrade: websocket)");
+  if (!originAllowed(env, request.headers.get("origin"))) {
+    throw new ServiceError("forbidden", "origin is not in ALLOWED_ORIGINS");
+  }
+  const start = parseStart(new URL(request.url).searchParams);
+  const identity = await authorizeSubscribe(env, channel, bearer(request, true));
+  return room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "ws" }));
+}
+
+async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  const start = parseSseStart(new URL(request.url).searchParams, request.headers.get("last-event-id"));
+  const identity = await authorizeSubscribe(env, channel, bearer(request, true));
+  // HEAD answers what GET would, without opening a stream the room would have to hold.
+  if (headOnly.has(request)) return new Response(null, { headers: SSE_HEADERS });
+  const upstream = await room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "sse" }));
+  if (!upstream.webSocket) throw new ServiceError("unavailable", "room did not accept the stream");
+  return relayAsSse(upstream.webSocket, {
+    maxBacklog: configFor(env, channel).sseMaxBacklogBytes,
+    gone: request.signal,
+    onSlow: (backlog) => log("slow", { channel, transport: "sse", backlog }),
+  });
+}
+
+/** JSON `{event, data, id?}`, or a text body published as event `message`. */
+async function publishInput(request: Request, max: number): Promise<PublishInput> {
+  const type = mediaType(request);
+  if (type !== "json" && type !== "text") {
+    throw new ServiceError("unsupported_media_type", `content type ${type} is not supported; use application/json or text/plain`);
+  }
+  if (type === "text") return { event: "message", data: JSON.stringify(await readText(request, max)), id: crypto.randomUUID() };
+  const body = await readJson(request, max);
+  if (!isObject(body)) throw new ServiceError("bad_request", 'body must be a JSON object {"event", "data", "id"?}');
+  return toPublishInput(body.event, body.data, body.id, "data" in body);
+}
+
+async function publish(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  const publisher = await authorizePublish(env, channel, bearer(request, false));
+  const input = await publishInput(request, configFor(env, channel).maxMessageBytes);
+  const exclude = new URL(request.url).searchParams.get("exclude");
+  if (exclude !== null && !/^[A-Za-z0-9]{1,64}$/.test(exclude)) throw new ServiceError("bad_request", "exclude must be a connection id (cid)");
+  const result = await room(env, channel).publish(channel, input, publisher.sub, exclude);
+  return Response.json(result);
+}
+
+/** Batch: one room call per channel (order kept within it), channels in parallel. */
+async function publishBatch(request: IRequest, env: Env): Promise<Response> {
+  const publisher = await authenticatePublisher(env, bearer(request, false));
+  if (mediaType(request) !== "json") throw new ServiceError("unsupported_media_type", "batch publish takes application/json");
+  const maxBytes = configFor(env, "").maxMessageBytes;
+  const items = parseBatch(await readJson(request, maxBytes * LIMITS.batch), maxBytes);
+  const results: BatchResult[] = new Array(items.length);
+  await Promise.all(
+    [...byChannel(items)].map(async ([channel, indexes]) => {
+      const fail = (code: HttpErrorCode, message: string) => {
+        for (const i of indexes) results[i] = { channel, id: items[i]!.input.id, error: { code, message } };
+      };
+      if (!publisher.may(channel)) return fail("forbidden", `token does not grant publishing to ${channel}`);
+      try {
+        const answers = await room(env, channel).publishMany(channel, indexes.map((i) => items[i]!.input), publisher.sub);
+        answers.forEach((answer, k) => (results[indexes[k]!] = { channel, ...answer }));
+      } catch (err) {
+        log("error", { where: "batch publish", channel, error: String(err) });
+        fail("unavailable", "the channel did not answer; retry with the same ids");
+      }
+    }),
+  );
+  return Response.json({ results });
+}
+
+async function history(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  const query = parseHistory(new URL(request.url).searchParams);
+  await authorizeRead(env, channel, bearer(request, true));
+  const body = await room(env, channel).history(channel, query);
+  return new Response(body, { headers: { "content-type": "application/json" } });
+}
+
+async function purge(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  await requirePublishKey(env, bearer(request, false));
+  return Response.json(await room(env, channel).purge());
+}
+
+async function presence(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  if (!channel.startsWith("presence-")) throw new ServiceError("bad_request", "presence is kept on presence- channels only");
+  await authorizeRead(env, channel, bearer(request, true));
+  return Response.json(await room(env, channel).members(channel));
+}
+
+async function stats(request: IRequest, env: Env): Promise<Response> {
+  const channel = channelOf(request);
+  await authorizeRead(env, channel, bearer(request, true));
+  return Response.json(await room(env, channel).stats(channel));
+}
+
+/** The live console page, when `CONSOLE=on`; otherwise the route does not exist. */
+function consolePage(_request: IRequest, env: Env): Response {
+  if ((env.CONSOLE ?? "").trim().toLowerCase() !== "on") throw new ServiceError("not_found", "no such route (the console is off: CONSOLE=on turns it on)");
+  return new Response(CONSOLE_HTML, {
+    headers: {
+      "content-type": "text/html; charset=utf-8",
+      "content-security-policy": CONSOLE_CSP,
+      "x-content-type-options": "nosniff",
+      "referrer-policy": "no-referrer",
+      "cache-control": "no-cache",
+    },
+  });
+}
+
+const allow = (methods: string) => () => {
+  throw new ServiceError("method_not_allowed", `use ${methods}`);
+};
+
+export const router = Router<IRequest, Args>({
+  catch: toErrorResponse,
+  finally: [(response: Response, request: IRequest, env: Env) => withCors(response, request, env)],
+});
+
+router
+  .options("*", (request: IRequest, env: Env) => preflight(request, env))
+  .get("/", consolePage)
+  .get("/console", consolePage)
+  .get("/healthz", () => Response.json({ ok: true }))
+  .all("/healthz", allow("GET"))
+  .post("/v1/publish", publishBatch)
+  .all("/v1/publish", allow("POST"))
+  .get("/v1/channels/:channel/ws", subscribeWs)
+  .all("/v1/channels/:channel/ws", allow("GET"))
+  .get("/v1/channels/:channel/sse", subscribeSse)
+  .all("/v1/channels/:channel/sse", allow("GET"))
+  .post("/v1/channels/:channel/messages", publish)
+  .get("/v1/channels/:channel/messages", history)
+  .delete("/v1/channels/:channel/messages", purge)
+  .all("/v1/channels/:channel/messages", allow("GET, POST, DELETE"))
+  .get("/v1/channels/:channel/presence", presence)
+  .all("/v1/channels/:channel/presence", allow("GET"))
+  .get("/v1/channels/:channel", stats)
+  .all("/v1/channels/:channel", allow("GET"))
+  .all("*", () => {
+    throw new ServiceError("not_found", "no such route");
+  });
+
+/** GET requests made from a HEAD: routes that would open something answer headers only. */
+const headOnly = new WeakSet<Request>();
+
+/** One rule for HEAD: wherever GET works, HEAD answers the same status and headers, no body. */
+export async function head(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+  const get = new Request(request.url, { method: "GET", headers: request.headers });
+  headOnly.add(get);
+  const res: Response = await router.fetch(get, env, ctx);
+  await res.body?.cancel();
+  return new Response(null, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+

@@ -1,0 +1,156 @@
+// The frames of the wire protocol (docs/protocol.md), server to client and client to server.
+// The server builds what it sends from these types and the client reads with them, so the two
+// sides cannot drift apart. Receivers ignore unknown fields and types.
+import type { ErrorCode } from "./errors.js";
+
+// ---- server to client --------------------------------------------------------------------
+
+/** First frame of a single-channel socket. */
+export interface WelcomeFrame {
+  t: "welcome";
+  v: 1;
+  ch: string;
+  cid: string;
+  /** The channel's last seq. */
+  seq: number;
+  /** The epoch the channel's messages carry; named before the first publish too. */
+  epoch: string;
+}
+/** First frame of a multiplexed connection (`GET /v1/ws`): no channel yet. */
+export interface ConnectionWelcomeFrame {
+  t: "welcome";
+  v: 2;
+  cid: string;
+}
+
+export interface MsgFrame<E extends string = string, D = unknown> {
+  t: "msg";
+  ch: string;
+  seq: number;
+  id: string;
+  e: E;
+  d: D;
+  ts: number;
+  /** The publishing client's `sub`, when a client with a token published it. */
+  u?: string;
+}
+/** The resume point cannot be served (or the channel was purged): refetch; live after `seq`. */
+export interface ResetFrame {
+  t: "reset";
+  ch?: string;
+  seq: number;
+  epoch: string;
+}
+export interface AckFrame {
+  t: "ack";
+  ch?: string;
+  id: string;
+  seq: number;
+  duplicate: boolean;
+}
+export interface ErrFrame {
+  t: "err";
+  ch?: string;
+  code: ErrorCode;
+  message: string;
+  /** The `pub` this answers. */
+  id?: string;
+  /**
+   * Set when the server is closing the connection right after this frame, with this close
+   * code. Clients act on it at once instead of waiting for the close handshake to finish.
+   */
+  close?: number;
+}
+/** A presence member: one per `sub`, however many sockets it has open. */
+export interface Member<I = unknown> {
+  id: string;
+  info: I;
+}
+export interface MembersFrame {
+  t: "members";
+  ch?: string;
+  members: Member[];
+  /** All members; `members` lists at most PRESENCE_MAX_MEMBERS of them. */
+  count: number;
+}
+export interface JoinFrame {
+  t: "join";
+  ch?: string;
+  member: Member;
+}
+export interface LeaveFrame {
+  t: "leave";
+  ch?: string;
+  member: Member;
+}
+/** Frames that piled up during one flush, each complete and in order (opt-in: `?batch=1`). */
+export interface BatchFrame {
+  t: "batch";
+  f: ServerFrame[];
+}
+/** Multiplexed connections: a `sub` was accepted; the channel's replay or reset follows. */
+export interface SubscribedFrame {
+  t: "subscribed";
+  ch: string;
+  seq: number;
+  epoch: string;
+}
+/** Multiplexed connections: a subscription ended (`code` and `message` when the server ended it). */
+export interface UnsubscribedFrame {
+  t: "unsubscribed";
+  ch: string;
+  code?: ErrorCode;
+  message?: string;
+}
+export type ServerFrame =
+  | WelcomeFrame
+  | ConnectionWelcomeFrame
+  | MsgFrame
+  | ResetFrame
+  | AckFrame
+  | ErrFrame
+  | MembersFrame
+  | JoinFrame
+  | LeaveFrame
+  | BatchFrame
+  | SubscribedFrame
+  | UnsubscribedFrame;
+
+// ---- client to server --------------------------------------------------------------------
+
+/** Publish over the socket (needs a `pub` grant); `ch` on multiplexed connections. */
+export interface PubFrame {
+  t: "pub";
+  e: string;
+  d: unknown;
+  id?: string;
+  ch?: string;
+}
+/** Replaces the connection's token (same channel grant, same `sub`). */
+export interface AuthFrame {
+  t: "auth";
+  token: string;
+}
+export interface SubFrame {
+  t: "sub";
+  ch: string;
+  since?: number;
+  epoch?: string;
+  rewind?: number;
+  token?: string;
+}
+export interface UnsubFrame {
+  t: "unsub";
+  ch: string;
+}
+export type ClientFrame = PubFrame | AuthFrame | SubFrame | UnsubFrame;
+
+// ---- HTTP --------------------------------------------------------------------------------
+
+/** Answer of an HTTP publish (and of a `pub`'s ack, without `delivered`). */
+export interface PublishResult {
+  seq: number;
+  id: string;
+  delivered: number;
+  duplicate: boolean;
+}

@@ -1,0 +1,34 @@
+// The contract between the Worker and a room for taking a socket: the Worker authenticates and
+// parses, then hands the room what it decided in one internal header the client cannot set.
+import type { Identity } from "../auth.js";
+import type { Cursor } from "../protocol/index.js";
+import type { Transport } from "./sockets.js";
+
+/** Where a new subscription starts: after a cursor (resume), the last N messages, or live. */
+export interface Start {
+  cursor: Cursor | null;
+  rewind: number;
+}
+
+export interface ConnectRequest {
+  channel: string;
+  identity: Identity;
+  start: Start;
+  transport: Transport;
+}
+
+const CONNECT_HEADER = "x-hibercast-connect";
+
+/** Builds the internal upgrade request; the client's own headers never reach the room. */
+export function connectRequest(connect: ConnectRequest): Request {
+  return new Request("https://room.internal/connect", {
+    headers: { Upgrade: "websocket", [CONNECT_HEADER]: JSON.stringify(connect) },
+  });
+}
+
+/** The connect request a room was sent, or null for anything else. */
+export function readConnect(request: Request): ConnectRequest | null {
+  const raw = request.headers.get(CONNECT_HEADER);
+  if (raw === null || request.headers.get("upgrade") !== "websocket") return null;
+  return JSON.parse(raw) as ConnectRequest;
+}

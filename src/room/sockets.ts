@@ -1,0 +1,115 @@
+// The room's sockets: the one module that owns the tag scheme and the attachment shape, so the
+// rest of the room asks for "the sockets of user u" or "this socket's state" and never spells a
+// tag. State lives in the runtime (tags + attachments), so it survives hibernation.
+
+/** How a socket's frames leave the room: as JSON text, or pre-formatted for the SSE relay. */
+export type Transport = "ws" | "sse";
+export const TRANSPORTS: readonly Transport[] = ["ws", "sse"];
+
+/** Per-socket state, kept in the socket's attachment (≤ 16 KiB: this channel's grants only). */
+export interface SocketState {
+  cid: string;
+  ch: string;
+  tr: Transport;
+  sub: string | null;
+  pub: boolean;
+  /** Token expiry, seconds since the epoch. */
+  exp: number | null;
+  /** Presence info, serialized JSON. */
+  info: string | null;
+  /** Accepted at (ms): the liveness baseline until the first auto-responded ping. */
+  at: number;
+  /**
+   * The epoch this socket was welcomed with, kept only while the channel has no stored epoch:
+   * after hibernation the room takes it back, so the first publish stores what clients hold.
+   */
+  ep?: string;
+}
+
+// The tags: one per connection id, one per transport, and presence and expiry markers.
+const cidTag = (cid: string) => `c:${cid}`;
+const userTag = (sub: string) => `u:${sub}`;
+const PRESENCE_TAG = "p";
+const EXPIRES_TAG = "x";
+
+export const isPresenceChannel = (channel: string) => channel.startsWith("presence-");
+
+export function newCid(): string {
+  return crypto.randomUUID().replaceAll("-", "").slice(0, 16);
+}
+
+export const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketState | null;
+
+/**
+ * The room's view of its sockets. The count of open sockets is taken once per wake and then kept
+ * by accept and close, so accepting a socket never walks the room (DESIGN.md "Connect cost").
+ */
+export class Sockets {
+  /** undefined: not counted since this wake (or since sockets may have gone unreported). */
+  private counted: number | undefined;
+  /** Sockets already taken off the count (a close and an error may both report one). */
+  private readonly uncounted = new WeakSet<WebSocket>();
+
+  constructor(private readonly ctx: DurableObjectState) {}
+
+  count(): number {
+    return (this.counted ??= this.ctx.getWebSockets().length);
+  }
+
+  /** Counts afresh on the next need: sockets the room closed itself may never report a close. */
+  recount(): void {
+    this.counted = undefined;
+  }
+
+  /** Hands a socket to the runtime with its tags and state; it now survives hibernation. */
+  accept(ws: WebSocket, state: SocketState): void {
+    const total = this.count();
+    const tags = [cidTag(state.cid), state.tr];
+    if (this.isMember(state)) tags.push(PRESENCE_TAG, userTag(state.sub!));
+    if (state.exp !== null) tags.push(EXPIRES_TAG);
+    this.ctx.acceptWebSocket(ws, tags);
+    ws.serializeAttachment(state);
+    this.counted = total + 1;
+  }
+
+  /** Call when a socket reports its close or error. */
+  gone(ws: WebSocket): void {
+    if (this.counted === undefined || this.uncounted.has(ws)) return;
+    this.uncounted.add(ws);
+    this.counted = Math.max(0, this.counted - 1);
+  }
+
+  save(ws: WebSocket, state: SocketState): void {
+    ws.serializeAttachment(state);
+  }
+
+  /** Whether this socket counts as a presence member (a presence channel and a `sub`). */
+  isMember(state: SocketState): boolean {
+    return isPresenceChannel(state.ch) && state.sub !== null;
+  }
+
+  byCid(cid: string): WebSocket | null {
+    return this.ctx.getWebSockets(cidTag(cid))[0] ?? null;
+  }
+
+  ofUser(sub: string): WebSocket[] {
+    return this.ctx.getWebSockets(userTag(sub));
+  }
+
+  members(): WebSocket[] {
+    return this.ctx.getWebSockets(PRESENCE_TAG);
+  }
+
+  expiring(): WebSocket[] {
+    return this.ctx.getWebSockets(EXPIRES_TAG);
+  }
+
+  countOf(transport: Transport): number {
+    return this.ctx.getWebSockets(transport).length;
+  }
+
+  /** Every socket: only for work done once per wake, never on the accept path. */
+  all(): WebSocket[] {
+    return this.ctx.getWebSockets();
+  }
+}
