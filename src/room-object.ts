@@ -6,7 +6,7 @@ import { count } from "./metrics.js";
 import { CLOSE, parseClientFrame, PROTOCOL_VERSION, ServiceError, type PublishInput, type PublishResult } from "./protocol/index.js";
 import { Alarm } from "./room/alarms.js";
 import { readConnect, type Start } from "./room/connect.js";
-import { closeWith, deliver, sendTo } from "./room/delivery.js";
+import { Delivery } from "./room/delivery.js";
 import { historyBody, type HistoryQuery } from "./room/history.js";
 import { msgOut, out, type Out } from "./room/outgoing.js";
 import { Presence } from "./room/presence.js";
@@ -57,6 +57,7 @@ export class RoomObject extends DurableObject<Env> {
   private readonly log: ReplayLog;
   private readonly sockets: Sockets;
   private readonly presence: Presence;
+  private readonly delivery: Delivery;
   private readonly alarm_: Alarm;
   private readonly pubRate = new PublishRate();
   /** Connect lines in full up to 20 a second; a storm of connects is summed up in one line. */
@@ -68,6 +69,7 @@ export class RoomObject extends DurableObject<Env> {
     this.log.retention = retentionOf(this.config(this.log.channelName));
     this.sockets = new Sockets(ctx);
     this.presence = new Presence(this.sockets);
+    this.delivery = new Delivery(this.sockets);
     this.alarm_ = new Alarm(ctx.storage, {
       trim: (now) => this.log.trim(now),
       expiry: (now) => this.closeExpired(now),
@@ -99,12 +101,12 @@ export class RoomObject extends DurableObject<Env> {
   override async fetch(request: Request): Promise<Response> {
     const connect = readConnect(request);
     if (connect === null) return new Response("not found", { status: 404 });
-    const { channel, identity, start, transport } = connect;
+    const { channel, identity, start, transport, batch } = connect;
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
 
     if (this.sockets.count() >= this.config(channel).maxSockets) {
       server.accept();
-      closeWith(server, transport, CLOSE.unavailable, "room is full, retry later");
+      this.delivery.close(server, transport, CLOSE.unavailable, "room is full, retry later");
       return new Response(null, { status: 101, webSocket: client });
     }
 
@@ -118,7 +120,10 @@ export class RoomObject extends DurableObject<Env> {
       info: identity.info,
       at: Date.now(),
     };
+    if (batch) state.b = true;
     if (!this.log.hasStoredEpoch) state.ep = this.log.epoch;
+    // What is pending goes out first, so this socket's replay cannot also come in a later batch.
+    this.delivery.flush();
     this.sockets.accept(server, state);
     // No await from here to the last replayed frame: a publish cannot slip between the
     // replay and the live stream, so a resume has no gap and no duplicate.
@@ -137,7 +142,7 @@ export class RoomObject extends DurableObject<Env> {
   private sendStart(ws: WebSocket, state: SocketState, start: Start): { replayed: number; reset: boolean } {
     const now = Date.now();
     const replayLog = this.log;
-    const send = (frame: Out) => sendTo(ws, state.tr, frame);
+    const send = (frame: Out) => this.delivery.to(ws, state, frame);
     send(out({ t: "welcome", v: PROTOCOL_VERSION, ch: state.ch, cid: state.cid, seq: replayLog.lastSeq, epoch: replayLog.epoch }));
     let messages = start.rewind > 0 ? replayLog.last(start.rewind, now) : [];
     if (start.cursor !== null) {
@@ -156,9 +161,9 @@ export class RoomObject extends DurableObject<Env> {
     const max = this.config(state.ch).presenceMaxMembers;
     const joined = this.presence.join(ws, state);
     const list = this.presence.list(max);
-    sendTo(ws, state.tr, out({ t: "members", ...list }));
+    this.delivery.to(ws, state, out({ t: "members", ...list }));
     // Beyond PRESENCE_MAX_MEMBERS, counts only: no join/leave storm to every socket.
-    if (joined !== null && list.count <= max) deliver(this.ctx, out({ t: "join", member: joined }), ws);
+    if (joined !== null && list.count <= max) this.delivery.toAll(out({ t: "join", member: joined }), ws);
   }
 
   // ---- message -----------------------------------------------------------------------------
@@ -168,11 +173,11 @@ export class RoomObject extends DurableObject<Env> {
     if (state === null) return;
     const config = this.config(state.ch);
     if (typeof message !== "string") {
-      sendTo(ws, state.tr, out(new ServiceError("bad_frame", "binary frames are not supported; send JSON text").toFrame()));
+      this.delivery.to(ws, state, out(new ServiceError("bad_frame", "binary frames are not supported; send JSON text").toFrame()));
       return;
     }
     if (overLimit(message, config.maxMessageBytes)) {
-      closeWith(ws, state.tr, CLOSE.tooLarge, `frame over MAX_MESSAGE_BYTES (${config.maxMessageBytes})`);
+      this.delivery.close(ws, state.tr, CLOSE.tooLarge, `frame over MAX_MESSAGE_BYTES (${config.maxMessageBytes})`);
       return;
     }
     try {
@@ -187,7 +192,7 @@ export class RoomObject extends DurableObject<Env> {
       }
     } catch (err) {
       if (!(err instanceof ServiceError)) throw err;
-      sendTo(ws, state.tr, out(err.toFrame()));
+      this.delivery.to(ws, state, out(err.toFrame()));
     }
   }
 
@@ -195,10 +200,10 @@ export class RoomObject extends DurableObject<Env> {
     if (!state.pub) throw new ServiceError("forbidden", "this connection may not publish here", input.id);
     const verdict = this.pubRate.take(state.cid, config.clientPubPerS);
     // Over the limit: refused with an err; a client that keeps going is cut off.
-    if (verdict === "cut") return closeWith(ws, state.tr, CLOSE.rateLimited, "publish rate limit exceeded");
+    if (verdict === "cut") return this.delivery.close(ws, state.tr, CLOSE.rateLimited, "publish rate limit exceeded");
     if (verdict === "refuse") throw new ServiceError("rate_limited", `at most ${config.clientPubPerS} publishes per second`, input.id);
     const result = this.publishNow(state.ch, input, state.sub, null);
-    sendTo(ws, state.tr, out({ t: "ack", id: result.id, seq: result.seq, duplicate: result.duplicate }));
+    this.delivery.to(ws, state, out({ t: "ack", id: result.id, seq: result.seq, duplicate: result.duplicate }));
     await this.alarm_.ifNone("trim");
   }
 
@@ -242,7 +247,7 @@ export class RoomObject extends DurableObject<Env> {
       if (isPresenceChannel(state.ch)) {
         const left = this.presence.leave(ws, state);
         if (left !== null && this.presence.count() < this.config(state.ch).presenceMaxMembers) {
-          deliver(this.ctx, out({ t: "leave", member: left }), ws);
+          this.delivery.toAll(out({ t: "leave", member: left }), ws);
         }
       }
       return state;
@@ -288,7 +293,7 @@ export class RoomObject extends DurableObject<Env> {
 
   /** Delivers a recorded message to this room's own sockets; answers how many took it. */
   private deliverMessage(channel: string, m: LoggedMessage, exclude: WebSocket | null): number {
-    const delivered = deliver(this.ctx, msgOut(channel, m, this.log.epoch), exclude);
+    const delivered = this.delivery.toAll(msgOut(channel, m, this.log.epoch), exclude);
     count(this.env, channel, "publish");
     count(this.env, channel, "delivered", delivered);
     return delivered;
@@ -297,7 +302,7 @@ export class RoomObject extends DurableObject<Env> {
   /** Empties the log and starts a new epoch; every connected client gets `reset`. */
   async purge(): Promise<{ seq: number; epoch: string }> {
     this.log.purge(Date.now());
-    const reset = deliver(this.ctx, out({ t: "reset", seq: this.log.lastSeq, epoch: this.log.epoch }));
+    const reset = this.delivery.toAll(out({ t: "reset", seq: this.log.lastSeq, epoch: this.log.epoch }));
     log("purge", { channel: this.log.channelName, seq: this.log.lastSeq, reset });
     return { seq: this.log.lastSeq, epoch: this.log.epoch };
   }
@@ -347,7 +352,7 @@ export class RoomObject extends DurableObject<Env> {
         continue;
       }
       this.forget(ws);
-      closeWith(ws, state.tr, CLOSE.unauthorized, "token expired");
+      this.delivery.close(ws, state.tr, CLOSE.unauthorized, "token expired");
       log("expired", { channel: state.ch, cid: state.cid, sub: state.sub });
     }
     return next;
@@ -365,7 +370,7 @@ export class RoomObject extends DurableObject<Env> {
       const lastSeen = Math.max(this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0, state.at);
       if (now - lastSeen <= PRESENCE_TIMEOUT_MS) continue;
       this.forget(ws);
-      closeWith(ws, state.tr, CLOSE.noPing, "no ping received");
+      this.delivery.close(ws, state.tr, CLOSE.noPing, "no ping received");
       log("swept", { channel: state.ch, cid: state.cid, sub: state.sub, silentMs: now - lastSeen });
     }
     return sockets.length > 0 ? now + PRESENCE_SWEEP_MS : null;

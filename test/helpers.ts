@@ -181,6 +181,9 @@ export class SseReader {
     return new SseReader(res, res.body.getReader());
   }
 
+  /** The most events (blocks) that arrived in one read of the stream. */
+  largestRead = 0;
+
   /** The next event (or retry/comment block); null when the stream ended. */
   async next(ms = 2000): Promise<SseEvent | null> {
     const deadline = Date.now() + ms;
@@ -193,7 +196,9 @@ export class SseReader {
       ]);
       if (chunk === "timeout") continue;
       if (chunk.done) return null;
-      this.buffer += this.decoder.decode(chunk.value, { stream: true });
+      const text = this.decoder.decode(chunk.value, { stream: true });
+      this.largestRead = Math.max(this.largestRead, text.split("\n\n").length - 1);
+      this.buffer += text;
     }
     const end = this.buffer.indexOf("\n\n");
     const block = this.buffer.slice(0, end);

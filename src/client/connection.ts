@@ -257,7 +257,15 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
     } catch {
       return; // not a frame of ours; ignore like any unknown frame
     }
+    this.handle(frame);
+  }
+
+  private handle(frame: ServerFrame): void {
     switch (frame.t) {
+      case "batch":
+        // Frames that piled up during one flush on the server, complete and in order.
+        for (const f of frame.f) this.handle(f);
+        return;
       case "welcome":
         return this.welcome(frame as W);
       case "ack": {

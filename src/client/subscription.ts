@@ -104,6 +104,7 @@ export class Subscription<Events extends EventMap = EventMap> {
 
   private nextUrl(): URL {
     const url = socketUrl(this.config.url, this.config.channel);
+    url.searchParams.set("batch", "1"); // frames of a burst come packed; receive() unpacks them
     if (this.cursor !== null) {
       url.searchParams.set("since", String(this.cursor.seq));
       if (this.cursor.epoch !== null) url.searchParams.set("epoch", this.cursor.epoch);

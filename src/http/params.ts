@@ -41,6 +41,14 @@ export function parseStart(params: URLSearchParams): Start {
   return { cursor: { seq: parseSeq("since", since), epoch: parseEpoch(epoch) }, rewind: 0 };
 }
 
+/** `?batch=1`: the socket takes `batch` frames under bursts (absent or 0: frames one by one). */
+export function parseBatchOption(params: URLSearchParams): boolean {
+  const value = params.get("batch");
+  if (value === null || value === "" || value === "0" || value === "false") return false;
+  if (value === "1" || value === "true") return true;
+  throw new ServiceError("bad_request", "batch must be 1 or 0");
+}
+
 /** `Last-Event-ID: EPOCH:SEQ`, what EventSource sends on reconnect; it wins over the URL. */
 export function parseSseStart(params: URLSearchParams, lastEventId: string | null): Start {
   if (lastEventId === null || lastEventId.trim() === "") return parseStart(params);

@@ -11,7 +11,7 @@ import { byChannel, parseBatch, type BatchResult } from "./batch.js";
 import { mediaType, readJson, readText } from "./body.js";
 import { originAllowed, preflight, withCors } from "./cors.js";
 import { isUpgrade, toErrorResponse } from "./errors.js";
-import { parseHistory, parseSseStart, parseStart } from "./params.js";
+import { parseBatchOption, parseHistory, parseSseStart, parseStart } from "./params.js";
 import { relayAsSse, SSE_HEADERS } from "./sse-relay.js";
 
 type Args = [Env, ExecutionContext];
@@ -38,9 +38,11 @@ async function subscribeWs(request: IRequest, env: Env): Promise<Response> {
   if (!originAllowed(env, request.headers.get("origin"))) {
     throw new ServiceError("forbidden", "origin is not in ALLOWED_ORIGINS");
   }
-  const start = parseStart(new URL(request.url).searchParams);
+  const params = new URL(request.url).searchParams;
+  const start = parseStart(params);
+  const batch = parseBatchOption(params);
   const identity = await authorizeSubscribe(env, channel, bearer(request, true));
-  return room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "ws" }));
+  return room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "ws", batch }));
 }
 
 async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
@@ -49,7 +51,7 @@ async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
   const identity = await authorizeSubscribe(env, channel, bearer(request, true));
   // HEAD answers what GET would, without opening a stream the room would have to hold.
   if (headOnly.has(request)) return new Response(null, { headers: SSE_HEADERS });
-  const upstream = await room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "sse" }));
+  const upstream = await room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "sse", batch: false }));
   if (!upstream.webSocket) throw new ServiceError("unavailable", "room did not accept the stream");
   return relayAsSse(upstream.webSocket, {
     maxBacklog: configFor(env, channel).sseMaxBacklogBytes,

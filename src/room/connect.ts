@@ -15,6 +15,8 @@ export interface ConnectRequest {
   identity: Identity;
   start: Start;
   transport: Transport;
+  /** The socket takes `batch` frames (`?batch=1`). */
+  batch: boolean;
 }
 
 const CONNECT_HEADER = "x-hibercast-connect";

@@ -4,7 +4,13 @@
 
 /** How a socket's frames leave the room: as JSON text, or pre-formatted for the SSE relay. */
 export type Transport = "ws" | "sse";
-export const TRANSPORTS: readonly Transport[] = ["ws", "sse"];
+
+/**
+ * How a socket takes the frames of a burst: `ws` one by one, `wb` in `batch` frames (opted in
+ * with `?batch=1`), `sse` as several events in one write. Each is a tag, so delivery asks the
+ * runtime for one group at a time.
+ */
+export type Group = "ws" | "wb" | "sse";
 
 /** Per-socket state, kept in the socket's attachment (≤ 16 KiB: this channel's grants only). */
 export interface SocketState {
@@ -19,6 +25,8 @@ export interface SocketState {
   info: string | null;
   /** Accepted at (ms): the liveness baseline until the first auto-responded ping. */
   at: number;
+  /** Takes `batch` frames (`?batch=1`). */
+  b?: true;
   /**
    * The epoch this socket was welcomed with, kept only while the channel has no stored epoch:
    * after hibernation the room takes it back, so the first publish stores what clients hold.
@@ -39,6 +47,8 @@ export function newCid(): string {
 }
 
 export const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketState | null;
+
+const groupOf = (state: SocketState): Group => (state.tr === "sse" ? "sse" : state.b ? "wb" : "ws");
 
 /**
  * The room's view of its sockets. The count of open sockets is taken once per wake and then kept
@@ -64,7 +74,7 @@ export class Sockets {
   /** Hands a socket to the runtime with its tags and state; it now survives hibernation. */
   accept(ws: WebSocket, state: SocketState): void {
     const total = this.count();
-    const tags = [cidTag(state.cid), state.tr];
+    const tags = [cidTag(state.cid), groupOf(state)];
     if (this.isMember(state)) tags.push(PRESENCE_TAG, userTag(state.sub!));
     if (state.exp !== null) tags.push(EXPIRES_TAG);
     this.ctx.acceptWebSocket(ws, tags);
@@ -105,7 +115,12 @@ export class Sockets {
   }
 
   countOf(transport: Transport): number {
-    return this.ctx.getWebSockets(transport).length;
+    return transport === "sse" ? this.group("sse").length : this.group("ws").length + this.group("wb").length;
+  }
+
+  /** The sockets that take frames one way (see Group). */
+  group(group: Group): WebSocket[] {
+    return this.ctx.getWebSockets(group);
   }
 
   /** Every socket: only for work done once per wake, never on the accept path. */

@@ -43,6 +43,16 @@ describe("CLI", () => {
     expect(code).toBe(0);
   });
 
+  it("prints one line per frame under bursts, never a batch", async () => {
+    const ch = channelName();
+    const running = cli(["subscribe", ch], { until: (out) => out.includes('"seq":30') });
+    await until(() => true);
+    setTimeout(() => void publisher().publishBatch(Array.from({ length: 30 }, (_, i) => ({ channel: ch, event: "burst", data: i + 1 }))), 500);
+    const lines = (await running).stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.t)).toEqual(["welcome", ...Array(30).fill("msg")]);
+    expect(lines.slice(1).map((l) => l.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  });
+
   it("mints a token that the server accepts", async () => {
     const ch = channelName("private-cli");
     const minted = await cli(["token", "--sub", "alice", "--ch", "private-cli-*", "--ttl", "5m", "--secret", NODE_JWT_SECRET]);
