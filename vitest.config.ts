@@ -7,7 +7,7 @@ export const TEST_SECRETS = {
   PUBLISH_KEY: "test-publish-key,test-publish-key-previous",
 };
 
-const worker = (bindings: Record<string, string>) =>
+const worker = (bindings: Record<string, unknown>) =>
   cloudflareTest({
     wrangler: { configPath: "./wrangler.toml" },
     miniflare: { bindings: { ...TEST_SECRETS, ...bindings } },
@@ -39,6 +39,34 @@ export default defineConfig({
           }),
         ],
         test: { name: "strict", include: ["test/strict/*.test.ts"], setupFiles: ["test/logs.ts"] },
+      },
+      {
+        // Per-namespace channel options: one rule per option (test/options/).
+        plugins: [
+          worker({
+            CONSOLE: "off",
+            // As wrangler.toml passes it: a JSON array (bad-config below passes a JSON string).
+            CHANNEL_OPTIONS: [
+              { match: "chat-*", logMaxMessages: 5, clientPubPerS: 2 },
+              { match: "price-*", logMaxMessages: 1, latest: true },
+              { match: "feed-*", clientPublish: false },
+              { match: "team-*", requireAuth: true },
+              { match: "once-*", dedupeWindowS: 0, logMaxMessages: 2 },
+              { match: "brief-*", logMaxAgeS: 1 },
+              { match: "presence-small-*", presenceMaxMembers: 1 },
+              { match: "tiny-*", maxSockets: 1 },
+              { match: "wide-*", shards: 4 },
+              { match: "quiet-*", webhooks: false },
+              { match: "exact-room", logMaxMessages: 3 },
+            ],
+          }),
+        ],
+        test: { name: "options", include: ["test/options/*.test.ts"], setupFiles: ["test/logs.ts"] },
+      },
+      {
+        // A broken CHANNEL_OPTIONS: every request answers 500 naming the rule and the field.
+        plugins: [worker({ CONSOLE: "off", CHANNEL_OPTIONS: JSON.stringify([{ match: "chat-*", logMaxMessages: "ten" }]) })],
+        test: { name: "bad-config", include: ["test/bad-config/*.test.ts"], setupFiles: ["test/logs.ts"] },
       },
       {
         // Node-side: the client SDK, publisher and CLI against the worker served locally.

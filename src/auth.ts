@@ -120,10 +120,15 @@ export function bearer(request: Request, allowQuery: boolean): string | null {
   return null;
 }
 
-function identityOf(claims: Claims | null, channel: string): Identity {
+/** A token's `pub` grant publishes to a channel only where its options allow client publishing. */
+export function mayPublish(env: Env, claims: Pick<Claims, "pub">, channel: string): boolean {
+  return grants(claims.pub, channel) && configFor(env, channel).clientPublish;
+}
+
+function identityOf(env: Env, claims: Claims | null, channel: string): Identity {
   return {
     sub: claims?.sub ?? null,
-    canPublish: claims !== null && grants(claims.pub, channel),
+    canPublish: claims !== null && mayPublish(env, claims, channel),
     exp: claims?.exp ?? null,
     info: claims?.info === undefined ? null : JSON.stringify(claims.info),
   };
@@ -140,14 +145,14 @@ export function checkChannelGrant(env: Env, channel: string, claims: Claims): vo
 export async function authorizeSubscribe(env: Env, channel: string, credential: string | null): Promise<Identity> {
   if (credential === null) {
     if (needsToken(env, channel)) throw new ServiceError("unauthorized", `channel ${channel} needs a subscribe token`);
-    return identityOf(null, channel);
+    return identityOf(env, null, channel);
   }
   const claims = await verifyToken(env, credential);
   checkChannelGrant(env, channel, claims);
   if (channel.startsWith("presence-") && claims.sub === undefined) {
     throw new ServiceError("forbidden", "presence channels need a token with sub");
   }
-  return identityOf(claims, channel);
+  return identityOf(env, claims, channel);
 }
 
 /** Who may publish where: the publish key may publish anywhere, a token where `pub` grants. */
@@ -164,13 +169,16 @@ export async function authenticatePublisher(env: Env, credential: string | null)
   if (await isPublishKey(env, credential)) return { sub: null, may: () => true };
   if (!looksLikeJwt(credential)) throw new ServiceError("forbidden", "wrong publish key");
   const claims = await verifyToken(env, credential);
-  return { sub: claims.sub ?? null, may: (channel) => grants(claims.pub, channel) };
+  return { sub: claims.sub ?? null, may: (channel) => mayPublish(env, claims, channel) };
 }
 
 /** Publishing one channel over HTTP. */
 export async function authorizePublish(env: Env, channel: string, credential: string | null): Promise<Publisher> {
   const publisher = await authenticatePublisher(env, credential);
-  if (!publisher.may(channel)) throw new ServiceError("forbidden", `token does not grant publishing to ${channel}`);
+  if (!publisher.may(channel)) {
+    const why = configFor(env, channel).clientPublish ? `token does not grant publishing to ${channel}` : `clients may not publish to ${channel} (channel option clientPublish: false); use the publish key`;
+    throw new ServiceError("forbidden", why);
+  }
   return publisher;
 }
 

@@ -1,3 +1,6 @@
+import { checkOption, ConfigError, OPTION_SPECS, parseRules, ruleFor, type ChannelOptions, type Rule } from "./channel-options.js";
+import { log } from "./log.js";
+import { ServiceError } from "./protocol/errors.js";
 import type { RoomObject } from "./room-object.js";
 
 /** Bindings, vars and secrets of the Worker (see wrangler.toml and README "Configuration"). */
@@ -22,67 +25,112 @@ export interface Env {
   SSE_MAX_BACKLOG_BYTES?: string;
   /** "on" serves the live console page at / and /console; anything else turns it off. */
   CONSOLE?: string;
+  /** Per-namespace options: a JSON array of rules (wrangler.toml) or a JSON string of one. */
+  CHANNEL_OPTIONS?: unknown;
 }
 
 /** Settings that apply to one channel. Read only through `configFor`. */
-export interface ChannelConfig {
-  requireAuth: boolean;
+export interface ChannelConfig extends ChannelOptions {
   maxMessageBytes: number;
-  logMaxMessages: number;
-  logMaxAgeS: number;
-  dedupeWindowS: number;
-  clientPubPerS: number;
-  presenceMaxMembers: number;
-  maxSockets: number;
   sseMaxBacklogBytes: number;
+  /** The CHANNEL_OPTIONS rule in force (its `match`), or null for the global vars alone. */
+  rule: string | null;
 }
 
-const DEFAULTS: ChannelConfig = {
-  requireAuth: false,
-  maxMessageBytes: 65536,
-  logMaxMessages: 1000,
-  logMaxAgeS: 3600,
-  dedupeWindowS: 300,
-  clientPubPerS: 10,
-  presenceMaxMembers: 1000,
-  maxSockets: 30000,
-  sseMaxBacklogBytes: 1024 * 1024,
-};
+/** The numeric and boolean vars, each with its default and the spec its value must meet. */
+const VARS = {
+  REQUIRE_AUTH: { key: "requireAuth", spec: OPTION_SPECS.requireAuth, fallback: false },
+  MAX_MESSAGE_BYTES: { key: "maxMessageBytes", spec: { kind: "int", min: 1 }, fallback: 65536 },
+  LOG_MAX_MESSAGES: { key: "logMaxMessages", spec: OPTION_SPECS.logMaxMessages, fallback: 1000 },
+  LOG_MAX_AGE_S: { key: "logMaxAgeS", spec: OPTION_SPECS.logMaxAgeS, fallback: 3600 },
+  DEDUPE_WINDOW_S: { key: "dedupeWindowS", spec: OPTION_SPECS.dedupeWindowS, fallback: 300 },
+  CLIENT_PUB_PER_S: { key: "clientPubPerS", spec: OPTION_SPECS.clientPubPerS, fallback: 10 },
+  PRESENCE_MAX_MEMBERS: { key: "presenceMaxMembers", spec: OPTION_SPECS.presenceMaxMembers, fallback: 1000 },
+  MAX_SOCKETS: { key: "maxSockets", spec: OPTION_SPECS.maxSockets, fallback: 30000 },
+  SSE_MAX_BACKLOG_BYTES: { key: "sseMaxBacklogBytes", spec: { kind: "int", min: 1024 }, fallback: 1024 * 1024 },
+} as const;
 
-const parsed = new WeakMap<object, ChannelConfig>();
+/** Options no var sets: a rule may. */
+const OPTION_DEFAULTS = { clientPublish: true, latest: false, shards: 1, webhooks: true };
 
-function int(value: string | undefined, fallback: number, min: number): number {
-  if (value === undefined || value.trim() === "") return fallback;
-  const n = Number(value);
-  // A typo in a var must not silently disable a limit: fall back to the default.
-  return Number.isInteger(n) && n >= min ? n : fallback;
+/**
+ * A var as written (a string in wrangler.toml or .dev.vars, or a JSON value): a typo is an error
+ * naming the var, never a silent fallback to the default.
+ */
+function readVar(name: keyof typeof VARS, raw: unknown): number | boolean {
+  const { spec, fallback } = VARS[name];
+  if (raw === undefined || raw === null || (typeof raw === "string" && raw.trim() === "")) return fallback;
+  let value = raw;
+  if (typeof raw === "string") {
+    const t = raw.trim();
+    value = spec.kind === "bool" ? (t.toLowerCase() === "true" ? true : t.toLowerCase() === "false" ? false : t) : /^-?\d+$/.test(t) ? Number(t) : t;
+  }
+  return checkOption(name, spec, value);
 }
 
-function parse(env: Partial<Env>): ChannelConfig {
-  return {
-    requireAuth: (env.REQUIRE_AUTH ?? "").trim().toLowerCase() === "true",
-    maxMessageBytes: int(env.MAX_MESSAGE_BYTES, DEFAULTS.maxMessageBytes, 1),
-    logMaxMessages: int(env.LOG_MAX_MESSAGES, DEFAULTS.logMaxMessages, 1),
-    logMaxAgeS: int(env.LOG_MAX_AGE_S, DEFAULTS.logMaxAgeS, 1),
-    dedupeWindowS: int(env.DEDUPE_WINDOW_S, DEFAULTS.dedupeWindowS, 0),
-    clientPubPerS: int(env.CLIENT_PUB_PER_S, DEFAULTS.clientPubPerS, 1),
-    presenceMaxMembers: int(env.PRESENCE_MAX_MEMBERS, DEFAULTS.presenceMaxMembers, 0),
-    maxSockets: int(env.MAX_SOCKETS, DEFAULTS.maxSockets, 1),
-    sseMaxBacklogBytes: int(env.SSE_MAX_BACKLOG_BYTES, DEFAULTS.sseMaxBacklogBytes, 1024),
-  };
+interface Parsed {
+  global: ChannelConfig;
+  rules: Rule[];
+  /** Per channel, so rules are matched once per channel per isolate (bounded). */
+  byChannel: Map<string, ChannelConfig>;
+}
+
+const parsed = new WeakMap<object, Parsed | ServiceError>();
+const CHANNEL_CACHE = 1000;
+
+function parse(env: Partial<Env>): Parsed {
+  const global = { ...OPTION_DEFAULTS, rule: null } as ChannelConfig;
+  for (const name of Object.keys(VARS) as (keyof typeof VARS)[]) {
+    (global as unknown as Record<string, unknown>)[VARS[name].key] = readVar(name, env[name]);
+  }
+  return { global, rules: parseRules(env.CHANNEL_OPTIONS), byChannel: new Map() };
+}
+
+function load(env: Partial<Env>): Parsed {
+  let entry = parsed.get(env);
+  if (entry === undefined) {
+    try {
+      entry = parse(env);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      // Said once per isolate, and then by every request (500) until the config is fixed.
+      entry = new ServiceError("internal", `configuration error: ${err.message}`);
+      log("config", { error: entry.message });
+    }
+    parsed.set(env, entry);
+  }
+  if (entry instanceof ServiceError) throw entry;
+  return entry;
 }
 
 /**
- * Every setting is read through here, keyed by channel, so per-prefix overrides can be added
- * in one place later. Parsed once per env object (per isolate), not per request.
+ * Every setting is read through here: the global vars, with the options of the first
+ * CHANNEL_OPTIONS rule that matches the channel over them. Parsed once per env object (per
+ * isolate). A configuration mistake throws a 500 `internal` ServiceError naming it, for every
+ * request, rather than a silent fallback to defaults.
  */
-export function configFor(env: Partial<Env>, _channel: string): ChannelConfig {
-  let config = parsed.get(env);
-  if (!config) {
-    config = parse(env);
-    parsed.set(env, config);
+export function configFor(env: Partial<Env>, channel: string): ChannelConfig {
+  const { global, rules, byChannel } = load(env);
+  let config = byChannel.get(channel);
+  if (config === undefined) {
+    const rule = ruleFor(rules, channel);
+    config = rule === null ? global : { ...global, ...rule.options, rule: rule.match };
+    if (byChannel.size >= CHANNEL_CACHE) byChannel.clear();
+    byChannel.set(channel, config);
   }
   return config;
+}
+
+/** Throws the configuration error, if there is one (the Worker checks before any route). */
+export function checkConfig(env: Partial<Env>): void {
+  load(env);
+}
+
+/** The options in force for a channel, as stats show them (no secrets are among them). */
+export function optionsInForce(config: ChannelConfig): ChannelOptions & { rule: string | null } {
+  const options = { rule: config.rule } as ChannelOptions & { rule: string | null };
+  for (const key of Object.keys(OPTION_SPECS) as (keyof ChannelOptions)[]) (options as unknown as Record<string, unknown>)[key] = config[key];
+  return options;
 }
 
 /** Comma-separated secret lists (rotation): empty entries are dropped. */

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
-import { checkChannelGrant, grants, verifyToken } from "./auth.js";
-import { configFor, type ChannelConfig, type Env } from "./config.js";
+import { checkChannelGrant, mayPublish, verifyToken } from "./auth.js";
+import { configFor, optionsInForce, type ChannelConfig, type Env } from "./config.js";
 import { log, LogBudget } from "./log.js";
 import { count } from "./metrics.js";
 import { CLOSE, parseClientFrame, PROTOCOL_VERSION, ServiceError, type PublishInput, type PublishResult } from "./protocol/index.js";
@@ -20,6 +20,8 @@ export interface RoomStats {
   transports: Record<Transport, number>;
   presence: number | null;
   publishes: number;
+  /** The options in force for this channel (global vars, and the CHANNEL_OPTIONS rule that matched). */
+  options: ReturnType<typeof optionsInForce>;
   seq: number;
   epoch: string;
   log: { count: number; oldestSeq: number | null };
@@ -60,13 +62,15 @@ export class RoomObject extends DurableObject<Env> {
   private readonly delivery: Delivery;
   private readonly alarm_: Alarm;
   private readonly pubRate = new PublishRate();
+  /** The channel whose options the log's retention follows (a room serves one channel). */
+  private retentionChannel = "";
   /** Connect lines in full up to 20 a second; a storm of connects is summed up in one line. */
   private readonly connectLog = new LogBudget("connect", 20, ["channel"]);
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.log = new ReplayLog(ctx.storage.sql, retentionOf(configFor(env, "")));
-    this.log.retention = retentionOf(this.config(this.log.channelName));
+    this.config(this.log.channelName);
     this.sockets = new Sockets(ctx);
     this.presence = new Presence(this.sockets);
     this.delivery = new Delivery(this.sockets);
@@ -80,8 +84,14 @@ export class RoomObject extends DurableObject<Env> {
     if (!this.log.hasStoredEpoch) this.recallEpoch();
   }
 
+  /** The channel's settings; the first call with the channel's name also sets the log's retention. */
   private config(channel: string): ChannelConfig {
-    return configFor(this.env, channel);
+    const config = configFor(this.env, channel);
+    if (channel !== "" && this.retentionChannel !== channel) {
+      this.retentionChannel = channel;
+      this.log.retention = retentionOf(config);
+    }
+    return config;
   }
 
   /**
@@ -144,7 +154,9 @@ export class RoomObject extends DurableObject<Env> {
     const replayLog = this.log;
     const send = (frame: Out) => this.delivery.to(ws, state, frame);
     send(out({ t: "welcome", v: PROTOCOL_VERSION, ch: state.ch, cid: state.cid, seq: replayLog.lastSeq, epoch: replayLog.epoch }));
-    let messages = start.rewind > 0 ? replayLog.last(start.rewind, now) : [];
+    // A latest-value channel gives a new subscriber the last message, as rewind=1 would.
+    const rewind = this.config(state.ch).latest ? Math.max(1, start.rewind) : start.rewind;
+    let messages = rewind > 0 ? replayLog.last(rewind, now) : [];
     if (start.cursor !== null) {
       const replay = replayLog.since(start.cursor, now);
       if (replay.reset) {
@@ -214,7 +226,7 @@ export class RoomObject extends DurableObject<Env> {
       throw new ServiceError("forbidden", "a fresh token must be for the same sub");
     }
     state.exp = claims.exp;
-    state.pub = grants(claims.pub, state.ch);
+    state.pub = mayPublish(this.env, claims, state.ch);
     this.sockets.save(ws, state);
     await this.alarm_.by(claims.exp * 1000);
   }
@@ -261,6 +273,7 @@ export class RoomObject extends DurableObject<Env> {
 
   /** Publish from the Worker (HTTP). The input is already validated there. */
   async publish(channel: string, input: PublishInput, sender: string | null, exclude: string | null): Promise<PublishResult> {
+    this.config(channel);
     const skip = exclude === null ? null : this.sockets.byCid(exclude);
     const result = this.publishNow(channel, input, sender, skip);
     await this.alarm_.ifNone("trim");
@@ -269,6 +282,7 @@ export class RoomObject extends DurableObject<Env> {
 
   /** Several messages to this channel, in order (batch publish: one room call per channel). */
   async publishMany(channel: string, inputs: PublishInput[], sender: string | null): Promise<PublishResult[]> {
+    this.config(channel);
     const results = inputs.map((input) => this.publishNow(channel, input, sender, null));
     await this.alarm_.ifNone("trim");
     return results;
@@ -310,6 +324,7 @@ export class RoomObject extends DurableObject<Env> {
   // ---- reads -------------------------------------------------------------------------------
 
   async history(channel: string, query: HistoryQuery): Promise<string> {
+    this.config(channel);
     return historyBody(this.log, channel, query, Date.now());
   }
 
@@ -329,6 +344,7 @@ export class RoomObject extends DurableObject<Env> {
       seq: this.log.lastSeq,
       epoch: this.log.epoch,
       log: this.log.stats(Date.now()),
+      options: optionsInForce(this.config(channel)),
     };
   }
 

@@ -79,6 +79,7 @@ describe("HTTP publish", () => {
       seq: 0,
       epoch: expect.stringMatching(/^[0-9a-f]{12}$/),
       log: { count: 0, oldestSeq: null },
+      options: { rule: null, logMaxMessages: 1000, logMaxAgeS: 3600, dedupeWindowS: 300, requireAuth: false, clientPublish: true, clientPubPerS: 10, presenceMaxMembers: 1000, maxSockets: 30000, latest: false, shards: 1, webhooks: true },
     });
     const [s] = await TestSocket.subscribe(ch);
     await publishOk(ch, "a", 1);

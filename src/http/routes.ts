@@ -2,7 +2,7 @@
 // channel's room. Auth happens here, so a refused request never wakes a room.
 import { Router, type IRequest } from "itty-router";
 import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, requirePublishKey } from "../auth.js";
-import { configFor, type Env } from "../config.js";
+import { checkConfig, configFor, type Env } from "../config.js";
 import { CONSOLE_CSP, CONSOLE_HTML } from "../console/bundle.generated.js";
 import { log } from "../log.js";
 import { CHANNEL_RULE, isObject, isValidChannel, LIMITS, ServiceError, toPublishInput, type HttpErrorCode, type PublishInput } from "../protocol/index.js";
@@ -153,6 +153,8 @@ const allow = (methods: string) => () => {
 };
 
 export const router = Router<IRequest, Args>({
+  // A configuration mistake answers every request with a 500 that names it.
+  before: [(_request: IRequest, env: Env) => checkConfig(env)],
   catch: toErrorResponse,
   finally: [(response: Response, request: IRequest, env: Env) => withCors(response, request, env)],
 });

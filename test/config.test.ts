@@ -1,0 +1,84 @@
+// Every kind of configuration mistake, each named with its var, rule and field; and the forms
+// CHANNEL_OPTIONS may take. (End to end: the "options" and "bad-config" test projects.)
+import { describe, expect, it } from "vitest";
+import { configFor } from "../src/config";
+
+/** The error configFor throws for these vars (each call is a fresh env object: parsed anew). */
+function mistake(vars: Record<string, unknown>): string {
+  try {
+    configFor({ ...vars }, "chat-1");
+  } catch (err) {
+    return (err as Error).message;
+  }
+  throw new Error("expected a configuration error");
+}
+
+describe("CHANNEL_OPTIONS", () => {
+  const rules = [{ match: "chat-*", logMaxMessages: 10 }, { match: "chat", latest: true }];
+
+  it("is taken as a JSON array (wrangler.toml) or a JSON string (.dev.vars, secrets)", () => {
+    for (const CHANNEL_OPTIONS of [rules, JSON.stringify(rules)]) {
+      expect(configFor({ CHANNEL_OPTIONS }, "chat-1")).toMatchObject({ logMaxMessages: 10, rule: "chat-*", latest: false });
+      expect(configFor({ CHANNEL_OPTIONS }, "chat")).toMatchObject({ logMaxMessages: 1000, rule: "chat", latest: true });
+      expect(configFor({ CHANNEL_OPTIONS }, "other")).toMatchObject({ logMaxMessages: 1000, rule: null });
+    }
+  });
+
+  it("lets the first matching rule win, over the global vars", () => {
+    const env = { LOG_MAX_MESSAGES: "50", CHANNEL_OPTIONS: [{ match: "a-b", logMaxMessages: 2 }, { match: "a-*", logMaxMessages: 3 }] };
+    expect(configFor(env, "a-b").logMaxMessages).toBe(2);
+    expect(configFor(env, "a-c").logMaxMessages).toBe(3);
+    expect(configFor(env, "b").logMaxMessages).toBe(50);
+  });
+
+  const cases: [string, unknown, RegExp][] = [
+    ["invalid JSON", '[{"match": "chat-*",]', /CHANNEL_OPTIONS is not valid JSON/],
+    ["not an array", { match: "chat-*" }, /must be a JSON array/],
+    ["a rule that is not an object", ["chat-*"], /rule 1 must be an object/],
+    ["a rule without match", [{ logMaxMessages: 1 }], /rule 1: "match" must be a string/],
+    ["an unknown option", [{ match: "chat-*", logMaxMesages: 1 }], /rule 1 \("chat-\*"\): unknown option "logMaxMesages"/],
+    ["a wrong type", [{ match: "chat-*", latest: "yes" }], /rule 1 \("chat-\*"\): latest must be true or false \(got "yes"\)/],
+    ["a number out of range", [{ match: "chat-*", clientPubPerS: 0 }], /clientPubPerS must be a whole number ≥ 1 \(got 0\)/],
+    ["a fraction", [{ match: "chat-*", logMaxAgeS: 1.5 }], /logMaxAgeS must be a whole number/],
+    ["shards over 64", [{ match: "wide-*", shards: 65 }], /shards must be a whole number from 1 to 64/],
+    ["shards on presence channels", [{ match: "presence-*", shards: 4 }], /presence channels cannot be sharded/],
+    ["shards on a rule that covers presence channels", [{ match: "*", shards: 2 }], /presence channels cannot be sharded/],
+    ["a match with characters no channel has", [{ match: "chat/*", latest: true }], /"match" can never match a channel/],
+    ["a star inside the match", [{ match: "ch*at", latest: true }], /"match" can never match a channel/],
+    ["a match shadowed by an earlier prefix", [{ match: "chat-*" }, { match: "chat-vip", latest: true }], /rule 2 \("chat-vip"\): "match" can never match: rule 1 \("chat-\*"\) comes first/],
+    ["a repeated exact match", [{ match: "lobby" }, { match: "lobby", latest: true }], /rule 2 \("lobby"\): "match" repeats an earlier rule/],
+  ];
+  for (const [what, value, message] of cases) {
+    it(`refuses ${what}, naming it`, () => {
+      expect(mistake({ CHANNEL_OPTIONS: value })).toMatch(message);
+    });
+  }
+
+  it("makes the whole config an error, never a fallback to defaults", () => {
+    const env = { CHANNEL_OPTIONS: [{ match: "chat-*", latest: "yes" }] };
+    expect(() => configFor(env, "other")).toThrow(/configuration error/);
+    expect(() => configFor(env, "other")).toThrow(/configuration error/); // every time, from the cache
+  });
+});
+
+describe("numeric and boolean vars", () => {
+  it("parse from strings and from JSON values", () => {
+    expect(configFor({ MAX_SOCKETS: "12", REQUIRE_AUTH: "TRUE" }, "x")).toMatchObject({ maxSockets: 12, requireAuth: true });
+    expect(configFor({ MAX_SOCKETS: 12, REQUIRE_AUTH: false } as never, "x")).toMatchObject({ maxSockets: 12, requireAuth: false });
+    expect(configFor({}, "x")).toMatchObject({ maxSockets: 30000, requireAuth: false, logMaxMessages: 1000, sseMaxBacklogBytes: 1048576 });
+  });
+
+  const typos: [Record<string, string>, RegExp][] = [
+    [{ MAX_SOCKETS: "30k" }, /MAX_SOCKETS must be a whole number ≥ 1 \(got "30k"\)/],
+    [{ LOG_MAX_MESSAGES: "0" }, /LOG_MAX_MESSAGES must be a whole number ≥ 1 \(got 0\)/],
+    [{ DEDUPE_WINDOW_S: "-1" }, /DEDUPE_WINDOW_S must be a whole number ≥ 0/],
+    [{ REQUIRE_AUTH: "yes" }, /REQUIRE_AUTH must be true or false \(got "yes"\)/],
+    [{ MAX_MESSAGE_BYTES: "64KiB" }, /MAX_MESSAGE_BYTES must be a whole number/],
+    [{ SSE_MAX_BACKLOG_BYTES: "100" }, /SSE_MAX_BACKLOG_BYTES must be a whole number ≥ 1024/],
+  ];
+  for (const [vars, message] of typos) {
+    it(`refuses ${JSON.stringify(vars)} loudly`, () => {
+      expect(mistake(vars)).toMatch(message);
+    });
+  }
+});
