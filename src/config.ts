@@ -1,11 +1,14 @@
 import { checkOption, ConfigError, OPTION_SPECS, parseRules, ruleFor, type ChannelOptions, type Rule } from "./channel-options.js";
 import { log } from "./log.js";
 import { ServiceError } from "./protocol/errors.js";
+import type { EdgeObject } from "./edge-object.js";
 import type { RoomObject } from "./room-object.js";
 
 /** Bindings, vars and secrets of the Worker (see wrangler.toml and README "Configuration"). */
 export interface Env {
   ROOMS: DurableObjectNamespace<RoomObject>;
+  /** Edges of sharded channels (DESIGN.md "Edges"). */
+  EDGES: DurableObjectNamespace<EdgeObject>;
   /** Optional Workers Analytics Engine dataset for per-channel counters. */
   ANALYTICS?: AnalyticsEngineDataset;
   /** HS256 secret(s) for subscribe/publish tokens; comma-separated for rotation. */

@@ -87,3 +87,17 @@ it("keeps seqs counting and the epoch new after a purge", async () => {
     expect([again.lastSeq, again.epoch]).toEqual([4, log.epoch]);
   });
 });
+
+replaySourceContract("an edge's tail", async (maxMessages, body) => {
+  const { ChannelTail } = await import("../src/room/tail");
+  const tail = new ChannelTail("tail-epoch", 0, maxMessages);
+  body({
+    source: tail,
+    append: (n) => {
+      for (let i = 0; i < n; i++) {
+        const seq = tail.lastSeq + 1;
+        tail.push({ seq, id: `tail-${seq}`, event: "e", data: String(seq), ts: Date.now(), sender: null });
+      }
+    },
+  });
+});

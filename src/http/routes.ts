@@ -7,6 +7,7 @@ import { CONSOLE_CSP, CONSOLE_HTML } from "../console/bundle.generated.js";
 import { log } from "../log.js";
 import { CHANNEL_RULE, isObject, isValidChannel, LIMITS, ServiceError, toPublishInput, type HttpErrorCode, type PublishInput } from "../protocol/index.js";
 import { connectRequest } from "../room/connect.js";
+import { edgeName, edgeStub } from "../room/edges.js";
 import { byChannel, parseBatch, type BatchResult } from "./batch.js";
 import { mediaType, readJson, readText } from "./body.js";
 import { originAllowed, preflight, withCors } from "./cors.js";
@@ -30,6 +31,17 @@ function channelOf(request: IRequest): string {
 
 const room = (env: Env, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
 
+/**
+ * Where a channel's new socket or SSE stream goes: its room, or for a sharded channel one of its
+ * edges at random (publish, history, purge, stats and presence always go to the room, the hub).
+ */
+function subscriber(env: Env, channel: string): { stub: { fetch(request: Request): Promise<Response> }; edge?: string } {
+  const shards = configFor(env, channel).shards;
+  if (shards <= 1) return { stub: room(env, channel) };
+  const edge = edgeName(channel, Math.floor(Math.random() * shards));
+  return { stub: edgeStub(env, edge), edge };
+}
+
 // ---- routes ------------------------------------------------------------------------------
 
 async function subscribeWs(request: IRequest, env: Env): Promise<Response> {
@@ -42,7 +54,8 @@ async function subscribeWs(request: IRequest, env: Env): Promise<Response> {
   const start = parseStart(params);
   const batch = parseBatchOption(params);
   const identity = await authorizeSubscribe(env, channel, bearer(request, true));
-  return room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "ws", batch }));
+  const { stub, edge } = subscriber(env, channel);
+  return stub.fetch(connectRequest({ channel, identity, start, transport: "ws", batch, edge }));
 }
 
 async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
@@ -51,7 +64,8 @@ async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
   const identity = await authorizeSubscribe(env, channel, bearer(request, true));
   // HEAD answers what GET would, without opening a stream the room would have to hold.
   if (headOnly.has(request)) return new Response(null, { headers: SSE_HEADERS });
-  const upstream = await room(env, channel).fetch(connectRequest({ channel, identity, start, transport: "sse", batch: false }));
+  const { stub, edge } = subscriber(env, channel);
+  const upstream = await stub.fetch(connectRequest({ channel, identity, start, transport: "sse", batch: false, edge }));
   if (!upstream.webSocket) throw new ServiceError("unavailable", "room did not accept the stream");
   return relayAsSse(upstream.webSocket, {
     maxBacklog: configFor(env, channel).sseMaxBacklogBytes,

@@ -1,5 +1,5 @@
 /** A job the alarm runs; answers when it next has work (ms since the epoch), or null. */
-export type AlarmJob = (now: number) => number | null;
+export type AlarmJob = (now: number) => number | null | Promise<number | null>;
 
 /**
  * The room's one alarm, shared by named jobs (log retention, token expiry, presence liveness).
@@ -26,16 +26,14 @@ export class Alarm {
   async ifNone(job: string): Promise<void> {
     this.at ??= await this.storage.getAlarm();
     if (this.at !== null) return;
-    const next = this.jobs[job]!(Date.now());
+    const next = await this.jobs[job]!(Date.now());
     if (next !== null) await this.by(next);
   }
 
   /** The alarm fired: run every job, then wake again for the earliest next one (≥ 1 s away). */
   async fire(now = Date.now()): Promise<void> {
     this.at = null;
-    const due = Object.values(this.jobs)
-      .map((job) => job(now))
-      .filter((t): t is number => t !== null);
+    const due = (await Promise.all(Object.values(this.jobs).map((job) => job(now)))).filter((t): t is number => t !== null);
     if (due.length > 0) await this.by(Math.max(Math.min(...due), now + 1000));
   }
 }

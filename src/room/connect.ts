@@ -17,6 +17,8 @@ export interface ConnectRequest {
   transport: Transport;
   /** The socket takes `batch` frames (`?batch=1`). */
   batch: boolean;
+  /** Set when an edge takes the socket: the edge's name (`channel#k`). */
+  edge?: string;
 }
 
 const CONNECT_HEADER = "x-hibercast-connect";

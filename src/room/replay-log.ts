@@ -147,6 +147,11 @@ export class ReplayLog implements ReplaySource {
     this.sql.exec("INSERT INTO meta (k, channel, epoch, last_seq) VALUES (0, ?, ?, ?)", channel, this.stored, this.lastSeq);
   }
 
+  /** Stores the log's meta (and so its epoch) now, before any publish: edges welcome with it. */
+  ensureStored(channel: string): void {
+    this.ensureCreated(channel);
+  }
+
   /** The seq an id was first published with, while the log or the dedupe window remembers it. */
   findId(id: string, now: number): number | null {
     if (!this.created) return null;

@@ -25,6 +25,8 @@ export interface SocketState {
   info: string | null;
   /** Accepted at (ms): the liveness baseline until the first auto-responded ping. */
   at: number;
+  /** The edge's own name, on sockets an edge holds (it leaves its hub's list by this name). */
+  edge?: string;
   /** Takes `batch` frames (`?batch=1`). */
   b?: true;
   /**

@@ -1,0 +1,118 @@
+// The hub's side of edges (DESIGN.md "Edges"): which edges hold sockets of this channel (kept
+// in the hub's SQLite, so a hub restart loses none), and pushing them every frame after it is
+// appended: one RPC per edge per flush, frames in seq order. A push that fails marks the edges
+// behind in storage and the alarm tells them to catch up from the log; edges drop seqs they
+// already have and fetch gaps themselves, so a lost push never becomes a lost message.
+import type { Env } from "../config.js";
+import { log } from "../log.js";
+import type { LoggedMessage } from "./replay-log.js";
+
+/** What a hub sends an edge: the next messages, or a reset after a purge. */
+export type Push = { epoch: string; messages: LoggedMessage[] } | { epoch: string; reset: number };
+
+/** The edges of a sharded channel are named by channel and index: `channel#k`. */
+export const edgeName = (channel: string, k: number) => `${channel}#${k}`;
+
+export const edgeStub = (env: Env, name: string) => env.EDGES.get(env.EDGES.idFromName(name));
+
+const BEHIND_KEY = "edges-behind";
+const RETRY_MS = 1000;
+
+export class EdgeLinks {
+  /** Edge names, read once per wake; null until then. */
+  private names: Set<string> | null = null;
+  private queue: LoggedMessage[] = [];
+  private queued: { channel: string; epoch: string } | null = null;
+
+  constructor(
+    private readonly ctx: DurableObjectState,
+    private readonly env: Env,
+    private readonly wakeBy: (at: number) => Promise<void>,
+  ) {}
+
+  private list(): Set<string> {
+    if (this.names === null) {
+      const sql = this.ctx.storage.sql;
+      const exists = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'edges'").toArray().length > 0;
+      this.names = new Set(exists ? sql.exec<{ name: string }>("SELECT name FROM edges").toArray().map((r) => r.name) : []);
+    }
+    return this.names;
+  }
+
+  get count(): number {
+    return this.list().size;
+  }
+
+  names_(): string[] {
+    return [...this.list()];
+  }
+
+  add(name: string): void {
+    const names = this.list();
+    if (names.has(name)) return;
+    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS edges (name TEXT PRIMARY KEY) WITHOUT ROWID");
+    this.ctx.storage.sql.exec("INSERT OR IGNORE INTO edges (name) VALUES (?)", name);
+    names.add(name);
+  }
+
+  remove(name: string): void {
+    const names = this.list();
+    if (!names.delete(name)) return;
+    this.ctx.storage.sql.exec("DELETE FROM edges WHERE name = ?", name);
+  }
+
+  /** Queues a message for every edge; the queue goes out in one push per edge on the next turn. */
+  push(channel: string, epoch: string, m: LoggedMessage): void {
+    if (this.list().size === 0) return;
+    if (this.queued !== null && this.queued.epoch !== epoch) this.flush();
+    this.queue.push(m);
+    if (this.queued === null) {
+      this.queued = { channel, epoch };
+      setTimeout(() => this.flush(), 0);
+    }
+  }
+
+  /** Sends what is queued now (before a reset, so edges see frames in order). */
+  flush(): void {
+    if (this.queued === null) return;
+    const { channel, epoch } = this.queued;
+    const messages = this.queue;
+    this.queue = [];
+    this.queued = null;
+    if (messages.length > 0) this.send(channel, { epoch, messages });
+  }
+
+  /** A purge: every edge sends `reset` to its sockets. */
+  reset(channel: string, seq: number, epoch: string): void {
+    this.flush();
+    if (this.list().size > 0) this.send(channel, { epoch, reset: seq });
+  }
+
+  private send(channel: string, push: Push): void {
+    for (const name of this.list()) {
+      // Not awaited by the publish: the hub answers once the message is in its log. An outbound
+      // call keeps the hub in memory until it settles.
+      edgeStub(this.env, name)
+        .receive(channel, name, push)
+        .catch((err: unknown) => this.behind(name, err));
+    }
+  }
+
+  /** A push failed: remember it in storage, and let the alarm tell the edges to catch up. */
+  private behind(name: string, err: unknown): void {
+    log("error", { where: "push to edge", edge: name, error: String(err) });
+    this.ctx.storage.kv.put(BEHIND_KEY, true);
+    void this.wakeBy(Date.now() + RETRY_MS);
+  }
+
+  /** The alarm's job: tell every edge to catch up from the log, until all have answered. */
+  async retry(channel: string): Promise<number | null> {
+    if (this.ctx.storage.kv.get(BEHIND_KEY) !== true) return null;
+    const results = await Promise.allSettled(this.names_().map((name) => edgeStub(this.env, name).sync(channel, name)));
+    if (results.every((r) => r.status === "fulfilled")) {
+      this.ctx.storage.kv.delete(BEHIND_KEY);
+      return null;
+    }
+    return Date.now() + RETRY_MS * 5;
+  }
+}
