@@ -56,6 +56,7 @@ export default defineConfig({
               { match: "presence-small-*", presenceMaxMembers: 1 },
               { match: "tiny-*", maxSockets: 1 },
               { match: "wide-*", shards: 4 },
+              { match: "shard-*", shards: 3, logMaxMessages: 50 },
               { match: "quiet-*", webhooks: false },
               { match: "exact-room", logMaxMessages: 3 },
             ],

@@ -1,6 +1,7 @@
 declare namespace Cloudflare {
   interface Env {
     ROOMS: DurableObjectNamespace<import("../src/room-object").RoomObject>;
+    EDGES: DurableObjectNamespace<import("../src/edge-object").EdgeObject>;
     JWT_SECRET: string;
     PUBLISH_KEY: string;
   }

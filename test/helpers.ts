@@ -88,7 +88,11 @@ export class TestSocket {
   }
 
   static async open(path: string, headers: Record<string, string> = {}): Promise<TestSocket> {
-    const res = await call(path, { headers: { upgrade: "websocket", ...headers } });
+    return TestSocket.of(await call(path, { headers: { upgrade: "websocket", ...headers } }));
+  }
+
+  /** The socket of an upgrade answer (from the Worker, or from an object addressed directly). */
+  static async of(res: Response): Promise<TestSocket> {
     if (res.status !== 101 || !res.webSocket) throw new Error(`expected an upgrade, got ${res.status} ${await res.text()}`);
     return new TestSocket(res.webSocket);
   }

@@ -1,0 +1,207 @@
+// Sharded channels (DESIGN.md "Edges"): rule "shard-*" has shards: 3 (vitest.config.ts). The
+// room is the hub; sockets live on edges; every subscriber sees every seq once and in order,
+// whatever fails in between.
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it } from "vitest";
+import { EdgeObject } from "../../src/edge-object";
+import type { MsgFrame, ServerFrame, WelcomeFrame } from "../../src/protocol";
+import { connectRequest } from "../../src/room/connect";
+import { edgeName } from "../../src/room/edges";
+import { call, channelName, PUBLISH_KEY, publishOk, TestSocket, token } from "../helpers";
+import { loggedEvents } from "../logs";
+
+const SHARDS = 3;
+const hub = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
+const edge = (ch: string, k: number) => env.EDGES.get(env.EDGES.idFromName(edgeName(ch, k)));
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const stats = async (ch: string) => (await call(`/v1/channels/${ch}`)).json<{ subscribers: number; edges?: number; seq: number }>();
+
+/** Opens a socket on edge k of a channel, as the Worker would have. */
+async function onEdge(ch: string, k: number, start: { since?: number; epoch?: string } = {}): Promise<[TestSocket, WelcomeFrame]> {
+  const cursor = start.since === undefined ? null : { seq: start.since, epoch: start.epoch ?? null };
+  const request = connectRequest({ channel: ch, identity: { sub: null, canPublish: false, exp: null, info: null }, start: { cursor, rewind: 0 }, transport: "ws", batch: true, edge: edgeName(ch, k) });
+  const s = await TestSocket.of(await edge(ch, k).fetch(request));
+  const welcome = await s.expect("welcome");
+  if (welcome.v !== 1) throw new Error("a channel's welcome is v1");
+  return [s, welcome];
+}
+
+/** Reads msg frames (unpacking batches) until the socket has seen seq `to`; answers the seqs. */
+async function seqsUntil(s: TestSocket, to: number, ms = 3000): Promise<{ seqs: number[]; resets: number }> {
+  const seqs: number[] = [];
+  let resets = 0;
+  const take = (f: ServerFrame) => {
+    if (f.t === "batch") f.f.forEach(take);
+    else if (f.t === "msg") seqs.push((f as MsgFrame).seq);
+    else if (f.t === "reset") resets++;
+  };
+  while (seqs.at(-1) !== to) {
+    const f = await s.next(ms);
+    if (f.t !== undefined) take(f);
+  }
+  return { seqs, resets };
+}
+
+const restore: (() => void)[] = [];
+afterEach(() => restore.splice(0).forEach((undo) => undo()));
+
+/** Makes the next `n` pushes to edges fail, as a dropped hub→edge call would. */
+function dropPushes(n: number): void {
+  const original = EdgeObject.prototype.receive;
+  let left = n;
+  EdgeObject.prototype.receive = async function (this: EdgeObject, ...args: Parameters<typeof original>) {
+    if (left-- > 0) throw new Error("push dropped by the test");
+    return original.apply(this, args);
+  };
+  restore.push(() => (EdgeObject.prototype.receive = original));
+}
+
+describe("a sharded channel", () => {
+  it("spreads sockets over its edges; every socket gets every seq once, in order; stats sum the edges", async () => {
+    const ch = channelName("shard");
+    const sockets = [];
+    for (let i = 0; i < 12; i++) sockets.push((await TestSocket.subscribe(ch, "?batch=1"))[0]);
+    for (let i = 1; i <= 20; i++) await publishOk(ch, "m", i);
+    for (const s of sockets) expect((await seqsUntil(s, 20)).seqs).toEqual(range(1, 20));
+    const st = await stats(ch);
+    expect(st.subscribers).toBe(12);
+    expect(st.edges).toBeGreaterThan(1);
+    expect(st.edges).toBeLessThanOrEqual(SHARDS);
+    // The hub holds none of them.
+    expect(await runInDurableObject(hub(ch), (_room, state) => state.getWebSockets().length)).toBe(0);
+  });
+
+  it("welcomes with the hub's epoch, also before the first publish, and serves a resume from an edge's tail", async () => {
+    const ch = channelName("shard");
+    const [a, welcome] = await onEdge(ch, 0);
+    expect(welcome).toMatchObject({ seq: 0, epoch: expect.stringMatching(/^[0-9a-f]{12}$/) });
+    for (let i = 1; i <= 5; i++) await publishOk(ch, "m", i);
+    expect((await seqsUntil(a, 5)).seqs).toEqual(range(1, 5));
+    const history = await (await call(`/v1/channels/${ch}/messages`)).json<{ epoch: string }>();
+    expect(history.epoch).toBe(welcome.epoch);
+    const [b] = await onEdge(ch, 0, { since: 2, epoch: welcome.epoch });
+    expect((await seqsUntil(b, 5)).seqs).toEqual([3, 4, 5]);
+  });
+
+  it("resumes exactly on another edge than the one before", async () => {
+    const ch = channelName("shard");
+    const [first, welcome] = await onEdge(ch, 0);
+    for (let i = 1; i <= 4; i++) await publishOk(ch, "m", i);
+    expect((await seqsUntil(first, 4)).seqs).toEqual(range(1, 4));
+    first.close();
+    for (let i = 5; i <= 7; i++) await publishOk(ch, "m", i);
+    // Edge 1 never had a socket of this channel: it asks the hub for the replay.
+    const [again] = await onEdge(ch, 1, { since: 4, epoch: welcome.epoch });
+    await publishOk(ch, "m", 8);
+    expect((await seqsUntil(again, 8)).seqs).toEqual(range(5, 8));
+    expect(await again.settle()).toEqual([]);
+  });
+
+  it("keeps every seq once when publishes race resumes", async () => {
+    const ch = channelName("shard");
+    const [live, welcome] = await onEdge(ch, 2);
+    let total = 0;
+    for (let round = 0; round < 6; round++) {
+      const burst = Promise.all(range(1, 5).map((i) => publishOk(ch, "m", `${round}-${i}`)));
+      const since = total;
+      const [resumed] = await onEdge(ch, round % SHARDS, { since, epoch: welcome.epoch });
+      await burst;
+      total += 5;
+      expect((await seqsUntil(resumed, total)).seqs).toEqual(range(since + 1, total));
+      resumed.close();
+    }
+    expect((await seqsUntil(live, total)).seqs).toEqual(range(1, total));
+  });
+
+  it("survives an edge that is evicted (memory lost) and rebuilt", async () => {
+    const ch = channelName("shard");
+    const [s] = await onEdge(ch, 1);
+    for (let i = 1; i <= 3; i++) await publishOk(ch, "m", i);
+    expect((await seqsUntil(s, 3)).seqs).toEqual([1, 2, 3]);
+    await evictDurableObject(edge(ch, 1));
+    for (let i = 4; i <= 6; i++) await publishOk(ch, "m", i);
+    expect((await seqsUntil(s, 6)).seqs).toEqual([4, 5, 6]);
+    expect(await s.settle()).toEqual([]);
+  });
+
+  it("repairs a dropped push from the hub's log on the next frame, without a duplicate", async () => {
+    const ch = channelName("shard");
+    const [s] = await onEdge(ch, 0);
+    await publishOk(ch, "m", 1);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    dropPushes(1);
+    await publishOk(ch, "m", 2); // this push is lost
+    await new Promise((r) => setTimeout(r, 50));
+    await publishOk(ch, "m", 3); // the edge sees seq 3 after 1: it fetches 2 first
+    expect((await seqsUntil(s, 3)).seqs).toEqual([2, 3]);
+    expect(await s.settle()).toEqual([]);
+    expect(loggedEvents("gap")).toMatchObject([{ channel: ch, to: 2, reset: false }]);
+  });
+
+  it("retries a failed push from the hub's alarm when no further publish comes", async () => {
+    const ch = channelName("shard");
+    const [s] = await onEdge(ch, 2);
+    dropPushes(1);
+    await publishOk(ch, "m", 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await s.settle()).toEqual([]);
+    expect(await runDurableObjectAlarm(hub(ch))).toBe(true);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    expect(loggedEvents("sync")).toMatchObject([{ channel: ch, seq: 1 }]);
+  });
+
+  it("acks a socket's pub from the hub, and every socket on every edge gets it", async () => {
+    const ch = channelName("shard");
+    const t = await token({ sub: "writer", ch: [ch], pub: [ch] });
+    const [writer] = await TestSocket.subscribe(ch, `?token=${t}`);
+    const [reader] = await onEdge(ch, 0);
+    const [other] = await onEdge(ch, 1);
+    writer.send({ t: "pub", e: "chat", d: "hi", id: "p-1" });
+    expect(await writer.take("ack", 1)).toEqual([{ t: "ack", id: "p-1", seq: 1, duplicate: false }]);
+    for (const s of [reader, other]) expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    expect(await (await call(`/v1/channels/${ch}/messages`)).json()).toMatchObject({ messages: [{ seq: 1, u: "writer", d: "hi" }] });
+  });
+
+  it("sends reset from every edge on purge, and carries on counting", async () => {
+    const ch = channelName("shard");
+    const sockets = await Promise.all(range(0, SHARDS - 1).map((k) => onEdge(ch, k)));
+    await publishOk(ch, "m", 1);
+    const purged = await (await call(`/v1/channels/${ch}/messages`, { method: "DELETE", headers: { authorization: `Bearer ${PUBLISH_KEY}` } })).json<{ epoch: string }>();
+    for (const [s] of sockets) {
+      const frames: string[] = [];
+      while (!frames.includes("reset")) {
+        const f = await s.next();
+        if (f.t === "batch") frames.push(...f.f.map((x) => x.t));
+        else if (f.t !== undefined) frames.push(f.t);
+      }
+      expect(frames).toEqual(["msg", "reset"]);
+    }
+    await publishOk(ch, "m", 2);
+    for (const [s] of sockets) expect(await s.expect("msg")).toMatchObject({ seq: 2 });
+    expect((await stats(ch)).seq).toBe(2);
+    expect(purged.epoch).toMatch(/^[0-9a-f]{12}$/);
+  });
+
+  it("sweeps expired tokens on each edge", async () => {
+    const ch = channelName("shard");
+    const t = await token({ sub: "u", ch: [ch] }, { expiresIn: Math.floor(Date.now() / 1000) + 1 });
+    const [s] = await TestSocket.subscribe(ch, `?token=${t}`);
+    await new Promise((r) => setTimeout(r, 1200));
+    for (let k = 0; k < SHARDS; k++) await runDurableObjectAlarm(edge(ch, k));
+    expect(await s.next()).toMatchObject({ t: "err", code: "unauthorized", close: 4401 });
+    expect((await s.closed).code).toBe(4401);
+  });
+
+  it("leaves the hub's list when its last socket goes", async () => {
+    const ch = channelName("shard");
+    const [a] = await onEdge(ch, 0);
+    const [b] = await onEdge(ch, 1);
+    expect((await stats(ch)).edges).toBe(2);
+    a.close();
+    await a.closed;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await stats(ch)).toMatchObject({ edges: 1, subscribers: 1 });
+    b.close();
+  });
+});
