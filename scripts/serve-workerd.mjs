@@ -50,9 +50,12 @@ const w :Workerd.Worker = (
   modules = [ (name = "worker.mjs", esModule = embed "worker.mjs") ],
   compatibilityDate = ${JSON.stringify(date)},
   compatibilityFlags = [${flags.map((f) => JSON.stringify(f)).join(", ")}],
-  durableObjectNamespaces = [ (className = "RoomObject", uniqueKey = "hibercast-load", enableSql = true) ],
+  durableObjectNamespaces = [
+    (className = "RoomObject", uniqueKey = "hibercast-load", enableSql = true),
+    (className = "EdgeObject", uniqueKey = "hibercast-load-edges", enableSql = true),
+  ],
   durableObjectStorage = (localDisk = "do-disk"),
-  bindings = [ (name = "ROOMS", durableObjectNamespace = "RoomObject"), ${bindings.join(", ")} ],
+  bindings = [ (name = "ROOMS", durableObjectNamespace = "RoomObject"), (name = "EDGES", durableObjectNamespace = "EdgeObject"), ${bindings.join(", ")} ],
 );
 `);
   mkdirSync(path.join(dir, "do"));
