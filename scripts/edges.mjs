@@ -113,18 +113,29 @@ function subscriber(base, channel, stats) {
   return me;
 }
 
+const publishStats = { retries: 0 };
 async function publishAll(channel, m, inFlight = 4) {
   let next = 1;
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
       for (let i = next++; i <= m; i = next++) {
-        const res = await fetch(`${server.url}/v1/channels/${channel}/messages`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
-          body: JSON.stringify({ event: "tick", data: i, id: `p-${i}` }),
-        });
-        if (!res.ok) throw new Error(`publish ${i}: ${res.status}`);
-        await res.arrayBuffer();
+        // As an origin would: a dropped request is retried with the same id (never published twice).
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const res = await fetch(`${server.url}/v1/channels/${channel}/messages`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+              body: JSON.stringify({ event: "tick", data: i, id: `p-${i}` }),
+            });
+            if (!res.ok) throw new Error(`publish ${i}: ${res.status}`);
+            await res.arrayBuffer();
+            break;
+          } catch (err) {
+            if (attempt >= 5) throw err;
+            publishStats.retries++;
+            await sleep(100 * attempt);
+          }
+        }
         if (i % 20 === 0) await sleep(10);
       }
     }),
@@ -164,7 +175,7 @@ try {
     const cut = await p.stop();
     const exact = subs.filter((s) => s.seqs.length === M && s.seqs.every((q, i) => q === i + 1)).length;
     const resets = subs.reduce((a, s) => a + s.resets, 0);
-    console.log(JSON.stringify({ N, M, K, cut, reconnects: stats.reconnects, resets, exact, deliveries: stats.delivered, seconds: (Date.now() - started) / 1000 }));
+    console.log(JSON.stringify({ N, M, K, cut, reconnects: stats.reconnects, resets, exact, deliveries: stats.delivered, publishRetries: publishStats.retries, seconds: (Date.now() - started) / 1000 }));
     subs.forEach((s) => ((s.closed = true), s.ws.close()));
     p.close();
     if (exact !== N || resets !== 0) process.exitCode = 1;
