@@ -205,3 +205,22 @@ describe("a sharded channel", () => {
     b.close();
   });
 });
+
+describe("SSE on a sharded channel", () => {
+  it("streams from an edge and resumes from Last-Event-ID on any edge", async () => {
+    const { SseReader } = await import("../helpers");
+    const ch = channelName("shard");
+    const sse = await SseReader.open(`/v1/channels/${ch}/sse`);
+    await sse.expect("welcome");
+    for (let i = 1; i <= 3; i++) await publishOk(ch, "m", i);
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push((await sse.expect("msg")).id!);
+    await sse.cancel();
+    await publishOk(ch, "m", 4);
+    const again = await SseReader.open(`/v1/channels/${ch}/sse`, { "last-event-id": ids[1]! });
+    await again.expect("welcome");
+    expect([(await again.expect("msg")).frame.seq, (await again.expect("msg")).frame.seq]).toEqual([3, 4]);
+    await again.cancel();
+    expect((await stats(ch)).edges).toBeGreaterThanOrEqual(1);
+  });
+});
