@@ -125,6 +125,16 @@ describe("a sharded channel", () => {
     expect(await s.settle()).toEqual([]);
   });
 
+  it("keeps its edge list through a hub that is evicted (the list is in the hub's storage)", async () => {
+    const ch = channelName("shard");
+    const [s] = await onEdge(ch, 2);
+    await publishOk(ch, "m", 1);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    await evictDurableObject(hub(ch));
+    await publishOk(ch, "m", 2);
+    expect((await seqsUntil(s, 2)).seqs).toEqual([2]);
+  });
+
   it("repairs a dropped push from the hub's log on the next frame, without a duplicate", async () => {
     const ch = channelName("shard");
     const [s] = await onEdge(ch, 0);
