@@ -1,6 +1,6 @@
 // `npm run edges -- chaos [N] [M] [K]`: a sharded channel on workerd itself (no dev proxy),
 //   N raw WebSocket subscribers (batch frames, README resume logic) through a TCP proxy that cuts
-//   2% of connections every 150 ms while M publishes go out; checks every subscriber got 1..M
+//   2% of connections every 150 ms (env CUT=0.005 for 0.5%) while M publishes go out; checks every subscriber got 1..M
 //   once, in order, and counts resets. Defaults: 8000 subscribers, 500 publishes, K=8.
 // `npm run edges -- cost [N] [M]`: CPU of the workerd process per delivery, unsharded against
 //   K=8 at the same N, and per publish as a function of K (one subscriber per edge).
@@ -15,6 +15,8 @@ const hardStop = setTimeout(() => (console.error("edges: hard stop reached"), pr
 hardStop.unref();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const [mode = "chaos", ...args] = process.argv.slice(2);
+/** The share of connections reset every 150 ms (env CUT; 2% by default). */
+const CUT = Number(process.env.CUT ?? 0.02);
 
 // The TCP proxy runs in a process of its own: one process may hold 20,000 file handles here, and
 // 8,000 subscribers take one each on the client side and two each in the proxy.
@@ -25,7 +27,7 @@ if (mode === "proxy") {
   console.log(p.url);
   process.stdin.setEncoding("utf8");
   process.stdin.on("data", (line) => {
-    if (line.startsWith("cut-on")) cutting = setInterval(() => (cut += p.cut(0.02)), 150);
+    if (line.startsWith("cut-on")) cutting = setInterval(() => (cut += p.cut(CUT)), 150);
     if (line.startsWith("cut-off")) (clearInterval(cutting), console.log(`cut ${cut}`));
     if (line.startsWith("exit")) (p.close(), process.exit(0));
   });
