@@ -3,7 +3,7 @@
 import { afterAll, expect, it } from "vitest";
 import { subscribe, type Subscription } from "../../src/client/index";
 import { createPublisher } from "../../src/client/publisher";
-import { baseUrl, channelName, publisher, sleep, TcpProxy, until } from "./helpers";
+import { baseUrl, channelName, publisher, publishThroughCuts, TcpProxy, until } from "./helpers";
 import { NODE_PUBLISH_KEY, startServer, type LocalServer } from "./server";
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -33,27 +33,7 @@ it("200 subscribers, 1000 publishes, random TCP cuts: every subscriber sees ever
   cleanup.push(() => subs.forEach((s) => s.close()));
   await until(() => subs.every((s) => s.state === "open"), 20_000, "all subscribers to connect");
 
-  const pub = publisher();
-  let cut = 0;
-  let next = 1;
-  // Four publishers in parallel at a steady rate; each publish has its own id.
-  const publishing = Promise.all(
-    Array.from({ length: 4 }, async () => {
-      for (let i = next++; i <= M; i = next++) {
-        await pub.publish(ch, "tick", i, { id: `chaos-${i}` });
-        if (i % 20 === 0) await sleep(10);
-      }
-    }),
-  );
-  const cutting = (async () => {
-    while (seen.some((s) => s.length < M)) {
-      await sleep(150);
-      cut += proxy.cut(0.02);
-    }
-  })();
-  await publishing;
-  await until(() => seen.every((s) => s.length >= M), 60_000, "every subscriber to catch up");
-  await cutting;
+  const cut = await publishThroughCuts(publisher(), ch, M, proxy, seen, 60_000);
 
   const totalReconnects = reconnects.reduce((a, b) => a + b, 0);
   console.log(`chaos: ${N} subscribers, ${M} publishes, ${cut} connections cut, ${totalReconnects} reconnects, ${N * M} deliveries checked`);

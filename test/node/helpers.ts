@@ -108,3 +108,38 @@ export class TcpProxy {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
+
+/**
+ * Publishes 1..M to a channel from four publishers at a steady rate (each with its own id)
+ * while `proxy` resets 2% of its connections every 150 ms, until every subscriber in `seen` has
+ * M messages. Answers how many connections were cut.
+ */
+export async function publishThroughCuts(
+  pub: { publish(channel: string, event: string, data: unknown, options: { id: string }): Promise<unknown> },
+  channel: string,
+  M: number,
+  proxy: TcpProxy,
+  seen: number[][],
+  catchUpMs: number,
+): Promise<number> {
+  let next = 1;
+  const publishing = Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (let i = next++; i <= M; i = next++) {
+        await pub.publish(channel, "tick", i, { id: `${channel}-${i}` });
+        if (i % 20 === 0) await sleep(10);
+      }
+    }),
+  );
+  let cut = 0;
+  const cutting = (async () => {
+    while (seen.some((s) => s.length < M)) {
+      await sleep(150);
+      cut += proxy.cut(0.02);
+    }
+  })();
+  await publishing;
+  await until(() => seen.every((s) => s.length >= M), catchUpMs, "every subscriber to catch up");
+  await cutting;
+  return cut;
+}

@@ -3,7 +3,7 @@
 import { afterAll, expect, it } from "vitest";
 import { subscribe, type Subscription } from "../../src/client/index";
 import { createPublisher } from "../../src/client/publisher";
-import { channelName, sleep, TcpProxy, until } from "./helpers";
+import { channelName, publishThroughCuts, TcpProxy, until } from "./helpers";
 import { NODE_PUBLISH_KEY, startServer } from "./server";
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -38,25 +38,7 @@ it("K=4, 300 subscribers, 500 publishes, random TCP cuts: every subscriber sees 
   expect(stats).toMatchObject({ subscribers: N, edges: 4 });
 
   const pub = createPublisher({ url: server.url, key: NODE_PUBLISH_KEY });
-  let next = 1;
-  const publishing = Promise.all(
-    Array.from({ length: 4 }, async () => {
-      for (let i = next++; i <= M; i = next++) {
-        await pub.publish(ch, "tick", i, { id: `sharded-${i}` });
-        if (i % 20 === 0) await sleep(10);
-      }
-    }),
-  );
-  let cut = 0;
-  const cutting = (async () => {
-    while (seen.some((s) => s.length < M)) {
-      await sleep(150);
-      cut += proxy.cut(0.02);
-    }
-  })();
-  await publishing;
-  await until(() => seen.every((s) => s.length >= M), 90_000, "every subscriber to catch up");
-  await cutting;
+  const cut = await publishThroughCuts(pub, ch, M, proxy, seen, 90_000);
 
   console.log(`sharded chaos: K=4, ${N} subscribers, ${M} publishes, ${cut} connections cut, ${reconnects} reconnects, ${resets} resets`);
   expect(cut).toBeGreaterThan(N / 4);
