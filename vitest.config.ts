@@ -45,6 +45,7 @@ export default defineConfig({
         plugins: [
           worker({
             CONSOLE: "off",
+            MAX_SUBSCRIPTIONS: "3",
             // As wrangler.toml passes it: a JSON array (bad-config below passes a JSON string).
             CHANNEL_OPTIONS: [
               { match: "chat-*", logMaxMessages: 5, clientPubPerS: 2 },

@@ -28,6 +28,8 @@ export interface Env {
   SSE_MAX_BACKLOG_BYTES?: string;
   /** "on" serves the live console page at / and /console; anything else turns it off. */
   CONSOLE?: string;
+  MAX_SUBSCRIPTIONS?: string;
+  CONNECTION_EDGES?: string;
   /** Per-namespace options: a JSON array of rules (wrangler.toml) or a JSON string of one. */
   CHANNEL_OPTIONS?: unknown;
 }
@@ -36,6 +38,10 @@ export interface Env {
 export interface ChannelConfig extends ChannelOptions {
   maxMessageBytes: number;
   sseMaxBacklogBytes: number;
+  /** Channels one multiplexed connection may subscribe to. */
+  maxSubscriptions: number;
+  /** Edges in the pool that holds multiplexed connections (per region in production). */
+  connectionEdges: number;
   /** The CHANNEL_OPTIONS rule in force (its `match`), or null for the global vars alone. */
   rule: string | null;
 }
@@ -51,6 +57,8 @@ const VARS = {
   PRESENCE_MAX_MEMBERS: { key: "presenceMaxMembers", spec: OPTION_SPECS.presenceMaxMembers, fallback: 1000 },
   MAX_SOCKETS: { key: "maxSockets", spec: OPTION_SPECS.maxSockets, fallback: 30000 },
   SSE_MAX_BACKLOG_BYTES: { key: "sseMaxBacklogBytes", spec: { kind: "int", min: 1024 }, fallback: 1024 * 1024 },
+  MAX_SUBSCRIPTIONS: { key: "maxSubscriptions", spec: { kind: "int", min: 1, max: 1000 }, fallback: 100 },
+  CONNECTION_EDGES: { key: "connectionEdges", spec: { kind: "int", min: 1, max: 1024 }, fallback: 16 },
 } as const;
 
 /** Options no var sets: a rule may. */

@@ -1,14 +1,16 @@
+import { checkChannelGrant, mayPublish, needsToken, verifyToken } from "./auth.js";
 import type { Env } from "./config.js";
 import { log } from "./log.js";
 import { count } from "./metrics.js";
-import type { Cursor, PublishInput, PublishResult } from "./protocol/index.js";
+import { ServiceError, type Cursor, type ParsedClientFrame, type PublishInput, type PublishResult, type SubRequest } from "./protocol/index.js";
 import type { RoomObject } from "./room-object.js";
-import { readConnect, type ConnectRequest } from "./room/connect.js";
+import { readConnect, type ConnectRequest, type Start } from "./room/connect.js";
 import type { Push } from "./room/edges.js";
 import { msgOut, out } from "./room/outgoing.js";
 import type { LoggedMessage, Replay } from "./room/replay-log.js";
 import { SocketHost, type Opening } from "./room/socket-host.js";
-import type { SocketState } from "./room/sockets.js";
+import { Multiplexed } from "./room/mux.js";
+import { isPresenceChannel, newCid, type MuxSub, type SocketState } from "./room/sockets.js";
 import { ChannelTail } from "./room/tail.js";
 
 /** Frames an edge keeps per channel to serve resumes without asking the hub. */
@@ -34,10 +36,13 @@ const positionKey = (channel: string) => `position:${channel}`;
  */
 export class EdgeObject extends SocketHost {
   private readonly tails = new Map<string, ChannelTail>();
+  private readonly mux = new Multiplexed(this.sockets);
+  /** Channels each connection is being subscribed to right now (not in its attachment yet). */
+  private readonly subscribing = new Map<string, Set<string>>();
   private readonly chains = new Map<string, Promise<unknown>>();
 
   protected alarmJobs() {
-    return { expiry: (now: number) => this.closeExpired(now) };
+    return { expiry: (now: number) => this.closeExpired(now), subscriptions: (now: number) => this.endExpired(now) };
   }
 
   private hub(channel: string): DurableObjectStub<RoomObject> {
@@ -72,36 +77,43 @@ export class EdgeObject extends SocketHost {
   override async fetch(request: Request): Promise<Response> {
     const connect = readConnect(request);
     if (connect === null || connect.edge === undefined) return new Response("not found", { status: 404 });
+    if (connect.mux !== undefined) return this.acceptConnection(connect, connect.edge);
     return this.serial(connect.channel, () => this.accept(connect, connect.edge!));
   }
 
   private async accept(connect: ConnectRequest, name: string): Promise<Response> {
-    const { channel, start } = connect;
-    const config = this.config(channel);
-    if (this.sockets.count() >= config.maxSockets) return this.refuseFull(connect);
-    let tail = this.tailOf(channel);
-    let opening = tail === null ? null : this.fromTail(tail, connect, config.latest);
-    if (tail === null || opening === null) {
-      // Not attached yet, or the tail does not cover this socket: the hub answers (and lists us).
-      const cursor: Cursor | null = tail === null ? null : { seq: tail.lastSeq, epoch: tail.epoch };
-      const attached = await this.hub(channel).attachEdge(channel, name, start, cursor);
-      if (tail === null) {
-        tail = new ChannelTail(attached.epoch, attached.seq, TAIL_FRAMES);
-        this.tails.set(channel, tail);
-      } else if (attached.catchUp !== null) {
-        this.catchUp(channel, tail, attached.catchUp, attached.seq, attached.epoch);
-      }
-      this.remember(channel, tail);
-      opening = attached.opening;
-    }
+    const { channel } = connect;
+    if (this.sockets.count() >= this.config(channel).maxSockets) return this.refuseFull(connect);
+    const { tail, opening } = await this.attach(channel, name, connect.start);
     const { client, state } = this.open(connect, { seq: tail.lastSeq, epoch: tail.epoch }, opening, { edge: name });
     count(this.env, channel, "connect");
     await this.watchExpiry(state);
     return new Response(null, { status: 101, webSocket: client });
   }
 
+  /**
+   * Gets the channel ready for a new subscriber: its tail when that covers the subscriber, else
+   * the hub answers (and lists this edge), and the edge first catches up what it missed. Runs
+   * inside the channel's serial steps; the caller sends the opening with no await after this.
+   */
+  private async attach(channel: string, name: string, start: Start): Promise<{ tail: ChannelTail; opening: Opening }> {
+    let tail = this.tailOf(channel);
+    const opening = tail === null ? null : this.fromTail(tail, start, this.config(channel).latest);
+    if (tail !== null && opening !== null) return { tail, opening };
+    const cursor: Cursor | null = tail === null ? null : { seq: tail.lastSeq, epoch: tail.epoch };
+    const attached = await this.hub(channel).attachEdge(channel, name, start, cursor);
+    if (tail === null) {
+      tail = new ChannelTail(attached.epoch, attached.seq, TAIL_FRAMES);
+      this.tails.set(channel, tail);
+    } else if (attached.catchUp !== null) {
+      this.catchUp(channel, tail, attached.catchUp, attached.seq, attached.epoch);
+    }
+    this.remember(channel, tail);
+    return { tail, opening: attached.opening };
+  }
+
   /** A new socket's opening served from the tail, or null when the tail cannot serve it exactly. */
-  private fromTail(tail: ChannelTail, { start }: ConnectRequest, latest: boolean): Opening | null {
+  private fromTail(tail: ChannelTail, start: Start, latest: boolean): Opening | null {
     const now = Date.now();
     if (start.cursor !== null) {
       const replay = tail.since(start.cursor, now);
@@ -171,36 +183,148 @@ export class EdgeObject extends SocketHost {
 
   private deliver(channel: string, tail: ChannelTail, m: LoggedMessage): void {
     tail.push(m);
-    const delivered = this.delivery.toAll(msgOut(channel, m, tail.epoch));
+    const frame = msgOut(channel, m, tail.epoch);
+    const delivered = this.delivery.toAll(frame) + this.mux.delivery(channel).toAll(frame);
     count(this.env, channel, "delivered", delivered);
   }
 
   private reset(channel: string, tail: ChannelTail, seq: number, epoch: string): void {
     tail.restart(seq, epoch);
     this.delivery.toAll(out({ t: "reset", seq, epoch }));
+    this.mux.delivery(channel).toAll(out({ t: "reset", ch: channel, seq, epoch }));
   }
 
   // ---- sockets' publishes, counts, leaving ---------------------------------------------------
 
   /** A socket's `pub` is recorded by the hub; the ack is sent from here when it answers. */
-  protected async publishFor(state: SocketState, input: PublishInput): Promise<PublishResult> {
-    return this.hub(state.ch).publishFromEdge(state.ch, input, state.sub);
+  protected async publishFor(channel: string, sender: string | null, input: PublishInput): Promise<PublishResult> {
+    return this.hub(channel).publishFromEdge(channel, input, sender);
   }
 
   /** This edge's sockets of a channel, by transport (the hub sums its edges for stats). */
-  async counts(_channel: string): Promise<{ ws: number; sse: number }> {
-    return { ws: this.sockets.countOf("ws"), sse: this.sockets.countOf("sse") };
+  async counts(channel: string): Promise<{ ws: number; sse: number }> {
+    return { ws: this.sockets.countOf("ws") + this.mux.count(channel), sse: this.sockets.countOf("sse") };
   }
 
   /** When the last socket of a channel goes, the edge leaves its hub's list and forgets the channel. */
   protected override async afterClose(state: SocketState): Promise<void> {
     const name = state.edge;
     if (name === undefined) return;
-    await this.serial(state.ch, async () => {
-      if (this.sockets.count() > 0) return;
-      await this.hub(state.ch).detachEdge(name);
-      this.tails.delete(state.ch);
-      this.ctx.storage.kv.delete(positionKey(state.ch));
+    const channels = state.subs === undefined ? [state.ch] : Object.keys(state.subs);
+    await Promise.all(channels.map((ch) => this.leaveIfIdle(ch, name)));
+  }
+
+  private leaveIfIdle(channel: string, name: string): Promise<void> {
+    return this.serial(channel, async () => {
+      const singles = this.sockets.countOf("ws") + this.sockets.countOf("sse");
+      if (singles > 0 || this.mux.count(channel) > 0 || !this.tails.has(channel)) return;
+      await this.hub(channel).detachEdge(name);
+      this.tails.delete(channel);
+      this.ctx.storage.kv.delete(positionKey(channel));
     });
+  }
+
+  protected override gone(ws: WebSocket, state: SocketState): void {
+    if (state.subs !== undefined) this.mux.drop(ws, state);
+  }
+
+  // ---- multiplexed connections (GET /v1/ws) --------------------------------------------------
+
+  /** Accepts a connection with no channel yet: welcome v2; channels come with `sub` frames. */
+  private async acceptConnection(connect: ConnectRequest, name: string): Promise<Response> {
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    const claims = connect.mux!.claims;
+    const state: SocketState = { cid: newCid(), ch: "", tr: "ws", sub: claims?.sub ?? null, pub: false, exp: null, info: null, at: Date.now(), b: true, subs: {}, claims, edge: name };
+    this.sockets.accept(server, state);
+    this.delivery.to(server, state, out({ t: "welcome", v: 2, cid: state.cid }));
+    count(this.env, "", "connect");
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  protected override async onMuxFrame(ws: WebSocket, state: SocketState, frame: ParsedClientFrame): Promise<void> {
+    const ch = frame.t === "sub" ? frame.sub.ch : frame.t === "unsub" ? frame.ch : frame.t === "pub" ? frame.ch : null;
+    try {
+      switch (frame.t) {
+        case "sub":
+          return await this.subscribe(ws, state, frame.sub);
+        case "unsub":
+          return this.unsubscribe(ws, state, frame.ch, null);
+        case "pub": {
+          if (frame.ch === null) throw new ServiceError("bad_frame", 'a multiplexed connection names the channel of a pub: "ch"', frame.input.id);
+          const sub = this.mux.subsOf(ws)[frame.ch];
+          if (sub === undefined) throw new ServiceError("forbidden", `not subscribed to ${frame.ch}`, frame.input.id);
+          return await this.pubFromSocket(ws, state, frame.ch, sub.pub, frame.input);
+        }
+        case "auth":
+          throw new ServiceError("bad_frame", 'a multiplexed connection sends a fresh token with "sub" (per channel)');
+        default:
+          return; // unknown types are ignored: newer clients may send them
+      }
+    } catch (err) {
+      if (!(err instanceof ServiceError)) throw err;
+      const frameOut = ch === null ? err.toFrame() : { ...err.toFrame(), ch };
+      this.mux.delivery(ch ?? "").to(ws, state, out(frameOut));
+    }
+  }
+
+  /** `sub`: authorized per channel (a per-sub token, else the connection's), then like a socket of its own. */
+  private async subscribe(ws: WebSocket, state: SocketState, req: SubRequest): Promise<void> {
+    const { ch } = req;
+    // Subscriptions still being set up count too: several `sub` frames may arrive at once.
+    const pending = this.subscribing.get(state.cid) ?? new Set<string>();
+    const subs = this.mux.subsOf(ws);
+    if (subs[ch] !== undefined || pending.has(ch)) throw new ServiceError("bad_request", `already subscribed to ${ch}`);
+    const max = this.config(ch).maxSubscriptions;
+    if (Object.keys(subs).length + pending.size >= max) throw new ServiceError("too_large", `at most ${max} channels per connection (MAX_SUBSCRIPTIONS)`);
+    pending.add(ch);
+    this.subscribing.set(state.cid, pending);
+    try {
+      await this.subscribeNow(ws, state, req);
+    } finally {
+      pending.delete(ch);
+      if (pending.size === 0) this.subscribing.delete(state.cid);
+    }
+  }
+
+  private async subscribeNow(ws: WebSocket, state: SocketState, req: SubRequest): Promise<void> {
+    const { ch } = req;
+    if (isPresenceChannel(ch)) throw new ServiceError("bad_request", "presence channels are not served over /v1/ws yet: subscribe to them with their own socket");
+    const claims = req.token !== null ? await verifyToken(this.env, req.token) : (state.claims ?? null);
+    if (claims === null && needsToken(this.env, ch)) throw new ServiceError("unauthorized", `channel ${ch} needs a token: send one with the sub, or connect with one`);
+    if (claims !== null) checkChannelGrant(this.env, ch, claims);
+    const sub: MuxSub = { sub: claims?.sub ?? null, pub: claims !== null && mayPublish(this.env, claims, ch), exp: claims?.exp ?? null };
+    const start: Start = { cursor: req.cursor, rewind: req.rewind };
+    await this.serial(ch, async () => {
+      if (state.subs === undefined || ws.readyState !== WebSocket.READY_STATE_OPEN) return;
+      const { tail, opening } = await this.attach(ch, state.edge!, start);
+      // From here to the last replayed frame nothing is awaited: no live frame can overtake.
+      const delivery = this.mux.delivery(ch);
+      delivery.flush();
+      this.mux.add(ws, ch, sub);
+      delivery.to(ws, state, out({ t: "subscribed", ch, seq: tail.lastSeq, epoch: tail.epoch }));
+      if (opening.reset) delivery.to(ws, state, out({ t: "reset", ch, seq: tail.lastSeq, epoch: tail.epoch }));
+      else for (const m of opening.messages) delivery.to(ws, state, msgOut(ch, m, tail.epoch));
+    });
+    if (sub.exp !== null) await this.alarms.by(sub.exp * 1000);
+  }
+
+  /** `unsub`, or a subscription the server ends (`code` and `message` say why). */
+  private unsubscribe(ws: WebSocket, state: SocketState, ch: string, why: ServiceError | null): void {
+    if (this.mux.subsOf(ws)[ch] === undefined) {
+      if (why === null) throw new ServiceError("bad_request", `not subscribed to ${ch}`);
+      return;
+    }
+    const delivery = this.mux.delivery(ch);
+    delivery.flush();
+    this.mux.remove(ws, ch);
+    delivery.to(ws, state, out(why === null ? { t: "unsubscribed", ch } : { t: "unsubscribed", ch, code: why.code, message: why.message }));
+    if (state.edge !== undefined) void this.leaveIfIdle(ch, state.edge);
+  }
+
+  /** Ends the subscriptions whose token expired; answers the next expiry. */
+  private endExpired(now: number): number | null {
+    const { due, next } = this.mux.expired(now);
+    for (const [ws, state, ch] of due) this.unsubscribe(ws, state, ch, new ServiceError("unauthorized", "token expired"));
+    return next;
   }
 }

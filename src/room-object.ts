@@ -173,8 +173,8 @@ export class RoomObject extends SocketHost {
   }
 
   /** A socket's `pub`, here or forwarded by an edge of this channel. */
-  protected async publishFor(state: SocketState, input: PublishInput): Promise<PublishResult> {
-    return this.publish(state.ch, input, state.sub, null);
+  protected async publishFor(channel: string, sender: string | null, input: PublishInput): Promise<PublishResult> {
+    return this.publish(channel, input, sender, null);
   }
 
   /** A socket `pub` an edge forwarded; the edge sends the ack. */

@@ -1,7 +1,7 @@
 // The Worker's routes: each parses and authorizes its request, then makes one call to the
 // channel's room. Auth happens here, so a refused request never wakes a room.
 import { Router, type IRequest } from "itty-router";
-import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, requirePublishKey } from "../auth.js";
+import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, requirePublishKey, verifyToken } from "../auth.js";
 import { checkConfig, configFor, type Env } from "../config.js";
 import { CONSOLE_CSP, CONSOLE_HTML } from "../console/bundle.generated.js";
 import { log } from "../log.js";
@@ -72,6 +72,28 @@ async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
     gone: request.signal,
     onSlow: (backlog) => log("slow", { channel, transport: "sse", backlog }),
   });
+}
+
+/** Continents as the runtime names them, and the location hint of a matching region. */
+const REGION_HINTS: Record<string, DurableObjectLocationHint> = { NA: "enam", SA: "sam", EU: "weur", AF: "afr", AS: "apac", OC: "oc" };
+
+/**
+ * `GET /v1/ws`: a multiplexed connection, held by one edge of the pool of CONNECTION_EDGES. In
+ * production the pool is per region (named by the request's continent, created with a matching
+ * location hint); where the request has no region (local dev), one pool, picked at random.
+ */
+async function connectMux(request: IRequest, env: Env): Promise<Response> {
+  if (!isUpgrade(request)) throw new ServiceError("upgrade_required", "this route needs a WebSocket upgrade (Upgrade: websocket)");
+  if (!originAllowed(env, request.headers.get("origin"))) throw new ServiceError("forbidden", "origin is not in ALLOWED_ORIGINS");
+  const credential = bearer(request, true);
+  const claims = credential === null ? null : await verifyToken(env, credential);
+  const continent = (request as unknown as { cf?: { continent?: string } }).cf?.continent;
+  const hint = continent === undefined ? undefined : REGION_HINTS[continent];
+  const k = Math.floor(Math.random() * configFor(env, "").connectionEdges);
+  const edge = hint === undefined ? `conn#${k}` : `conn:${continent}#${k}`;
+  const stub = env.EDGES.get(env.EDGES.idFromName(edge), hint === undefined ? undefined : { locationHint: hint });
+  const identity = { sub: claims?.sub ?? null, canPublish: false, exp: null, info: null };
+  return stub.fetch(connectRequest({ channel: "", identity, start: { cursor: null, rewind: 0 }, transport: "ws", batch: true, edge, mux: { claims } }));
 }
 
 /** JSON `{event, data, id?}`, or a text body published as event `message`. */
@@ -181,6 +203,8 @@ router
   .all("/healthz", allow("GET"))
   .post("/v1/publish", publishBatch)
   .all("/v1/publish", allow("POST"))
+  .get("/v1/ws", connectMux)
+  .all("/v1/ws", allow("GET"))
   .get("/v1/channels/:channel/ws", subscribeWs)
   .all("/v1/channels/:channel/ws", allow("GET"))
   .get("/v1/channels/:channel/sse", subscribeSse)

@@ -1,7 +1,7 @@
 // Validation of what clients send: a publish (HTTP body or socket `pub`) and socket frames.
 // Failures are ServiceErrors phrased for the client.
 import { ServiceError } from "./errors.js";
-import { LIMITS } from "./limits.js";
+import { CHANNEL_RULE, isValidChannel, LIMITS } from "./limits.js";
 
 /** What a publisher sends, after validation. */
 export interface PublishInput {
@@ -35,8 +35,45 @@ export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/** A `sub` of a multiplexed connection, validated. */
+export interface SubRequest {
+  ch: string;
+  cursor: { seq: number; epoch: string | null } | null;
+  rewind: number;
+  token: string | null;
+}
+
 /** A client frame as the server acts on it; unknown types are kept apart, to be ignored. */
-export type ParsedClientFrame = { t: "pub"; input: PublishInput } | { t: "auth"; token: string } | { t: "unknown" };
+export type ParsedClientFrame =
+  | { t: "pub"; input: PublishInput; ch: string | null }
+  | { t: "auth"; token: string }
+  | { t: "sub"; sub: SubRequest }
+  | { t: "unsub"; ch: string }
+  | { t: "unknown" };
+
+const SEQ_MAX = Number.MAX_SAFE_INTEGER;
+
+function channelField(value: unknown): string {
+  if (typeof value !== "string" || !isValidChannel(value)) throw new ServiceError("bad_frame", `"ch" must be a channel name: ${CHANNEL_RULE}`);
+  return value;
+}
+
+function parseSub(value: Record<string, unknown>): SubRequest {
+  const ch = channelField(value.ch);
+  const bad = (message: string) => new ServiceError("bad_frame", message);
+  const { since, epoch, rewind, token } = value;
+  if (since !== undefined && (typeof since !== "number" || !Number.isInteger(since) || since < 0 || since > SEQ_MAX)) throw bad('"since" must be a non-negative integer');
+  if (epoch !== undefined && (typeof epoch !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(epoch))) throw bad('"epoch" must be an epoch from a welcome, subscribed or reset frame');
+  if (epoch !== undefined && since === undefined) throw bad('"epoch" needs "since"');
+  if (rewind !== undefined && (typeof rewind !== "number" || !Number.isInteger(rewind) || rewind < 0 || rewind > LIMITS.rewind)) throw bad(`"rewind" must be 0-${LIMITS.rewind}`);
+  if (token !== undefined && (typeof token !== "string" || token === "")) throw bad('"token" must be a string');
+  return {
+    ch,
+    cursor: since === undefined ? null : { seq: since as number, epoch: (epoch as string | undefined) ?? null },
+    rewind: since === undefined ? ((rewind as number | undefined) ?? 0) : 0,
+    token: (token as string | undefined) ?? null,
+  };
+}
 
 /** Parses one socket text frame; throws a `bad_frame` ServiceError for a frame of no known shape. */
 export function parseClientFrame(text: string): ParsedClientFrame {
@@ -50,11 +87,16 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   switch (value.t) {
     case "pub":
       try {
-        return { t: "pub", input: toPublishInput(value.e, value.d, value.id, "d" in value) };
+        const ch = value.ch === undefined ? null : channelField(value.ch);
+        return { t: "pub", input: toPublishInput(value.e, value.d, value.id, "d" in value), ch };
       } catch (err) {
         const id = typeof value.id === "string" && value.id.length <= LIMITS.id ? value.id : undefined;
         throw err instanceof ServiceError ? err.asBadFrame(id) : err;
       }
+    case "sub":
+      return { t: "sub", sub: parseSub(value) };
+    case "unsub":
+      return { t: "unsub", ch: channelField(value.ch) };
     case "auth":
       if (typeof value.token !== "string" || value.token === "") throw new ServiceError("bad_frame", 'auth frame needs a string "token"');
       return { t: "auth", token: value.token };

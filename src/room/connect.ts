@@ -1,6 +1,6 @@
 // The contract between the Worker and a room for taking a socket: the Worker authenticates and
 // parses, then hands the room what it decided in one internal header the client cannot set.
-import type { Identity } from "../auth.js";
+import type { Claims, Identity } from "../auth.js";
 import type { Cursor } from "../protocol/index.js";
 import type { Transport } from "./sockets.js";
 
@@ -17,8 +17,10 @@ export interface ConnectRequest {
   transport: Transport;
   /** The socket takes `batch` frames (`?batch=1`). */
   batch: boolean;
-  /** Set when an edge takes the socket: the edge's name (`channel#k`). */
+  /** Set when an edge takes the socket: the edge's name (`channel#k`, or `conn#k` for connections). */
   edge?: string;
+  /** A multiplexed connection (`GET /v1/ws`): no channel yet; the connection token's claims, if any. */
+  mux?: { claims: Claims | null };
 }
 
 const CONNECT_HEADER = "x-hibercast-connect";

@@ -5,7 +5,13 @@
 import type { CloseCode } from "../protocol/index.js";
 import { LIMITS, ServiceError } from "../protocol/index.js";
 import { out, sseEvent, type Out } from "./outgoing.js";
-import type { SocketState, Sockets, Transport } from "./sockets.js";
+import type { Group, SocketState, Transport } from "./sockets.js";
+
+/** The sockets a Delivery sends to, by group: all of an object's, or one channel's on a connection edge. */
+export interface SocketSource {
+  group(group: Group): WebSocket[];
+  count(): number;
+}
 
 /** Sends one frame to one socket. A socket that fails to take it is skipped: its close handler cleans up. */
 function sendTo(ws: WebSocket, transport: Transport, frame: Out): boolean {
@@ -80,7 +86,7 @@ export class Delivery {
   /** Sockets that wait for the flush, counted once per flush window (for `delivered`). */
   private waiting = 0;
 
-  constructor(private readonly sockets: Sockets) {}
+  constructor(private readonly sockets: SocketSource) {}
 
   /** One frame to one socket, after anything still pending for the room. */
   to(ws: WebSocket, state: SocketState, frame: Out): boolean {

@@ -6,7 +6,7 @@ import { DurableObject } from "cloudflare:workers";
 import { checkChannelGrant, mayPublish, verifyToken } from "../auth.js";
 import { configFor, type ChannelConfig, type Env } from "../config.js";
 import { log, LogBudget } from "../log.js";
-import { CLOSE, parseClientFrame, PROTOCOL_VERSION, ServiceError, type PublishInput, type PublishResult } from "../protocol/index.js";
+import { CLOSE, parseClientFrame, PROTOCOL_VERSION, ServiceError, type ParsedClientFrame, type PublishInput, type PublishResult } from "../protocol/index.js";
 import { Alarm, type AlarmJob } from "./alarms.js";
 import type { ConnectRequest } from "./connect.js";
 import { Delivery } from "./delivery.js";
@@ -113,9 +113,12 @@ export abstract class SocketHost extends DurableObject<Env> {
     }
     try {
       const frame = parseClientFrame(message);
+      // A multiplexed connection names a channel in its frames.
+      if (state.subs !== undefined) return await this.onMuxFrame(ws, state, frame);
       switch (frame.t) {
         case "pub":
-          return await this.pubFromSocket(ws, state, config, frame.input);
+          if (frame.ch !== null && frame.ch !== state.ch) throw new ServiceError("bad_frame", `this socket is subscribed to ${state.ch}, not ${frame.ch}`, frame.input.id);
+          return await this.pubFromSocket(ws, state, state.ch, state.pub, frame.input);
         case "auth":
           return await this.reauthenticate(ws, state, frame.token);
         default:
@@ -127,17 +130,29 @@ export abstract class SocketHost extends DurableObject<Env> {
     }
   }
 
-  /** Publishes a socket's message: recorded here (a room) or by the channel's hub (an edge). */
-  protected abstract publishFor(state: SocketState, input: PublishInput): Promise<PublishResult>;
+  /** A frame of a multiplexed connection (only edges hold them). */
+  protected async onMuxFrame(_ws: WebSocket, _state: SocketState, _frame: ParsedClientFrame): Promise<void> {
+    throw new ServiceError("bad_frame", "not a multiplexed connection");
+  }
 
-  private async pubFromSocket(ws: WebSocket, state: SocketState, config: ChannelConfig, input: PublishInput): Promise<void> {
-    if (!state.pub) throw new ServiceError("forbidden", "this connection may not publish here", input.id);
-    const verdict = this.pubRate.take(state.cid, config.clientPubPerS);
+  /** Publishes a socket's message: recorded here (a room) or by the channel's hub (an edge). */
+  protected abstract publishFor(channel: string, sender: string | null, input: PublishInput): Promise<PublishResult>;
+
+  /**
+   * A socket's `pub` to `channel` (its own, or one a multiplexed connection names): checked
+   * against its grant and the rate limit, published, and acked (with `ch` on a multiplexed one).
+   */
+  protected async pubFromSocket(ws: WebSocket, state: SocketState, channel: string, may: boolean, input: PublishInput): Promise<void> {
+    if (!may) throw new ServiceError("forbidden", "this connection may not publish here", input.id);
+    const perS = this.config(channel).clientPubPerS;
+    const verdict = this.pubRate.take(state.cid, perS);
     // Over the limit: refused with an err; a client that keeps going is cut off.
     if (verdict === "cut") return this.delivery.close(ws, state.tr, CLOSE.rateLimited, "publish rate limit exceeded");
-    if (verdict === "refuse") throw new ServiceError("rate_limited", `at most ${config.clientPubPerS} publishes per second`, input.id);
-    const result = await this.publishFor(state, input);
-    this.delivery.to(ws, state, out({ t: "ack", id: result.id, seq: result.seq, duplicate: result.duplicate }));
+    if (verdict === "refuse") throw new ServiceError("rate_limited", `at most ${perS} publishes per second`, input.id);
+    const sender = state.subs === undefined ? state.sub : (stateOf(ws)?.subs?.[channel]?.sub ?? state.sub);
+    const result = await this.publishFor(channel, sender, input);
+    const ack = out(state.subs === undefined ? { t: "ack", id: result.id, seq: result.seq, duplicate: result.duplicate } : { t: "ack", ch: channel, id: result.id, seq: result.seq, duplicate: result.duplicate });
+    this.delivery.to(ws, state, ack);
   }
 
   private async reauthenticate(ws: WebSocket, state: SocketState, token: string): Promise<void> {

@@ -12,6 +12,9 @@ export type Transport = "ws" | "sse";
  */
 export type Group = "ws" | "wb" | "sse";
 
+/** Sockets of multiplexed connections (`GET /v1/ws`): their channels are in the attachment. */
+const MUX_TAG = "mx";
+
 /** Per-socket state, kept in the socket's attachment (≤ 16 KiB: this channel's grants only). */
 export interface SocketState {
   cid: string;
@@ -30,6 +33,13 @@ export interface SocketState {
   /** Takes `batch` frames (`?batch=1`). */
   b?: true;
   /**
+   * A multiplexed connection's subscriptions, by channel (then `ch` is ""). `sub`, `pub` and
+   * `exp` here are per channel: a per-sub token may differ from the connection's.
+   */
+  subs?: Record<string, MuxSub>;
+  /** A multiplexed connection's own token claims, for subscribing without a per-sub token. */
+  claims?: { sub?: string; ch: string[]; pub: string[]; exp: number; info?: unknown } | null;
+  /**
    * The epoch this socket was welcomed with, kept only while the channel has no stored epoch:
    * after hibernation the room takes it back, so the first publish stores what clients hold.
    */
@@ -42,6 +52,13 @@ const userTag = (sub: string) => `u:${sub}`;
 const PRESENCE_TAG = "p";
 const EXPIRES_TAG = "x";
 
+/** One channel of a multiplexed connection. */
+export interface MuxSub {
+  sub: string | null;
+  pub: boolean;
+  exp: number | null;
+}
+
 export const isPresenceChannel = (channel: string) => channel.startsWith("presence-");
 
 export function newCid(): string {
@@ -50,7 +67,7 @@ export function newCid(): string {
 
 export const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketState | null;
 
-const groupOf = (state: SocketState): Group => (state.tr === "sse" ? "sse" : state.b ? "wb" : "ws");
+const groupOf = (state: SocketState): Group | typeof MUX_TAG => (state.subs !== undefined ? MUX_TAG : state.tr === "sse" ? "sse" : state.b ? "wb" : "ws");
 
 /**
  * The room's view of its sockets. The count of open sockets is taken once per wake and then kept
@@ -123,6 +140,11 @@ export class Sockets {
   /** The sockets that take frames one way (see Group). */
   group(group: Group): WebSocket[] {
     return this.ctx.getWebSockets(group);
+  }
+
+  /** Sockets of multiplexed connections. */
+  multiplexed(): WebSocket[] {
+    return this.ctx.getWebSockets(MUX_TAG);
   }
 
   /** Every socket: only for work done once per wake, never on the accept path. */

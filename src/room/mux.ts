@@ -1,0 +1,100 @@
+// Multiplexed connections on an edge (`GET /v1/ws`, DESIGN.md "Edges → Multiplexed
+// connections"): which of the edge's sockets are subscribed to which channel. Tags cannot change
+// after a socket is accepted, so the subscriptions live in each socket's attachment and this
+// index is rebuilt from them once per wake. Each channel gets its own Delivery, so its frames
+// keep their order and coalesce into batch frames per channel.
+import { Delivery } from "./delivery.js";
+import type { MuxSub, SocketState, Sockets } from "./sockets.js";
+import { stateOf } from "./sockets.js";
+
+export class Multiplexed {
+  /** Channel → connection id → socket (keyed by cid: the runtime may hand out a new wrapper per event). */
+  private index: Map<string, Map<string, WebSocket>> | null = null;
+  private readonly deliveries = new Map<string, Delivery>();
+
+  constructor(private readonly sockets: Sockets) {}
+
+  private built(): Map<string, Map<string, WebSocket>> {
+    if (this.index === null) {
+      this.index = new Map();
+      for (const ws of this.sockets.multiplexed()) {
+        const state = stateOf(ws);
+        for (const ch of Object.keys(state?.subs ?? {})) this.entry(ch).set(state!.cid, ws);
+      }
+    }
+    return this.index;
+  }
+
+  private entry(channel: string): Map<string, WebSocket> {
+    const index = this.index!;
+    let set = index.get(channel);
+    if (set === undefined) index.set(channel, (set = new Map()));
+    return set;
+  }
+
+  of(channel: string): WebSocket[] {
+    return [...(this.built().get(channel)?.values() ?? [])];
+  }
+
+  count(channel: string): number {
+    return this.built().get(channel)?.size ?? 0;
+  }
+
+  /** The delivery of one channel to the connections subscribed to it (always in batch frames). */
+  delivery(channel: string): Delivery {
+    let d = this.deliveries.get(channel);
+    if (d === undefined) {
+      d = new Delivery({ group: (g) => (g === "wb" ? this.of(channel) : []), count: () => this.count(channel) });
+      this.deliveries.set(channel, d);
+    }
+    return d;
+  }
+
+  /**
+   * Adds a channel to a connection. The attachment is read afresh and written back with no await
+   * between: `sub` frames are handled concurrently, and each handler's copy of the state may be
+   * older than another's write.
+   */
+  add(ws: WebSocket, channel: string, sub: MuxSub): void {
+    const state = stateOf(ws)!;
+    (state.subs ??= {})[channel] = sub;
+    this.sockets.save(ws, state);
+    this.built();
+    this.entry(channel).set(state.cid, ws);
+  }
+
+  remove(ws: WebSocket, channel: string): void {
+    const state = stateOf(ws)!;
+    if (state.subs !== undefined) delete state.subs[channel];
+    this.sockets.save(ws, state);
+    this.built().get(channel)?.delete(state.cid);
+  }
+
+  /** The connection's subscriptions as stored now. */
+  subsOf(ws: WebSocket): Record<string, MuxSub> {
+    return stateOf(ws)?.subs ?? {};
+  }
+
+  /** A connection is gone: answers the channels it was subscribed to. */
+  drop(ws: WebSocket, state: SocketState): string[] {
+    const channels = Object.keys(state.subs ?? {});
+    for (const ch of channels) this.built().get(ch)?.delete(state.cid);
+    return channels;
+  }
+
+  /** Subscriptions whose token expired by `now`, and the next expiry after it. */
+  expired(now: number): { due: [WebSocket, SocketState, string][]; next: number | null } {
+    const due: [WebSocket, SocketState, string][] = [];
+    let next: number | null = null;
+    for (const ws of this.sockets.multiplexed()) {
+      const state = stateOf(ws);
+      for (const [ch, sub] of Object.entries(state?.subs ?? {})) {
+        if (sub.exp === null) continue;
+        const at = sub.exp * 1000;
+        if (at <= now) due.push([ws, state!, ch]);
+        else next = next === null ? at : Math.min(next, at);
+      }
+    }
+    return { due, next };
+  }
+}
