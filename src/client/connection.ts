@@ -146,6 +146,11 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
     });
   }
 
+  /** Sends a frame now if the socket is open (a frame that may be lost with a drop: `sub`, `unsub`). */
+  send(frame: string): void {
+    if (this.ws?.readyState === OPEN && this.welcomed) this.ws.send(frame);
+  }
+
   /** Drops the current socket and connects again (the user's URL carries the resume point). */
   reconnect(): void {
     if (this.ws !== null && this.state !== "closed") this.giveUp(this.ws, "reconnect requested", 4000);
@@ -308,6 +313,8 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
       entry.reject(error);
       return;
     }
+    // About one channel of a multiplexed connection: that subscription's business.
+    if (frame.ch !== undefined) return this.user.frame(frame);
     this.events.emit("error", error);
   }
 

@@ -6,7 +6,8 @@ export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js
 export { Connection, type Ack, type ConnectionOptions, type LifecycleEvents, type State, type WebSocketConstructor, type WebSocketLike } from "./connection.js";
 export { Emitter } from "./emitter.js";
 export { HibercastError, type ClientErrorCode } from "./errors.js";
-export { Subscription, type EventMap, type PresenceEvents, type SubscribeOptions } from "./subscription.js";
+export { connect, MultiplexedConnection, type ChannelOptions, type ConnectOptions } from "./multiplexed.js";
+export { Subscription, type EventMap, type Link, type PresenceEvents, type SubscribeOptions } from "./subscription.js";
 export type * from "../protocol/frames.js";
 export type { Cursor } from "../protocol/cursor.js";
 export type { ErrorBody, ErrorCode } from "../protocol/errors.js";

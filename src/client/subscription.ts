@@ -1,5 +1,7 @@
 // A subscription to one channel: the resume cursor, the message handlers and the presence
-// members, on top of a connection (connection.ts) that keeps the socket alive.
+// members. It rides on a connection of its own (`subscribe()`), or on a multiplexed connection
+// shared with other channels (`connect().subscribe()`, multiplexed.ts); either way it sees every
+// message once and in order across drops.
 import type { Cursor, Member, MsgFrame, ServerFrame, WelcomeFrame } from "../protocol/index.js";
 import { randomId } from "./backoff.js";
 import { Connection, type Ack, type ConnectionOptions, type LifecycleEvents, type State } from "./connection.js";
@@ -24,6 +26,16 @@ export interface PresenceEvents {
 export type EventMap = Record<string, unknown>;
 type MessageHandler<E extends string, D> = (data: D, message: MsgFrame<E, D>) => void;
 
+/** What carries a subscription's frames: its own connection, or its share of a multiplexed one. */
+export interface Link {
+  readonly events: Emitter<LifecycleEvents>;
+  readonly state: State;
+  /** Sends a frame answered by `ack` (a publish), built for this link (`ch` where needed). */
+  publish(id: string, event: string, data: unknown): Promise<Ack>;
+  reconnect(): void;
+  close(): void;
+}
+
 function socketUrl(base: string, channel: string): URL {
   const url = new URL(`v1/channels/${encodeURIComponent(channel)}/ws`, base.endsWith("/") ? base : `${base}/`);
   url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
@@ -47,26 +59,47 @@ export class Subscription<Events extends EventMap = EventMap> {
   /** This connection's id (from `welcome`), for `?exclude=` on HTTP publishes. */
   cid: string | null = null;
 
-  private readonly socket: Connection;
+  private readonly link: Link;
   private readonly messages = new Map<string, Set<MessageHandler<string, unknown>>>();
 
-  constructor(private readonly config: SubscribeOptions) {
+  /** `link` is given by a multiplexed connection; without it the subscription opens its own socket. */
+  constructor(
+    readonly config: SubscribeOptions,
+    link?: (sub: Subscription<Events>) => Link,
+  ) {
     this.cursor = config.since ?? null;
-    this.socket = new Connection(config, {
+    if (link !== undefined) {
+      this.link = link(this);
+      return;
+    }
+    const socket = new Connection(config, {
       url: () => this.nextUrl(),
       welcomed: (frame) => this.welcomed(frame),
       frame: (frame) => this.receive(frame),
     });
-    this.socket.start();
+    this.link = {
+      events: socket.events,
+      get state() {
+        return socket.state;
+      },
+      publish: (id, event, data) => socket.request(id, JSON.stringify({ t: "pub", e: event, d: data, id })),
+      reconnect: () => socket.reconnect(),
+      close: () => socket.close(),
+    };
+    socket.start();
   }
 
   /** Connection lifecycle: open, welcome, reset, reconnecting, close, error. */
   get connection(): Emitter<LifecycleEvents> {
-    return this.socket.events;
+    return this.link.events;
   }
 
   get state(): State {
-    return this.socket.state;
+    return this.link.state;
+  }
+
+  get channel(): string {
+    return this.config.channel;
   }
 
   /** Handles messages of one event (typed by the Events map), or of all with `"*"`. */
@@ -85,8 +118,7 @@ export class Subscription<Events extends EventMap = EventMap> {
    * reconnect, so a drop never loses or doubles one.
    */
   publish<K extends keyof Events & string>(event: K, data: Events[K], options: { id?: string } = {}): Promise<Ack> {
-    const id = options.id ?? randomId();
-    return this.socket.request(id, JSON.stringify({ t: "pub", e: event, d: data, id }));
+    return this.link.publish(options.id ?? randomId(), event, data);
   }
 
   /**
@@ -94,17 +126,17 @@ export class Subscription<Events extends EventMap = EventMap> {
    * change, say). Nothing is lost: the replay covers what arrived in between.
    */
   reconnect(): void {
-    this.socket.reconnect();
+    this.link.reconnect();
   }
 
-  /** Closes for good. */
+  /** Closes for good (on a multiplexed connection: this channel only). */
   close(): void {
-    this.socket.close();
+    this.link.close();
   }
 
   private nextUrl(): URL {
     const url = socketUrl(this.config.url, this.config.channel);
-    url.searchParams.set("batch", "1"); // frames of a burst come packed; receive() unpacks them
+    url.searchParams.set("batch", "1"); // frames of a burst come packed; the connection unpacks them
     if (this.cursor !== null) {
       url.searchParams.set("since", String(this.cursor.seq));
       if (this.cursor.epoch !== null) url.searchParams.set("epoch", this.cursor.epoch);
@@ -114,7 +146,14 @@ export class Subscription<Events extends EventMap = EventMap> {
     return url;
   }
 
-  private welcomed(frame: WelcomeFrame): void {
+  /** Where this subscription starts on its next (re)subscribe: its cursor, or a rewind, or live. */
+  get start(): { since?: number; epoch?: string; rewind?: number } {
+    if (this.cursor !== null) return this.cursor.epoch === null ? { since: this.cursor.seq } : { since: this.cursor.seq, epoch: this.cursor.epoch };
+    return this.config.rewind ? { rewind: this.config.rewind } : {};
+  }
+
+  /** The channel's welcome (or a multiplexed connection's `subscribed`, as a welcome). */
+  welcomed(frame: WelcomeFrame): void {
     this.cid = frame.cid;
     if (this.cursor === null) {
       // Live from here; a rewind's replay has seqs after this point.
@@ -124,7 +163,7 @@ export class Subscription<Events extends EventMap = EventMap> {
     }
   }
 
-  private receive(frame: ServerFrame): void {
+  receive(frame: ServerFrame): void {
     switch (frame.t) {
       case "msg":
         return this.deliver(frame);

@@ -1,0 +1,150 @@
+// Many channels over one socket (`GET /v1/ws`): one connection (backoff, heartbeat, tokens,
+// pending acks) and a subscription per channel, each with the same API as `subscribe()`'s. After
+// every reconnect each channel is subscribed again from its own cursor, so each resumes exactly.
+import type { ConnectionWelcomeFrame, ServerFrame, WelcomeFrame } from "../protocol/index.js";
+import { Connection, type ConnectionOptions, type LifecycleEvents, type State } from "./connection.js";
+import { Emitter } from "./emitter.js";
+import { HibercastError } from "./errors.js";
+import { Subscription, type EventMap } from "./subscription.js";
+
+export interface ConnectOptions extends ConnectionOptions {
+  /** The service's base URL, e.g. `https://rt.example.com` (http(s) or ws(s)). */
+  url: string;
+}
+
+export interface ChannelOptions {
+  /** Resume from here instead of starting live. */
+  since?: { seq: number; epoch: string | null };
+  /** A new subscription first receives the last N messages (N ≤ 100). */
+  rewind?: number;
+  /** A token for this channel only (else the connection's is used). */
+  token?: string;
+}
+
+/** Lifecycle events that concern the whole connection, passed on to every channel. */
+const SHARED = ["open", "reconnecting", "close", "error"] as const;
+
+export class MultiplexedConnection {
+  /** The connection's lifecycle (welcome here is the v2 welcome, with no channel). */
+  readonly events: Emitter<LifecycleEvents<ConnectionWelcomeFrame>>;
+  /** This connection's id, for `?exclude=` on HTTP publishes. */
+  cid: string | null = null;
+
+  private readonly socket: Connection<ConnectionWelcomeFrame>;
+  private readonly subs = new Map<string, { sub: Subscription<EventMap>; events: Emitter<LifecycleEvents>; token?: string }>();
+
+  constructor(private readonly options: ConnectOptions) {
+    this.socket = new Connection<ConnectionWelcomeFrame>(options, {
+      url: () => {
+        const url = new URL("v1/ws", options.url.endsWith("/") ? options.url : `${options.url}/`);
+        url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
+        return url;
+      },
+      welcomed: (frame) => {
+        this.cid = frame.cid;
+        for (const channel of this.subs.keys()) this.sendSub(channel);
+      },
+      frame: (frame) => this.route(frame),
+    });
+    this.events = this.socket.events;
+    for (const name of SHARED) {
+      const pass = (value: LifecycleEvents[typeof name]) => {
+        for (const { events } of this.subs.values()) (events.emit as (n: string, v: unknown) => void)(name, value);
+      };
+      this.events.on(name, pass as never);
+    }
+    this.socket.start();
+  }
+
+  get state(): State {
+    return this.socket.state;
+  }
+
+  /** Subscribes to a channel over this connection: the same subscription as `subscribe()` gives. */
+  subscribe<Events extends EventMap = EventMap>(channel: string, options: ChannelOptions = {}): Subscription<Events> {
+    if (this.subs.has(channel)) throw new HibercastError("bad_request", `already subscribed to ${channel} on this connection`);
+    const events = new Emitter<LifecycleEvents>();
+    const sub = new Subscription<Events>({ url: this.options.url, channel, since: options.since, rewind: options.rewind }, () => ({
+      events,
+      get state() {
+        return socketState();
+      },
+      publish: (id, event, data) => this.socket.request(id, JSON.stringify({ t: "pub", ch: channel, e: event, d: data, id })),
+      reconnect: () => this.socket.reconnect(),
+      close: () => this.unsubscribe(channel),
+    }));
+    const socketState = () => (this.subs.has(channel) ? this.socket.state : "closed");
+    this.subs.set(channel, { sub: sub as Subscription<EventMap>, events, token: options.token });
+    if (this.socket.state === "open") this.sendSub(channel);
+    return sub;
+  }
+
+  /** Drops the socket and connects again; every channel resumes from its cursor. */
+  reconnect(): void {
+    this.socket.reconnect();
+  }
+
+  /** Closes the connection and every channel on it. */
+  close(): void {
+    this.socket.close();
+    this.subs.clear();
+  }
+
+  private unsubscribe(channel: string): void {
+    const entry = this.subs.get(channel);
+    if (entry === undefined) return;
+    this.subs.delete(channel);
+    this.send({ t: "unsub", ch: channel });
+    entry.events.emit("close", { code: 1000, reason: "unsubscribed" });
+  }
+
+  private sendSub(channel: string): void {
+    const entry = this.subs.get(channel);
+    if (entry === undefined) return;
+    this.send({ t: "sub", ch: channel, ...entry.sub.start, ...(entry.token === undefined ? {} : { token: entry.token }) });
+  }
+
+  private send(frame: unknown): void {
+    this.socket.send(JSON.stringify(frame));
+  }
+
+  /** A frame about one channel goes to that channel's subscription. */
+  private route(frame: ServerFrame): void {
+    const ch = "ch" in frame ? frame.ch : undefined;
+    const entry = ch === undefined ? undefined : this.subs.get(ch);
+    if (entry === undefined || ch === undefined) return;
+    switch (frame.t) {
+      case "subscribed": {
+        const welcome: WelcomeFrame = { t: "welcome", v: 1, ch, cid: this.cid ?? "", seq: frame.seq, epoch: frame.epoch };
+        entry.sub.welcomed(welcome);
+        entry.events.emit("welcome", welcome);
+        return;
+      }
+      case "unsubscribed": {
+        // The server ended it (token expired, not granted): final for this channel.
+        this.subs.delete(ch);
+        const error = new HibercastError(frame.code ?? "forbidden", frame.message ?? "unsubscribed by the server");
+        entry.events.emit("error", error);
+        entry.events.emit("close", { code: 1000, reason: error.message, error });
+        return;
+      }
+      case "err": {
+        const error = new HibercastError(frame.code, frame.message);
+        entry.events.emit("error", error);
+        // A refused `sub` is final for that channel; other errors are reported and it goes on.
+        if (["unauthorized", "forbidden", "bad_request", "too_large"].includes(frame.code) && entry.sub.cid === null) {
+          this.subs.delete(ch);
+          entry.events.emit("close", { code: 1000, reason: frame.message, error });
+        }
+        return;
+      }
+      default:
+        return entry.sub.receive(frame);
+    }
+  }
+}
+
+/** Opens one socket for many channels; see `ConnectOptions` and `MultiplexedConnection.subscribe`. */
+export function connect(options: ConnectOptions): MultiplexedConnection {
+  return new MultiplexedConnection(options);
+}
