@@ -1,6 +1,6 @@
 // The live console page's script, built on the project's own client SDK (bundled into the page
 // by scripts/build-console.mjs). It doubles as the SDK's live example.
-import { HibercastError, subscribe, type MsgFrame, type Subscription } from "../client/index.js";
+import { connect, HibercastError, subscribe, type MsgFrame, type MultiplexedConnection, type Subscription } from "../client/index.js";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const KEY_STORAGE = "hibercast.publishKey"; // sessionStorage only: gone when the tab closes
@@ -28,6 +28,9 @@ const ui = {
 };
 
 let sub: Subscription | null = null;
+/** Several channels: one multiplexed connection (`GET /v1/ws`) with a subscription each. */
+let mux: MultiplexedConnection | null = null;
+let watching: string[] = [];
 let statsTimer: ReturnType<typeof setInterval> | undefined;
 let lastSeqBeforeDrop: number | null = null;
 /** The epoch the page last heard of (welcome or reset), and whether a reset now would be live. */
@@ -60,6 +63,7 @@ const notice = (text: string, kind = "notice") => row([["time", time(Date.now())
 function showMessage(msg: MsgFrame): void {
   row(
     [
+      ...(watching.length > 1 ? ([["ch", msg.ch]] as [string, string][]) : []),
       ["seq", `#${msg.seq}`],
       ["event", msg.e],
       ["data", JSON.stringify(msg.d)],
@@ -80,7 +84,7 @@ function renderMembers(): void {
 }
 
 async function refreshStats(): Promise<void> {
-  const channel = ui.channel.value.trim();
+  const channel = watching[0] ?? ui.channel.value.split(",")[0]!.trim();
   if (!channel) return;
   const headers: Record<string, string> = {};
   const credential = ui.token.value.trim() || ui.key.value.trim();
@@ -94,8 +98,43 @@ async function refreshStats(): Promise<void> {
   }
 }
 
-function connect(): void {
+/** Several channels at once over one socket: a row per message names its channel. */
+function watchMany(channels: string[]): void {
+  setStatus("connecting…", "warn");
+  const m = connect({ url: location.origin, token: ui.token.value.trim() || undefined, backoff: { initialMs: 250, maxMs: 5000 } });
+  mux = m;
+  const rewind = Number(ui.rewind.value) || undefined;
+  let subscribed = 0;
+  for (const ch of channels) {
+    const s = m.subscribe(ch, { rewind });
+    s.on("*", (_data, msg) => showMessage(msg));
+    s.connection.on("welcome", () => {
+      subscribed++;
+      setStatus(`watching ${channels.length} channels over one socket (${Math.min(subscribed, channels.length)} subscribed)`, "ok");
+    });
+    s.connection.on("reset", (r) => notice(`reset on ${ch}: refetch state, live from #${r.seq} (epoch ${r.epoch})`, "reset"));
+    s.connection.on("error", (e) => notice(`${ch}: ${e.code}: ${e.message}`, "error"));
+  }
+  m.events.on("reconnecting", ({ attempt, delayMs, code }) => {
+    subscribed = 0;
+    setStatus(`reconnecting (attempt ${attempt}, in ${delayMs} ms, after close ${code})`, "warn");
+  });
+  m.events.on("welcome", () => {
+    if (lastSeqBeforeDrop !== null) notice("reconnected: every channel resumes from its own cursor", "resume");
+    lastSeqBeforeDrop = null;
+  });
+  m.events.on("close", ({ error }) => {
+    setStatus(error ? `closed: ${error.code}: ${error.message}` : "closed", error ? "error" : "idle");
+    ui.dropBtn.disabled = ui.closeBtn.disabled = true;
+  });
+  ui.dropBtn.disabled = ui.closeBtn.disabled = false;
+  renderMembers();
+}
+
+function connect_(): void {
   sub?.close();
+  mux?.close();
+  sub = mux = null;
   ui.frames.replaceChildren();
   ui.empty.hidden = false;
   // Nothing of the previous channel stays on screen.
@@ -105,9 +144,11 @@ function connect(): void {
   lastSeqBeforeDrop = null;
   epoch = epochBefore = null;
   live = false;
-  const channel = ui.channel.value.trim();
+  watching = ui.channel.value.split(",").map((c) => c.trim()).filter((c) => c !== "");
+  history.replaceState(null, "", `?channel=${encodeURIComponent(watching.join(","))}`);
+  if (watching.length > 1) return watchMany(watching);
+  const channel = watching[0] ?? "";
   const rewind = Number(ui.rewind.value) || undefined;
-  history.replaceState(null, "", `?channel=${encodeURIComponent(channel)}`);
   setStatus("connecting…", "warn");
   const s = subscribe({ url: location.origin, channel, token: ui.token.value.trim() || undefined, rewind, backoff: { initialMs: 250, maxMs: 5000 } });
   sub = s;
@@ -154,7 +195,7 @@ function connect(): void {
 }
 
 async function publish(): Promise<void> {
-  const channel = ui.channel.value.trim();
+  const channel = watching[0] ?? ui.channel.value.split(",")[0]!.trim();
   let data: unknown;
   try {
     data = ui.data.value.trim() === "" ? null : JSON.parse(ui.data.value);
@@ -185,18 +226,19 @@ const e2s = (e: HibercastError) => `${e.status ?? ""} ${e.code}: ${e.message}`.t
 
 ui.form.addEventListener("submit", (e) => {
   e.preventDefault();
-  connect();
+  connect_();
 });
 ui.publish.addEventListener("submit", (e) => {
   e.preventDefault();
   void publish();
 });
 ui.dropBtn.addEventListener("click", () => {
-  lastSeqBeforeDrop = sub?.cursor?.seq ?? null;
+  lastSeqBeforeDrop = sub?.cursor?.seq ?? (mux ? 0 : null);
   notice("connection dropped by you; reconnecting with resume", "notice");
   sub?.reconnect();
+  mux?.reconnect();
 });
-ui.closeBtn.addEventListener("click", () => sub?.close());
+ui.closeBtn.addEventListener("click", () => (sub?.close(), mux?.close()));
 ui.refresh.addEventListener("click", () => void refreshStats());
 
 ui.key.value = sessionStorage.getItem(KEY_STORAGE) ?? "";

@@ -105,3 +105,27 @@ it("shows nothing of the previous channel after switching, and names a purge as 
   expect(await page.textContent("#publish-result")).toBe("");
   await page.close();
 });
+
+it("watches several channels at once over one socket, and resumes them all after a drop", { timeout: 40_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const [a, b] = [channelName("console-a"), channelName("console-b")];
+  await page.goto(`${baseUrl()}/console?channel=${a},${b}`);
+  await page.getByRole("button", { name: "Connect", exact: true }).click();
+  await expect.poll(() => page.textContent("#status")).toMatch(/watching 2 channels over one socket \(2 subscribed\)/);
+  const rows = () => page.$$eval("#frames .msg", (els) => els.map((e) => `${e.querySelector(".ch")?.textContent}${e.querySelector(".seq")?.textContent}`).sort());
+  await publisher().publish(a, "m", 1);
+  await publisher().publish(b, "m", 1);
+  await expect.poll(rows).toEqual([`${a}#1`, `${b}#1`]);
+  // The page's SDK uses one socket for both: the server counts one subscriber on each channel.
+  for (const ch of [a, b]) expect(((await (await fetch(`${baseUrl()}/v1/channels/${ch}`)).json()) as { subscribers: number }).subscribers).toBe(1);
+
+  await page.getByRole("button", { name: "Drop connection" }).click();
+  await publisher().publish(a, "m", 2);
+  await publisher().publish(b, "m", 2);
+  await expect.poll(rows, { timeout: 10_000 }).toEqual([`${a}#1`, `${a}#2`, `${b}#1`, `${b}#2`]);
+  await page.screenshot({ path: "test-artifacts/console-many-channels.png", fullPage: true });
+  expect(errors).toEqual([]);
+  await page.close();
+});
