@@ -2,7 +2,7 @@ import { checkChannelGrant, mayPublish, needsToken, verifyToken } from "./auth.j
 import type { Env } from "./config.js";
 import { log } from "./log.js";
 import { count } from "./metrics.js";
-import { ServiceError, type Cursor, type ParsedClientFrame, type PublishInput, type PublishResult, type SubRequest } from "./protocol/index.js";
+import { CLOSE, ServiceError, type Member, type Cursor, type ParsedClientFrame, type PublishInput, type PublishResult, type SubRequest } from "./protocol/index.js";
 import type { RoomObject } from "./room-object.js";
 import { readConnect, type ConnectRequest, type Start } from "./room/connect.js";
 import type { Push } from "./room/edges.js";
@@ -10,7 +10,8 @@ import { msgOut, out } from "./room/outgoing.js";
 import type { LoggedMessage, Replay } from "./room/replay-log.js";
 import { SocketHost, type Opening } from "./room/socket-host.js";
 import { Multiplexed } from "./room/mux.js";
-import { isPresenceChannel, newCid, type MuxSub, type SocketState } from "./room/sockets.js";
+import { PRESENCE_SWEEP_MS, PRESENCE_TIMEOUT_MS } from "./room/presence.js";
+import { isPresenceChannel, newCid, stateOf, type MuxSub, type SocketState } from "./room/sockets.js";
 import { ChannelTail } from "./room/tail.js";
 
 /** Frames an edge keeps per channel to serve resumes without asking the hub. */
@@ -42,7 +43,30 @@ export class EdgeObject extends SocketHost {
   private readonly chains = new Map<string, Promise<unknown>>();
 
   protected alarmJobs() {
-    return { expiry: (now: number) => this.closeExpired(now), subscriptions: (now: number) => this.endExpired(now) };
+    return {
+      expiry: (now: number) => this.closeExpired(now),
+      subscriptions: (now: number) => this.endExpired(now),
+      presence: (now: number) => this.sweepSilent(now),
+    };
+  }
+
+  /**
+   * Closes connections on presence channels that stopped pinging, so a vanished client does not
+   * stay a member (their close makes them leave). Answers when to look again.
+   */
+  private sweepSilent(now: number): number | null {
+    let members = 0;
+    for (const ws of this.sockets.multiplexed()) {
+      const state = stateOf(ws);
+      if (state === null || !Object.keys(state.subs ?? {}).some(isPresenceChannel)) continue;
+      members++;
+      const lastSeen = Math.max(this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0, state.at);
+      if (now - lastSeen <= PRESENCE_TIMEOUT_MS) continue;
+      this.delivery.close(ws, state.tr, CLOSE.noPing, "no ping received");
+      void this.afterClose(state);
+      this.forget(ws);
+    }
+    return members > 0 ? now + PRESENCE_SWEEP_MS : null;
   }
 
   private hub(channel: string): DurableObjectStub<RoomObject> {
@@ -132,6 +156,10 @@ export class EdgeObject extends SocketHost {
       if (tail === null) return 0; // no sockets here: the hub drops us from its list on detach
       if ("reset" in push) {
         this.reset(channel, tail, push.reset, push.epoch);
+      } else if ("presence" in push) {
+        const { t, member, except } = push.presence;
+        const skip = except === null ? null : this.sockets.byCid(except);
+        this.mux.delivery(channel).toAll(out({ t, ch: channel, member }), skip);
       } else {
         await this.apply(channel, name, tail, push.epoch, push.messages);
       }
@@ -211,7 +239,8 @@ export class EdgeObject extends SocketHost {
     const name = state.edge;
     if (name === undefined) return;
     const channels = state.subs === undefined ? [state.ch] : Object.keys(state.subs);
-    await Promise.all(channels.map((ch) => this.leaveIfIdle(ch, name)));
+    const leaving = channels.filter(isPresenceChannel).map((ch) => this.serial(ch, () => this.hub(ch).presenceLeave(ch, state.cid)));
+    await Promise.all([...leaving, ...channels.map((ch) => this.leaveIfIdle(ch, name))]);
   }
 
   private leaveIfIdle(channel: string, name: string): Promise<void> {
@@ -288,10 +317,11 @@ export class EdgeObject extends SocketHost {
 
   private async subscribeNow(ws: WebSocket, state: SocketState, req: SubRequest): Promise<void> {
     const { ch } = req;
-    if (isPresenceChannel(ch)) throw new ServiceError("bad_request", "presence channels are not served over /v1/ws yet: subscribe to them with their own socket");
     const claims = req.token !== null ? await verifyToken(this.env, req.token) : (state.claims ?? null);
     if (claims === null && needsToken(this.env, ch)) throw new ServiceError("unauthorized", `channel ${ch} needs a token: send one with the sub, or connect with one`);
     if (claims !== null) checkChannelGrant(this.env, ch, claims);
+    const member = isPresenceChannel(ch);
+    if (member && claims?.sub === undefined) throw new ServiceError("forbidden", "presence channels need a token with sub");
     const sub: MuxSub = { sub: claims?.sub ?? null, pub: claims !== null && mayPublish(this.env, claims, ch), exp: claims?.exp ?? null };
     const start: Start = { cursor: req.cursor, rewind: req.rewind };
     await this.serial(ch, async () => {
@@ -304,8 +334,15 @@ export class EdgeObject extends SocketHost {
       delivery.to(ws, state, out({ t: "subscribed", ch, seq: tail.lastSeq, epoch: tail.epoch }));
       if (opening.reset) delivery.to(ws, state, out({ t: "reset", ch, seq: tail.lastSeq, epoch: tail.epoch }));
       else for (const m of opening.messages) delivery.to(ws, state, msgOut(ch, m, tail.epoch));
+      if (member) {
+        // Still inside this channel's steps: others' joins and leaves queue behind the list.
+        const info = claims!.info === undefined ? null : JSON.stringify(claims!.info);
+        const list = (await this.hub(ch).presenceJoin(ch, state.edge!, state.cid, claims!.sub!, info)) as { members: Member[]; count: number };
+        delivery.to(ws, state, out({ t: "members", ch, ...list }));
+      }
     });
     if (sub.exp !== null) await this.alarms.by(sub.exp * 1000);
+    if (member) await this.alarms.by(Date.now() + PRESENCE_SWEEP_MS);
   }
 
   /** `unsub`, or a subscription the server ends (`code` and `message` say why). */
@@ -318,6 +355,7 @@ export class EdgeObject extends SocketHost {
     delivery.flush();
     this.mux.remove(ws, ch);
     delivery.to(ws, state, out(why === null ? { t: "unsubscribed", ch } : { t: "unsubscribed", ch, code: why.code, message: why.message }));
+    if (isPresenceChannel(ch)) void this.serial(ch, () => this.hub(ch).presenceLeave(ch, state.cid));
     if (state.edge !== undefined) void this.leaveIfIdle(ch, state.edge);
   }
 

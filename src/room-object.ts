@@ -1,12 +1,12 @@
 import { configFor, optionsInForce, type ChannelConfig, type Env } from "./config.js";
 import { log } from "./log.js";
 import { count } from "./metrics.js";
-import type { Cursor, PublishInput, PublishResult } from "./protocol/index.js";
+import type { Cursor, Member, PublishInput, PublishResult } from "./protocol/index.js";
 import { readConnect, type ConnectRequest, type Start } from "./room/connect.js";
 import { EdgeLinks, edgeStub } from "./room/edges.js";
 import { historyBody, type HistoryQuery } from "./room/history.js";
 import { msgOut, out } from "./room/outgoing.js";
-import { Presence } from "./room/presence.js";
+import { Presence, PRESENCE_SWEEP_MS, PRESENCE_TIMEOUT_MS, RemoteMembers } from "./room/presence.js";
 import { ReplayLog, type LoggedMessage, type Replay, type Retention } from "./room/replay-log.js";
 import { SocketHost, type Opening } from "./room/socket-host.js";
 import { isPresenceChannel, stateOf, type SocketState, type Transport } from "./room/sockets.js";
@@ -36,9 +36,7 @@ export interface Attached {
   catchUp: Replay | null;
 }
 
-/** Presence sockets that sent no `ping` for this long are swept (clients ping every ~25 s). */
-export const PRESENCE_TIMEOUT_MS = 90_000;
-const PRESENCE_SWEEP_MS = 30_000;
+export { PRESENCE_TIMEOUT_MS } from "./room/presence.js";
 
 const retentionOf = (c: ChannelConfig): Retention => ({
   maxMessages: c.logMaxMessages,
@@ -67,7 +65,7 @@ export class RoomObject extends SocketHost {
     super(ctx, env);
     this.log = new ReplayLog(ctx.storage.sql, retentionOf(configFor(env, "")));
     this.config(this.log.channelName);
-    this.presence = new Presence(this.sockets);
+    this.presence = new Presence(this.sockets, new RemoteMembers(ctx.storage.sql));
     this.edges = new EdgeLinks(ctx, env, (at) => this.alarms.by(at));
     if (!this.log.hasStoredEpoch) this.recallEpoch();
   }
@@ -140,7 +138,30 @@ export class RoomObject extends SocketHost {
     const list = this.presence.list(max);
     this.delivery.to(ws, state, out({ t: "members", ...list }));
     // Beyond PRESENCE_MAX_MEMBERS, counts only: no join/leave storm to every socket.
-    if (joined !== null && list.count <= max) this.delivery.toAll(out({ t: "join", member: joined }), ws);
+    if (joined !== null && list.count <= max) this.announce(state.ch, "join", joined, ws, null);
+  }
+
+  /** A join or leave, to this room's own sockets and to every edge's connections on the channel. */
+  private announce(channel: string, t: "join" | "leave", member: Member, exceptWs: WebSocket | null, exceptCid: string | null): void {
+    this.delivery.toAll(out({ t, member }), exceptWs);
+    this.edges.presence(channel, this.log.epoch, t, member, exceptCid);
+  }
+
+  /**
+   * A multiplexed connection on an edge joins a presence channel: it counts as a member like a
+   * socket of this room. Answers the member list for it.
+   */
+  async presenceJoin(channel: string, edge: string, cid: string, sub: string, info: string | null): Promise<{ members: Member[]; count: number }> {
+    const max = this.config(channel).presenceMaxMembers;
+    const joined = this.presence.joinRemote(cid, edge, sub, info);
+    const list = this.presence.list(max);
+    if (joined !== null && list.count <= max) this.announce(channel, "join", joined, null, cid);
+    return list;
+  }
+
+  async presenceLeave(channel: string, cid: string): Promise<void> {
+    const left = this.presence.leaveRemote(cid);
+    if (left !== null && this.presence.count() < this.config(channel).presenceMaxMembers) this.announce(channel, "leave", left, null, cid);
   }
 
   // ---- close -------------------------------------------------------------------------------
@@ -149,7 +170,7 @@ export class RoomObject extends SocketHost {
     if (!isPresenceChannel(state.ch)) return;
     const left = this.presence.leave(ws, state);
     if (left !== null && this.presence.count() < this.config(state.ch).presenceMaxMembers) {
-      this.delivery.toAll(out({ t: "leave", member: left }), ws);
+      this.announce(state.ch, "leave", left, ws, null);
     }
   }
 

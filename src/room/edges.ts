@@ -5,10 +5,14 @@
 // already have and fetch gaps themselves, so a lost push never becomes a lost message.
 import type { Env } from "../config.js";
 import { log } from "../log.js";
+import type { Member } from "../protocol/index.js";
 import type { LoggedMessage } from "./replay-log.js";
 
-/** What a hub sends an edge: the next messages, or a reset after a purge. */
-export type Push = { epoch: string; messages: LoggedMessage[] } | { epoch: string; reset: number };
+/** What a hub sends an edge: the next messages, a reset after a purge, or a presence change. */
+export type Push =
+  | { epoch: string; messages: LoggedMessage[] }
+  | { epoch: string; reset: number }
+  | { epoch: string; presence: { t: "join" | "leave"; member: Member; except: string | null } };
 
 /** The edges of a sharded channel are named by channel and index: `channel#k`. */
 export const edgeName = (channel: string, k: number) => `${channel}#${k}`;
@@ -80,6 +84,12 @@ export class EdgeLinks {
     this.queue = [];
     this.queued = null;
     if (messages.length > 0) this.send(channel, { epoch, messages });
+  }
+
+  /** A presence change: every edge tells its connections on the channel (but `except`). */
+  presence(channel: string, epoch: string, t: "join" | "leave", member: Member, except: string | null): void {
+    this.flush();
+    if (this.list().size > 0) this.send(channel, { epoch, presence: { t, member, except } });
   }
 
   /** A purge: every edge sends `reset` to its sockets. */

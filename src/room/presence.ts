@@ -9,6 +9,11 @@ export interface PresenceState {
 
 const OPEN = 1; // WebSocket.READY_STATE_OPEN
 
+/** Presence sockets that sent no `ping` for this long are swept (clients ping every ~25 s). */
+export const PRESENCE_TIMEOUT_MS = 90_000;
+/** How often the sweep runs while presence sockets are open. */
+export const PRESENCE_SWEEP_MS = 30_000;
+
 const memberOf = (sub: string, info: string | null): Member => ({ id: sub, info: info === null ? null : JSON.parse(info) });
 
 /**
@@ -20,7 +25,10 @@ const memberOf = (sub: string, info: string | null): Member => ({ id: sub, info:
 export class Presence {
   private cache: Map<string, Member> | null = null;
 
-  constructor(private readonly sockets: Sockets) {}
+  constructor(
+    private readonly sockets: Sockets,
+    private readonly remote: RemoteMembers,
+  ) {}
 
   private members(): Map<string, Member> {
     if (this.cache === null) {
@@ -30,28 +38,52 @@ export class Presence {
         const state = ws.deserializeAttachment() as PresenceState | null;
         if (state?.sub != null && !this.cache.has(state.sub)) this.cache.set(state.sub, memberOf(state.sub, state.info));
       }
+      for (const r of this.remote.all()) if (!this.cache.has(r.sub)) this.cache.set(r.sub, memberOf(r.sub, r.info));
     }
     return this.cache;
+  }
+
+  /** Whether a user has an open socket here (other than `ws`) or a connection on an edge (other than `cid`). */
+  private present(sub: string, ws: WebSocket | null, cid: string | null): boolean {
+    return this.sockets.ofUser(sub).some((o) => o !== ws && o.readyState === OPEN) || this.remote.hasUser(sub, cid);
   }
 
   /** Call after accepting a socket; answers the member when this is its first socket. */
   join(ws: WebSocket, state: PresenceState): Member | null {
     if (state.sub === null) return null;
-    const first = this.sockets.ofUser(state.sub).every((o) => o === ws || o.readyState !== OPEN);
-    // The newest socket's info wins: a fresh token may carry fresh info.
-    const member = memberOf(state.sub, state.info);
-    this.members().set(state.sub, member);
-    return first ? member : null;
+    return this.joined(state.sub, state.info, !this.present(state.sub, ws, null));
   }
 
   /** Call when a socket goes; answers the member when it was its last open socket. */
   leave(ws: WebSocket, state: PresenceState): Member | null {
-    if (state.sub === null) return null;
-    const others = this.sockets.ofUser(state.sub).filter((o) => o !== ws && o.readyState === OPEN);
-    if (others.length > 0) return null;
+    if (state.sub === null || this.present(state.sub, ws, null)) return null;
+    return this.left(state.sub);
+  }
+
+  /** A multiplexed connection on an edge joins (kept in storage: the hub may be evicted meanwhile). */
+  joinRemote(cid: string, edge: string, sub: string, info: string | null): Member | null {
+    const first = !this.present(sub, null, cid);
+    this.remote.add(cid, edge, sub, info);
+    return this.joined(sub, info, first);
+  }
+
+  leaveRemote(cid: string): Member | null {
+    const gone = this.remote.remove(cid);
+    if (gone === null || this.present(gone.sub, null, cid)) return null;
+    return this.left(gone.sub);
+  }
+
+  private joined(sub: string, info: string | null, first: boolean): Member | null {
+    // The newest socket's info wins: a fresh token may carry fresh info.
+    const member = memberOf(sub, info);
+    this.members().set(sub, member);
+    return first ? member : null;
+  }
+
+  private left(sub: string): Member | null {
     const members = this.members();
-    const member = members.get(state.sub) ?? null;
-    members.delete(state.sub);
+    const member = members.get(sub) ?? null;
+    members.delete(sub);
     return member;
   }
 
@@ -67,5 +99,48 @@ export class Presence {
       members.push(m);
     }
     return { members, count: all.size };
+  }
+}
+
+/**
+ * Presence members whose sockets are multiplexed connections on edges: one row per connection
+ * (cid) in the hub's SQLite, so an evicted hub keeps them. Nothing is created until the first.
+ */
+export class RemoteMembers {
+  private rows: Map<string, { edge: string; sub: string; info: string | null }> | null = null;
+
+  constructor(private readonly sql: SqlStorage) {}
+
+  private load(): Map<string, { edge: string; sub: string; info: string | null }> {
+    if (this.rows === null) {
+      const exists = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_members'").toArray().length > 0;
+      const rows = exists ? this.sql.exec<{ cid: string; edge: string; sub: string; info: string | null }>("SELECT cid, edge, sub, info FROM remote_members").toArray() : [];
+      this.rows = new Map(rows.map((r) => [r.cid, { edge: r.edge, sub: r.sub, info: r.info }]));
+    }
+    return this.rows;
+  }
+
+  all(): { sub: string; info: string | null }[] {
+    return [...this.load().values()];
+  }
+
+  hasUser(sub: string, exceptCid: string | null): boolean {
+    for (const [cid, r] of this.load()) if (r.sub === sub && cid !== exceptCid) return true;
+    return false;
+  }
+
+  add(cid: string, edge: string, sub: string, info: string | null): void {
+    this.load();
+    this.sql.exec("CREATE TABLE IF NOT EXISTS remote_members (cid TEXT PRIMARY KEY, edge TEXT NOT NULL, sub TEXT NOT NULL, info TEXT) WITHOUT ROWID");
+    this.sql.exec("INSERT OR REPLACE INTO remote_members (cid, edge, sub, info) VALUES (?, ?, ?, ?)", cid, edge, sub, info);
+    this.rows!.set(cid, { edge, sub, info });
+  }
+
+  remove(cid: string): { sub: string } | null {
+    const row = this.load().get(cid);
+    if (row === undefined) return null;
+    this.sql.exec("DELETE FROM remote_members WHERE cid = ?", cid);
+    this.rows!.delete(cid);
+    return row;
   }
 }

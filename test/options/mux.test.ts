@@ -135,16 +135,56 @@ describe("GET /v1/ws", () => {
     expect(await mux.next(open)).toMatchObject({ t: "msg", seq: 1 });
   });
 
-  it("serves a sharded channel too, and refuses presence channels plainly (not yet served here)", async () => {
+  it("serves a sharded channel too", async () => {
     const ch = channelName("shard");
     const [mux] = await Mux.open();
     mux.send({ t: "sub", ch });
     await mux.next(ch);
     for (let i = 1; i <= 3; i++) await publishOk(ch, "m", i);
     expect(await mux.seqs(ch, 3)).toEqual([1, 2, 3]);
+  });
+
+  it("serves presence channels: members, then join and leave per user, across connections and plain sockets", async () => {
     const p = channelName("presence-mux");
-    mux.send({ t: "sub", ch: p, token: await token({ sub: "u", ch: [p] }) });
-    expect(await mux.next(p)).toMatchObject({ t: "err", code: "bad_request", message: expect.stringMatching(/presence/) });
+    const grant = (sub: string) => token({ sub, ch: [p], info: { name: sub } });
+    const [alice] = await Mux.open(`?token=${await grant("alice")}`);
+    alice.send({ t: "sub", ch: p });
+    expect(await alice.next(p)).toMatchObject({ t: "subscribed" });
+    expect(await alice.next(p)).toEqual({ t: "members", ch: p, members: [{ id: "alice", info: { name: "alice" } }], count: 1 });
+
+    // Bob on a plain socket of the room: both kinds see each other.
+    const [bob] = await TestSocket.subscribe(p, `?token=${await grant("bob")}`);
+    expect((await bob.expect("members")).members.map((m) => m.id).sort()).toEqual(["alice", "bob"]);
+    expect(await alice.next(p)).toEqual({ t: "join", ch: p, member: { id: "bob", info: { name: "bob" } } });
+
+    // Carol over one socket, with a per-sub token; a second connection of hers is not a new member.
+    const [carol] = await Mux.open();
+    carol.send({ t: "sub", ch: p, token: await grant("carol") });
+    await carol.next(p);
+    expect(((await carol.next(p)) as { count: number }).count).toBe(3);
+    expect(await alice.next(p)).toMatchObject({ t: "join", member: { id: "carol" } });
+    expect(await bob.expect("join")).toMatchObject({ member: { id: "carol" } });
+    const [carol2] = await Mux.open();
+    carol2.send({ t: "sub", ch: p, token: await grant("carol") });
+    await carol2.next(p);
+    await carol2.next(p);
+    const members = await (await call(`/v1/channels/${p}/presence`, { headers: { authorization: `Bearer ${await grant("x")}` } })).json<{ count: number }>();
+    expect(members.count).toBe(3);
+
+    carol.send({ t: "unsub", ch: p });
+    await carol.next(p);
+    carol2.socket.close();
+    expect(await alice.next(p)).toMatchObject({ t: "leave", ch: p, member: { id: "carol" } });
+    expect(await bob.expect("leave")).toMatchObject({ member: { id: "carol" } });
+    bob.close();
+    expect(await alice.next(p)).toMatchObject({ t: "leave", member: { id: "bob" } });
+  });
+
+  it("refuses a presence channel without a sub in the token", async () => {
+    const p = channelName("presence-nosub");
+    const [mux] = await Mux.open();
+    mux.send({ t: "sub", ch: p, token: await token({ ch: [p] }) });
+    expect(await mux.next(p)).toMatchObject({ t: "err", code: "forbidden", message: expect.stringMatching(/sub/) });
   });
 
   it("refuses frames it cannot take, naming the channel", async () => {
