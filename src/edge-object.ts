@@ -4,7 +4,7 @@ import { log } from "./log.js";
 import { count } from "./metrics.js";
 import { CLOSE, ServiceError, type Member, type Cursor, type ParsedClientFrame, type PublishInput, type PublishResult, type SubRequest } from "./protocol/index.js";
 import type { RoomObject } from "./room-object.js";
-import { readConnect, type ConnectRequest, type Start } from "./room/connect.js";
+import { readConnect, rewindOf, type ConnectRequest, type Start } from "./room/connect.js";
 import type { Push } from "./room/edges.js";
 import { msgOut, out } from "./room/outgoing.js";
 import type { LoggedMessage, Replay } from "./room/replay-log.js";
@@ -143,7 +143,7 @@ export class EdgeObject extends SocketHost {
       const replay = tail.since(start.cursor, now);
       return replay.reset ? null : { reset: false, messages: replay.messages };
     }
-    const rewind = latest ? Math.max(1, start.rewind) : start.rewind;
+    const rewind = rewindOf(start, latest);
     return tail.holdsLast(rewind) ? { reset: false, messages: tail.last(rewind, now) } : null;
   }
 

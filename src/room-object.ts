@@ -2,7 +2,7 @@ import { configFor, optionsInForce, type ChannelConfig, type Env } from "./confi
 import { log } from "./log.js";
 import { count } from "./metrics.js";
 import type { Cursor, Member, PublishInput, PublishResult } from "./protocol/index.js";
-import { readConnect, type ConnectRequest, type Start } from "./room/connect.js";
+import { readConnect, rewindOf, type Start } from "./room/connect.js";
 import { EdgeLinks, edgeStub } from "./room/edges.js";
 import { historyBody, type HistoryQuery } from "./room/history.js";
 import { msgOut, out } from "./room/outgoing.js";
@@ -127,8 +127,7 @@ export class RoomObject extends SocketHost {
       const replay = this.log.since(start.cursor, now, limit ?? -1);
       return replay.reset ? { reset: true } : { reset: false, messages: replay.messages };
     }
-    // A latest-value channel gives a new subscriber the last message, as rewind=1 would.
-    const rewind = this.config(channel).latest ? Math.max(1, start.rewind) : start.rewind;
+    const rewind = rewindOf(start, this.config(channel).latest);
     return { reset: false, messages: rewind > 0 ? this.log.last(rewind, now) : [] };
   }
 

@@ -42,14 +42,17 @@ function subscriber(env: Env, channel: string): { stub: { fetch(request: Request
   return { stub: edgeStub(env, edge), edge };
 }
 
+/** A socket route's gate: a WebSocket upgrade (426 otherwise) from an allowed origin (403). */
+function requireSocket(request: IRequest, env: Env): void {
+  if (!isUpgrade(request)) throw new ServiceError("upgrade_required", "this route needs a WebSocket upgrade (Upgrade: websocket)");
+  if (!originAllowed(env, request.headers.get("origin"))) throw new ServiceError("forbidden", "origin is not in ALLOWED_ORIGINS");
+}
+
 // ---- routes ------------------------------------------------------------------------------
 
 async function subscribeWs(request: IRequest, env: Env): Promise<Response> {
   const channel = channelOf(request);
-  if (!isUpgrade(request)) throw new ServiceError("upgrade_required", "this route needs a WebSocket upgrade (Upgrade: websocket)");
-  if (!originAllowed(env, request.headers.get("origin"))) {
-    throw new ServiceError("forbidden", "origin is not in ALLOWED_ORIGINS");
-  }
+  requireSocket(request, env);
   const params = new URL(request.url).searchParams;
   const start = parseStart(params);
   const batch = parseBatchOption(params);
@@ -83,8 +86,7 @@ const REGION_HINTS: Record<string, DurableObjectLocationHint> = { NA: "enam", SA
  * location hint); where the request has no region (local dev), one pool, picked at random.
  */
 async function connectMux(request: IRequest, env: Env): Promise<Response> {
-  if (!isUpgrade(request)) throw new ServiceError("upgrade_required", "this route needs a WebSocket upgrade (Upgrade: websocket)");
-  if (!originAllowed(env, request.headers.get("origin"))) throw new ServiceError("forbidden", "origin is not in ALLOWED_ORIGINS");
+  requireSocket(request, env);
   const credential = bearer(request, true);
   const claims = credential === null ? null : await verifyToken(env, credential);
   const continent = (request as unknown as { cf?: { continent?: string } }).cf?.continent;

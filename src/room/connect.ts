@@ -10,6 +10,11 @@ export interface Start {
   rewind: number;
 }
 
+/** How many messages a new subscriber is first sent: its rewind, and at least 1 on a latest-value channel. */
+export function rewindOf(start: Start, latest: boolean): number {
+  return latest ? Math.max(1, start.rewind) : start.rewind;
+}
+
 export interface ConnectRequest {
   channel: string;
   identity: Identity;
