@@ -282,7 +282,7 @@ export class EdgeObject extends SocketHost {
           if (frame.ch === null) throw new ServiceError("bad_frame", 'a multiplexed connection names the channel of a pub: "ch"', frame.input.id);
           const sub = this.mux.subsOf(ws)[frame.ch];
           if (sub === undefined) throw new ServiceError("forbidden", `not subscribed to ${frame.ch}`, frame.input.id);
-          return await this.pubFromSocket(ws, state, frame.ch, sub.pub, frame.input);
+          return await this.pubFromSocket(ws, state, frame.ch, { pub: sub.pub, sub: sub.sub ?? state.sub }, frame.input);
         }
         case "auth":
           throw new ServiceError("bad_frame", 'a multiplexed connection sends a fresh token with "sub" (per channel)');

@@ -118,7 +118,7 @@ export abstract class SocketHost extends DurableObject<Env> {
       switch (frame.t) {
         case "pub":
           if (frame.ch !== null && frame.ch !== state.ch) throw new ServiceError("bad_frame", `this socket is subscribed to ${state.ch}, not ${frame.ch}`, frame.input.id);
-          return await this.pubFromSocket(ws, state, state.ch, state.pub, frame.input);
+          return await this.pubFromSocket(ws, state, state.ch, state, frame.input);
         case "auth":
           return await this.reauthenticate(ws, state, frame.token);
         default:
@@ -140,17 +140,17 @@ export abstract class SocketHost extends DurableObject<Env> {
 
   /**
    * A socket's `pub` to `channel` (its own, or one a multiplexed connection names): checked
-   * against its grant and the rate limit, published, and acked (with `ch` on a multiplexed one).
+   * against its grant for that channel (who it is, whether it may publish) and the rate limit,
+   * published, and acked (with `ch` on a multiplexed one).
    */
-  protected async pubFromSocket(ws: WebSocket, state: SocketState, channel: string, may: boolean, input: PublishInput): Promise<void> {
-    if (!may) throw new ServiceError("forbidden", "this connection may not publish here", input.id);
+  protected async pubFromSocket(ws: WebSocket, state: SocketState, channel: string, grant: { sub: string | null; pub: boolean }, input: PublishInput): Promise<void> {
+    if (!grant.pub) throw new ServiceError("forbidden", "this connection may not publish here", input.id);
     const perS = this.config(channel).clientPubPerS;
     const verdict = this.pubRate.take(state.cid, perS);
     // Over the limit: refused with an err; a client that keeps going is cut off.
     if (verdict === "cut") return this.delivery.close(ws, state.tr, CLOSE.rateLimited, "publish rate limit exceeded");
     if (verdict === "refuse") throw new ServiceError("rate_limited", `at most ${perS} publishes per second`, input.id);
-    const sender = state.subs === undefined ? state.sub : (stateOf(ws)?.subs?.[channel]?.sub ?? state.sub);
-    const result = await this.publishFor(channel, sender, input);
+    const result = await this.publishFor(channel, grant.sub, input);
     const ack = out(state.subs === undefined ? { t: "ack", id: result.id, seq: result.seq, duplicate: result.duplicate } : { t: "ack", ch: channel, id: result.id, seq: result.seq, duplicate: result.duplicate });
     this.delivery.to(ws, state, ack);
   }
