@@ -246,15 +246,17 @@ export class EdgeObject extends SocketHost {
   private leaveIfIdle(channel: string, name: string): Promise<void> {
     return this.serial(channel, async () => {
       const singles = this.sockets.countOf("ws") + this.sockets.countOf("sse");
-      if (singles > 0 || this.mux.count(channel) > 0 || !this.tails.has(channel)) return;
+      // tailOf, not the in-memory map: an edge woken from eviction must leave its hub's list too.
+      if (singles > 0 || this.mux.count(channel) > 0 || this.tailOf(channel) === null) return;
       await this.hub(channel).detachEdge(name);
       this.tails.delete(channel);
+      this.mux.forget(channel);
       this.ctx.storage.kv.delete(positionKey(channel));
     });
   }
 
   protected override gone(ws: WebSocket, state: SocketState): void {
-    if (state.subs !== undefined) this.mux.drop(ws, state);
+    if (state.subs !== undefined) this.mux.drop(state);
   }
 
   // ---- multiplexed connections (GET /v1/ws) --------------------------------------------------

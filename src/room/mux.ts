@@ -75,11 +75,16 @@ export class Multiplexed {
     return stateOf(ws)?.subs ?? {};
   }
 
-  /** A connection is gone: answers the channels it was subscribed to. */
-  drop(ws: WebSocket, state: SocketState): string[] {
-    const channels = Object.keys(state.subs ?? {});
-    for (const ch of channels) this.built().get(ch)?.delete(state.cid);
-    return channels;
+  /** A connection is gone: it leaves every channel's index. */
+  drop(state: SocketState): void {
+    for (const ch of Object.keys(state.subs ?? {})) this.built().get(ch)?.delete(state.cid);
+  }
+
+  /** The edge no longer serves a channel: its delivery and index entry go. */
+  forget(channel: string): void {
+    this.deliveries.get(channel)?.flush();
+    this.deliveries.delete(channel);
+    if (this.index?.get(channel)?.size === 0) this.index.delete(channel);
   }
 
   /** Subscriptions whose token expired by `now`, and the next expiry after it. */

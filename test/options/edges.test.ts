@@ -203,6 +203,18 @@ describe("a sharded channel", () => {
     expect((await s.closed).code).toBe(4401);
   });
 
+  it("leaves the hub's list when its last socket goes, also after the edge was evicted", async () => {
+    const ch = channelName("shard");
+    const [s] = await onEdge(ch, 1);
+    await publishOk(ch, "m", 1);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    await evictDurableObject(edge(ch, 1));
+    s.close();
+    await s.closed;
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await stats(ch)).edges).toBeUndefined();
+  });
+
   it("leaves the hub's list when its last socket goes", async () => {
     const ch = channelName("shard");
     const [a] = await onEdge(ch, 0);
