@@ -76,9 +76,10 @@ const sseTexts = (frames: Out[]) => pack(frames, sseEvent, (events) => events.jo
 /**
  * The room's outbound side. A frame for everyone goes out at once when no flush is pending (a
  * lone publish is never delayed) and opens a flush window; frames made before that flush runs,
- * by the same event or by publishes arriving in other requests meanwhile, join it. Never reordered, never duplicated: whatever is
- * pending goes out before any frame to a single socket (welcome and replay of a new socket,
- * acks, members), before a reset, before a closing err, and before a frame that skips a socket.
+ * by the same event or by publishes arriving in other requests meanwhile, join it. Never
+ * reordered, never duplicated: whatever is pending goes out before any frame to a single socket
+ * (welcome and replay of a new socket, acks, members), before a reset, before a closing err, and
+ * before a frame that skips a socket.
  */
 export class Delivery {
   private pending: Out[] = [];
@@ -165,11 +166,9 @@ export class Delivery {
   }
 
   private sendNow(frame: Out, exclude: WebSocket | null): number {
-    let sent = 0;
-    const plain = this.sockets.group("ws");
-    const batching = this.sockets.group("wb");
-    if (plain.length + batching.length > 0) sent += sendEach(plain, frame.json, exclude) + sendEach(batching, frame.json, exclude);
+    let sent = sendEach(this.sockets.group("ws"), frame.json, exclude) + sendEach(this.sockets.group("wb"), frame.json, exclude);
     const streams = this.sockets.group("sse");
+    // SSE text is made only when there is a stream to take it.
     if (streams.length > 0) sent += sendEach(streams, sseEvent(frame), exclude);
     return sent;
   }
