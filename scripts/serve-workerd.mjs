@@ -53,9 +53,10 @@ const w :Workerd.Worker = (
   durableObjectNamespaces = [
     (className = "RoomObject", uniqueKey = "hibercast-load", enableSql = true),
     (className = "EdgeObject", uniqueKey = "hibercast-load-edges", enableSql = true),
+    (className = "DirectoryObject", uniqueKey = "hibercast-load-directory", enableSql = true),
   ],
   durableObjectStorage = (localDisk = "do-disk"),
-  bindings = [ (name = "ROOMS", durableObjectNamespace = "RoomObject"), (name = "EDGES", durableObjectNamespace = "EdgeObject"), ${bindings.join(", ")} ],
+  bindings = [ (name = "ROOMS", durableObjectNamespace = "RoomObject"), (name = "EDGES", durableObjectNamespace = "EdgeObject"), (name = "DIRECTORY", durableObjectNamespace = "DirectoryObject"), ${bindings.join(", ")} ],
 );
 `);
   mkdirSync(path.join(dir, "do"));

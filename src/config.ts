@@ -1,6 +1,7 @@
 import { checkOption, ConfigError, OPTION_SPECS, parseRules, ruleFor, type ChannelOptions, type Rule } from "./channel-options.js";
 import { log } from "./log.js";
 import { ServiceError } from "./protocol/errors.js";
+import type { DirectoryObject } from "./directory-object.js";
 import type { EdgeObject } from "./edge-object.js";
 import type { RoomObject } from "./room-object.js";
 
@@ -32,6 +33,12 @@ export interface Env {
   CONNECTION_EDGES?: string;
   /** Per-namespace options: a JSON array of rules (wrangler.toml) or a JSON string of one. */
   CHANNEL_OPTIONS?: unknown;
+  /** The Pusher-compatible endpoint: on when all three are set (the secret with `wrangler secret put`). */
+  PUSHER_APP_ID?: string;
+  PUSHER_KEY?: string;
+  PUSHER_SECRET?: string;
+  /** The occupied channels, for Pusher's channel list (one object, named "directory"). */
+  DIRECTORY: DurableObjectNamespace<DirectoryObject>;
 }
 
 /** Settings that apply to one channel. Read only through `configFor`. */

@@ -2,16 +2,20 @@ import { checkChannelGrant, mayPublish, needsToken, verifyToken } from "./auth.j
 import type { Env } from "./config.js";
 import { log } from "./log.js";
 import { count } from "./metrics.js";
-import { CLOSE, ServiceError, type Member, type Cursor, type ParsedClientFrame, type PublishInput, type PublishResult, type SubRequest } from "./protocol/index.js";
+import { CLOSE, isValidChannel, LIMITS, CHANNEL_RULE, ServiceError, type Member, type Cursor, type ParsedClientFrame, type PublishInput, type PublishResult, type SubRequest } from "./protocol/index.js";
+import { requirePusherApp } from "./pusher/app.js";
+import { authorizePusherChannel, isPrivate, PusherRefusal, type PusherGrant } from "./pusher/channel-auth.js";
+import * as pusher from "./pusher/frames.js";
 import type { RoomObject } from "./room-object.js";
 import { readConnect, rewindOf, type ConnectRequest, type Start } from "./room/connect.js";
-import type { Push } from "./room/edges.js";
+import type { Push, Pushed } from "./room/edges.js";
 import { msgOut, out } from "./room/outgoing.js";
 import type { LoggedMessage, Replay } from "./room/replay-log.js";
-import { SocketHost, type Opening } from "./room/socket-host.js";
+import { overLimit, SocketHost, type Opening } from "./room/socket-host.js";
 import { Multiplexed } from "./room/mux.js";
 import { PRESENCE_SWEEP_MS, PRESENCE_TIMEOUT_MS } from "./room/presence.js";
-import { isPresenceChannel, newCid, stateOf, type MuxSub, type SocketState } from "./room/sockets.js";
+import { dialectOf, isPresenceChannel, newCid, stateOf, type MuxSub, type SocketState } from "./room/sockets.js";
+import { PublishRate } from "./room/rate-limit.js";
 import { ChannelTail } from "./room/tail.js";
 
 /** Frames an edge keeps per channel to serve resumes without asking the hub. */
@@ -23,6 +27,13 @@ interface Position {
   epoch: string;
 }
 const positionKey = (channel: string) => `position:${channel}`;
+
+/** Set on an edge of the Pusher pool: its runtime answers Pusher's ping instead of hibercast's. */
+const PUSHER_POOL_KEY = "pusher-pool";
+/** Pusher caps presence channels at 100 members; so do we, for Pusher clients. */
+const PUSHER_PRESENCE_CAP = 100;
+/** A Pusher presence connection silent this long is pinged by the server (pusher-js answers). */
+const PUSHER_PING_AFTER_MS = 60_000;
 
 /**
  * An edge of a sharded channel: it holds sockets and delivers what the channel's hub (its
@@ -37,10 +48,27 @@ const positionKey = (channel: string) => `position:${channel}`;
  */
 export class EdgeObject extends SocketHost {
   private readonly tails = new Map<string, ChannelTail>();
-  private readonly mux = new Multiplexed(this.sockets);
+  private readonly mux = new Multiplexed(this.sockets, "mx");
+  private readonly pusher = new Multiplexed(this.sockets, "pz");
+  private readonly clientEvents = new PublishRate();
   /** Channels each connection is being subscribed to right now (not in its attachment yet). */
   private readonly subscribing = new Map<string, Set<string>>();
   private readonly chains = new Map<string, Promise<unknown>>();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    if (ctx.storage.kv.get(PUSHER_POOL_KEY) === true) this.answerPusherPings();
+  }
+
+  /** One ping/pong pair per object: an edge of the Pusher pool answers Pusher's, without waking. */
+  private answerPusherPings(): void {
+    this.ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(pusher.PING, pusher.PONG));
+  }
+
+  /** The index of a connection's dialect: hibercast's multiplexed connections or Pusher's. */
+  private indexOf(state: SocketState): Multiplexed {
+    return dialectOf(state) === "pz" ? this.pusher : this.mux;
+  }
 
   protected alarmJobs() {
     return {
@@ -52,17 +80,20 @@ export class EdgeObject extends SocketHost {
 
   /**
    * Closes connections on presence channels that stopped pinging, so a vanished client does not
-   * stay a member (their close makes them leave). Answers when to look again.
+   * stay a member (their close makes them leave). pusher-js pings only when it hears nothing, so
+   * a quiet Pusher connection is pinged first. Answers when to look again.
    */
   private sweepSilent(now: number): number | null {
     let members = 0;
-    for (const ws of this.sockets.multiplexed()) {
+    for (const ws of [...this.sockets.connections("mx"), ...this.sockets.connections("pz")]) {
       const state = stateOf(ws);
       if (state === null || !Object.keys(state.subs ?? {}).some(isPresenceChannel)) continue;
       members++;
-      const lastSeen = Math.max(this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0, state.at);
-      if (now - lastSeen <= PRESENCE_TIMEOUT_MS) continue;
-      this.delivery.close(ws, state.tr, CLOSE.noPing, "no ping received");
+      const silent = now - Math.max(this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0, state.at);
+      if (state.pz && silent > PUSHER_PING_AFTER_MS && silent <= PRESENCE_TIMEOUT_MS) send(ws, pusher.pusherPing());
+      if (silent <= PRESENCE_TIMEOUT_MS) continue;
+      if (state.pz) closeWith(ws, pusher.PUSHER_CLOSE.pongNotReceived, "Pong reply not received");
+      else this.delivery.close(ws, state.tr, CLOSE.noPing, "no ping received");
       void this.afterClose(state);
       this.forget(ws);
     }
@@ -101,6 +132,7 @@ export class EdgeObject extends SocketHost {
   override async fetch(request: Request): Promise<Response> {
     const connect = readConnect(request);
     if (connect === null || connect.edge === undefined) return new Response("not found", { status: 404 });
+    if (connect.mux?.pusher) return this.acceptPusher(connect.edge);
     if (connect.mux !== undefined) return this.acceptConnection(connect, connect.edge);
     return this.serial(connect.channel, () => this.accept(connect, connect.edge!));
   }
@@ -160,6 +192,7 @@ export class EdgeObject extends SocketHost {
         const { t, member, except } = push.presence;
         const skip = except === null ? null : this.sockets.byCid(except);
         this.mux.delivery(channel).toAll(out({ t, ch: channel, member }), skip);
+        if (this.pusher.count(channel) > 0) this.pusher.sendAll(channel, (t === "join" ? pusher.memberAdded : pusher.memberRemoved)(channel, member), except);
       } else {
         await this.apply(channel, name, tail, push.epoch, push.messages);
       }
@@ -181,7 +214,7 @@ export class EdgeObject extends SocketHost {
   }
 
   /** Delivers messages in seq order: drops what was delivered, fetches a gap from the hub first. */
-  private async apply(channel: string, name: string, tail: ChannelTail, epoch: string, messages: LoggedMessage[]): Promise<void> {
+  private async apply(channel: string, name: string, tail: ChannelTail, epoch: string, messages: Pushed[]): Promise<void> {
     for (const m of messages) {
       if (epoch !== tail.epoch) {
         // A purge this edge did not hear of: reset, and live continues with this message.
@@ -196,7 +229,7 @@ export class EdgeObject extends SocketHost {
         log("gap", { channel, edge: name, to: m.seq - 1, reset: repaired.replay.reset });
         if (m.seq <= tail.lastSeq) continue;
       }
-      this.deliver(channel, tail, m);
+      this.deliver(channel, tail, m, m.skip ?? null);
     }
   }
 
@@ -209,10 +242,13 @@ export class EdgeObject extends SocketHost {
     for (const m of replay.messages) if (m.seq === tail.lastSeq + 1 && m.seq <= upTo) this.deliver(channel, tail, m);
   }
 
-  private deliver(channel: string, tail: ChannelTail, m: LoggedMessage): void {
+  /** One message to every socket of the channel here, in each one's dialect, but connection `skip`. */
+  private deliver(channel: string, tail: ChannelTail, m: LoggedMessage, skip: string | null = null): void {
     tail.push(m);
     const frame = msgOut(channel, m, tail.epoch);
-    const delivered = this.delivery.toAll(frame) + this.mux.delivery(channel).toAll(frame);
+    const skipWs = skip === null ? null : this.sockets.byCid(skip);
+    let delivered = this.delivery.toAll(frame, skipWs) + this.mux.delivery(channel).toAll(frame, skipWs);
+    if (this.pusher.count(channel) > 0) delivered += this.pusher.sendAll(channel, pusher.channelEvent(channel, m), skip);
     count(this.env, channel, "delivered", delivered);
   }
 
@@ -231,7 +267,7 @@ export class EdgeObject extends SocketHost {
 
   /** This edge's sockets of a channel, by transport (the hub sums its edges for stats). */
   async counts(channel: string): Promise<{ ws: number; sse: number }> {
-    return { ws: this.sockets.countOf("ws") + this.mux.count(channel), sse: this.sockets.countOf("sse") };
+    return { ws: this.sockets.countOf("ws") + this.mux.count(channel) + this.pusher.count(channel), sse: this.sockets.countOf("sse") };
   }
 
   /** When the last socket of a channel goes, the edge leaves its hub's list and forgets the channel. */
@@ -247,16 +283,18 @@ export class EdgeObject extends SocketHost {
     return this.serial(channel, async () => {
       const singles = this.sockets.countOf("ws") + this.sockets.countOf("sse");
       // tailOf, not the in-memory map: an edge woken from eviction must leave its hub's list too.
-      if (singles > 0 || this.mux.count(channel) > 0 || this.tailOf(channel) === null) return;
+      if (singles > 0 || this.mux.count(channel) > 0 || this.pusher.count(channel) > 0 || this.tailOf(channel) === null) return;
       await this.hub(channel).detachEdge(name);
       this.tails.delete(channel);
       this.mux.forget(channel);
+      this.pusher.forget(channel);
       this.ctx.storage.kv.delete(positionKey(channel));
     });
   }
 
   protected override gone(ws: WebSocket, state: SocketState): void {
-    if (state.subs !== undefined) this.mux.drop(state);
+    if (state.subs !== undefined) this.indexOf(state).drop(state);
+    if (state.pz) this.clientEvents.forget(state.cid);
   }
 
   // ---- multiplexed connections (GET /v1/ws) --------------------------------------------------
@@ -300,17 +338,24 @@ export class EdgeObject extends SocketHost {
 
   /** `sub`: authorized per channel (a per-sub token, else the connection's), then like a socket of its own. */
   private async subscribe(ws: WebSocket, state: SocketState, req: SubRequest): Promise<void> {
-    const { ch } = req;
-    // Subscriptions still being set up count too: several `sub` frames may arrive at once.
+    await this.reserving(ws, state, req.ch, () => this.subscribeNow(ws, state, req));
+  }
+
+  /**
+   * Runs a connection's subscribe to `ch` while holding its place: subscriptions still being set
+   * up count too (several subscribe frames may arrive at once). Refuses a second one to the same
+   * channel, and one over MAX_SUBSCRIPTIONS.
+   */
+  private async reserving(ws: WebSocket, state: SocketState, ch: string, subscribe: () => Promise<void>): Promise<void> {
     const pending = this.subscribing.get(state.cid) ?? new Set<string>();
-    const subs = this.mux.subsOf(ws);
+    const subs = this.indexOf(state).subsOf(ws);
     if (subs[ch] !== undefined || pending.has(ch)) throw new ServiceError("bad_request", `already subscribed to ${ch}`);
     const max = this.config(ch).maxSubscriptions;
     if (Object.keys(subs).length + pending.size >= max) throw new ServiceError("too_large", `at most ${max} channels per connection (MAX_SUBSCRIPTIONS)`);
     pending.add(ch);
     this.subscribing.set(state.cid, pending);
     try {
-      await this.subscribeNow(ws, state, req);
+      await subscribe();
     } finally {
       pending.delete(ch);
       if (pending.size === 0) this.subscribing.delete(state.cid);
@@ -339,8 +384,8 @@ export class EdgeObject extends SocketHost {
       if (member) {
         // Still inside this channel's steps: others' joins and leaves queue behind the list.
         const info = claims!.info === undefined ? null : JSON.stringify(claims!.info);
-        const list = (await this.hub(ch).presenceJoin(ch, state.edge!, state.cid, claims!.sub!, info)) as { members: Member[]; count: number };
-        delivery.to(ws, state, out({ t: "members", ch, ...list }));
+        const list = (await this.hub(ch).presenceJoin(ch, state.edge!, state.cid, claims!.sub!, info)) as { members: Member[]; count: number } | null;
+        delivery.to(ws, state, out({ t: "members", ch, ...list! }));
       }
     });
     if (sub.exp !== null) await this.alarms.by(sub.exp * 1000);
@@ -357,6 +402,11 @@ export class EdgeObject extends SocketHost {
     delivery.flush();
     this.mux.remove(ws, ch);
     delivery.to(ws, state, out(why === null ? { t: "unsubscribed", ch } : { t: "unsubscribed", ch, code: why.code, message: why.message }));
+    this.left(state, ch);
+  }
+
+  /** After a connection left a channel: it leaves the channel's presence, and the edge maybe the hub's list. */
+  private left(state: SocketState, ch: string): void {
     if (isPresenceChannel(ch)) void this.serial(ch, () => this.hub(ch).presenceLeave(ch, state.cid));
     if (state.edge !== undefined) void this.leaveIfIdle(ch, state.edge);
   }
@@ -366,5 +416,145 @@ export class EdgeObject extends SocketHost {
     const { due, next } = this.mux.expired(now);
     for (const [ws, state, ch] of due) this.unsubscribe(ws, state, ch, new ServiceError("unauthorized", "token expired"));
     return next;
+  }
+
+  // ---- Pusher connections (GET /app/:key) -----------------------------------------------------
+
+  /** Accepts a Pusher connection: its socket id is its cid; channels come with `pusher:subscribe`. */
+  private acceptPusher(name: string): Response {
+    if (this.ctx.storage.kv.get(PUSHER_POOL_KEY) !== true) {
+      this.ctx.storage.kv.put(PUSHER_POOL_KEY, true);
+      this.answerPusherPings();
+    }
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    const state: SocketState = { cid: pusher.newSocketId(), ch: "", tr: "ws", sub: null, pub: false, exp: null, info: null, at: Date.now(), subs: {}, pz: true, edge: name };
+    this.sockets.accept(server, state);
+    send(server, pusher.established(state.cid));
+    count(this.env, "", "connect");
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  protected override async onPusherFrame(ws: WebSocket, state: SocketState, message: string | ArrayBuffer): Promise<void> {
+    if (typeof message !== "string") return void send(ws, pusher.pusherError(null, "binary frames are not supported; send JSON text"));
+    if (overLimit(message, this.config("").maxMessageBytes)) return void send(ws, pusher.pusherError(null, `frame over MAX_MESSAGE_BYTES (${this.config("").maxMessageBytes})`));
+    const frame = pusher.parsePusherFrame(message);
+    if (frame === null) return void send(ws, pusher.pusherError(null, 'frames must be JSON objects {"event", "data"}'));
+    const data = (typeof frame.data === "object" && frame.data !== null ? frame.data : {}) as Record<string, unknown>;
+    try {
+      switch (frame.event) {
+        case "pusher:ping":
+          return void send(ws, pusher.PONG);
+        case "pusher:pong":
+          return this.heard(ws);
+        case "pusher:subscribe":
+          return await this.pusherSubscribe(ws, state, data);
+        case "pusher:unsubscribe":
+          return this.pusherUnsubscribe(ws, state, data.channel);
+        case "pusher:signin":
+          throw new ServiceError("bad_request", "user sign-in (pusher:signin) is not supported by this server");
+        default:
+          if (frame.event.startsWith("client-")) return await this.clientEvent(ws, state, frame);
+          return; // other events are ignored, as Pusher does
+      }
+    } catch (err) {
+      if (err instanceof PusherRefusal && typeof data.channel === "string") return void send(ws, pusher.subscriptionError(data.channel, err.status, err.message));
+      if (err instanceof ServiceError || err instanceof PusherRefusal) return void send(ws, pusher.pusherError(null, err.message));
+      throw err;
+    }
+  }
+
+  /** A pong to the server's ping: the connection is alive (read afresh: other handlers may have saved). */
+  private heard(ws: WebSocket): void {
+    const state = stateOf(ws);
+    if (state === null) return;
+    state.at = Date.now();
+    this.sockets.save(ws, state);
+  }
+
+  /**
+   * `pusher:subscribe`: checked against the app's signature, then like a multiplexed `sub` with no
+   * cursor (a latest-value channel still sends its last message). A presence member joins the
+   * hub's presence before the connection is added, so `subscription_succeeded` carries the
+   * member list and no live event can come before it.
+   */
+  private async pusherSubscribe(ws: WebSocket, state: SocketState, data: Record<string, unknown>): Promise<void> {
+    const ch = data.channel;
+    if (typeof ch !== "string" || !isValidChannel(ch)) throw new ServiceError("bad_request", `pusher:subscribe needs a channel of ${CHANNEL_RULE}`);
+    const app = requirePusherApp(this.env);
+    const config = this.config(ch);
+    try {
+      await this.reserving(ws, state, ch, async () => {
+        const grant = await authorizePusherChannel(app, state.cid, ch, data, config.requireAuth);
+        await this.serial(ch, () => this.pusherJoin(ws, state, ch, grant));
+      });
+    } catch (err) {
+      if (err instanceof ServiceError && err.code === "too_large") throw new PusherRefusal(403, err.message);
+      // A second subscribe to the same channel changes nothing (pusher-js never sends one).
+      if (err instanceof ServiceError && err.code === "bad_request") return;
+      throw err;
+    }
+  }
+
+  private async pusherJoin(ws: WebSocket, state: SocketState, ch: string, grant: PusherGrant): Promise<void> {
+    if (ws.readyState !== WebSocket.READY_STATE_OPEN) return;
+    const { opening } = await this.attach(ch, state.edge!, { cursor: null, rewind: 0 });
+    let members: { members: Member[]; count: number } | undefined;
+    if (grant.member !== null) {
+      const { id, info } = grant.member;
+      members = ((await this.hub(ch).presenceJoin(ch, state.edge!, state.cid, id, info, PUSHER_PRESENCE_CAP)) as { members: Member[]; count: number } | null) ?? undefined;
+      if (members === undefined) {
+        if (state.edge !== undefined) void this.leaveIfIdle(ch, state.edge);
+        throw new PusherRefusal(403, `presence channel ${ch} is full (${PUSHER_PRESENCE_CAP} members)`);
+      }
+    }
+    // From here to the last frame nothing is awaited: no live event can come before them.
+    this.pusher.add(ws, ch, { sub: grant.member?.id ?? null, pub: grant.clientEvents && this.config(ch).clientPublish, exp: null });
+    send(ws, pusher.subscriptionSucceeded(ch, members));
+    if (!opening.reset) for (const m of opening.messages) send(ws, pusher.channelEvent(ch, m));
+    if (members !== undefined) await this.alarms.by(Date.now() + PRESENCE_SWEEP_MS);
+  }
+
+  /** `pusher:unsubscribe`: no answer, as on Pusher. */
+  private pusherUnsubscribe(ws: WebSocket, state: SocketState, ch: unknown): void {
+    if (typeof ch !== "string" || this.pusher.subsOf(ws)[ch] === undefined) return;
+    this.pusher.remove(ws, ch);
+    this.left(state, ch);
+  }
+
+  /**
+   * A client event: only on private and presence channels the connection is subscribed to, at
+   * most the channel's clientPubPerS (10) a second, never echoed to its sender. It is a channel
+   * message like any other: logged with a seq, seen by hibercast subscribers.
+   */
+  private async clientEvent(ws: WebSocket, state: SocketState, frame: pusher.PusherClientFrame): Promise<void> {
+    const ch = frame.channel;
+    if (ch === undefined) throw new ServiceError("bad_request", "Client event rejected - a client event names its channel");
+    const sub = this.pusher.subsOf(ws)[ch];
+    if (sub === undefined) throw new ServiceError("forbidden", `Client event rejected - not subscribed to ${ch}`);
+    if (!isPrivate(ch)) throw new ServiceError("forbidden", "Client event rejected - only supported on private and presence channels");
+    if (!sub.pub) throw new ServiceError("forbidden", `Client event rejected - client events are off for ${ch} (clientPublish)`);
+    if (frame.event.length > LIMITS.eventName) throw new ServiceError("bad_request", `Client event rejected - event name over ${LIMITS.eventName} characters`);
+    const perS = this.config(ch).clientPubPerS;
+    if (this.clientEvents.take(state.cid, perS) !== "ok") return void send(ws, pusher.pusherError(pusher.CLIENT_EVENT_RATE, `Client event rejected - more than ${perS} per second`));
+    const input: PublishInput = { event: frame.event, data: pusher.storedData(frame.data), id: crypto.randomUUID() };
+    await this.hub(ch).publishFromEdge(ch, input, sub.sub, state.cid);
+  }
+}
+
+/** One text to one socket; a socket that cannot take it is closing, and its close handler cleans up. */
+function send(ws: WebSocket, text: string): void {
+  try {
+    ws.send(text);
+  } catch {
+    // closing
+  }
+}
+
+function closeWith(ws: WebSocket, code: number, reason: string): void {
+  send(ws, pusher.pusherError(code, reason));
+  try {
+    ws.close(code, reason);
+  } catch {
+    // already closed
   }
 }

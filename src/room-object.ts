@@ -1,4 +1,7 @@
 import { configFor, optionsInForce, type ChannelConfig, type Env } from "./config.js";
+import { directory } from "./directory-object.js";
+import { pusherApp } from "./pusher/app.js";
+import { Occupancy } from "./room/occupancy.js";
 import { log } from "./log.js";
 import { count } from "./metrics.js";
 import type { Cursor, Member, PublishInput, PublishResult } from "./protocol/index.js";
@@ -38,6 +41,9 @@ export interface Attached {
 
 export { PRESENCE_TIMEOUT_MS } from "./room/presence.js";
 
+/** A change of occupancy the directory has not confirmed yet (Pusher's channel list). */
+const DIRECTORY_DUE = "directory-due";
+
 const retentionOf = (c: ChannelConfig): Retention => ({
   maxMessages: c.logMaxMessages,
   maxAgeS: c.logMaxAgeS,
@@ -58,6 +64,7 @@ export class RoomObject extends SocketHost {
   private readonly log: ReplayLog;
   private readonly presence: Presence;
   private readonly edges: EdgeLinks;
+  private readonly occupancy: Occupancy;
   /** The channel whose options the log's retention follows (a room serves one channel). */
   private retentionChannel = "";
 
@@ -67,6 +74,7 @@ export class RoomObject extends SocketHost {
     this.config(this.log.channelName);
     this.presence = new Presence(this.sockets, new RemoteMembers(ctx.storage.sql));
     this.edges = new EdgeLinks(ctx, env, (at) => this.alarms.by(at));
+    this.occupancy = new Occupancy(ctx.storage, (occupied, now) => this.occupancyChanged(occupied, now));
     if (!this.log.hasStoredEpoch) this.recallEpoch();
   }
 
@@ -86,6 +94,8 @@ export class RoomObject extends SocketHost {
       expiry: (now: number) => this.closeExpired(now),
       presence: (now: number) => this.sweepPresence(now),
       edges: () => this.edges.retry(this.log.channelName),
+      occupancy: (now: number) => this.checkOccupancy(now),
+      directory: () => this.tellDirectory(),
     };
   }
 
@@ -113,6 +123,7 @@ export class RoomObject extends SocketHost {
     const { client, server, state } = this.open(connect, { seq: this.log.lastSeq, epoch: this.log.epoch }, this.opening(channel, start, null), extra);
     const member = this.sockets.isMember(state);
     if (member) this.announceJoin(server, state);
+    if (this.tracksOccupancy()) this.occupancy.arrived(Date.now());
     count(this.env, channel, "connect");
 
     await this.watchExpiry(state);
@@ -148,9 +159,11 @@ export class RoomObject extends SocketHost {
 
   /**
    * A multiplexed connection on an edge joins a presence channel: it counts as a member like a
-   * socket of this room. Answers the member list for it.
+   * socket of this room. Answers the member list for it, or null when a new member would go over
+   * `cap` (Pusher's 100 members a channel).
    */
-  async presenceJoin(channel: string, edge: string, cid: string, sub: string, info: string | null): Promise<{ members: Member[]; count: number }> {
+  async presenceJoin(channel: string, edge: string, cid: string, sub: string, info: string | null, cap: number | null = null): Promise<{ members: Member[]; count: number } | null> {
+    if (cap !== null && !this.presence.has(sub) && this.presence.count() >= cap) return null;
     const max = this.config(channel).presenceMaxMembers;
     const joined = this.presence.joinRemote(cid, edge, sub, info);
     const list = this.presence.list(max);
@@ -165,6 +178,10 @@ export class RoomObject extends SocketHost {
 
   // ---- close -------------------------------------------------------------------------------
 
+  protected override async afterClose(): Promise<void> {
+    await this.mayBeEmpty();
+  }
+
   protected override gone(ws: WebSocket, state: SocketState): void {
     if (!isPresenceChannel(state.ch)) return;
     const left = this.presence.leave(ws, state);
@@ -178,8 +195,7 @@ export class RoomObject extends SocketHost {
   /** Publish from the Worker (HTTP). The input is already validated there. */
   async publish(channel: string, input: PublishInput, sender: string | null, exclude: string | null): Promise<PublishResult> {
     this.config(channel);
-    const skip = exclude === null ? null : this.sockets.byCid(exclude);
-    const result = this.publishNow(channel, input, sender, skip);
+    const result = this.publishNow(channel, input, sender, exclude);
     await this.alarms.ifNone("trim");
     return result;
   }
@@ -197,9 +213,12 @@ export class RoomObject extends SocketHost {
     return this.publish(channel, input, sender, null);
   }
 
-  /** A socket `pub` an edge forwarded; the edge sends the ack. */
-  async publishFromEdge(channel: string, input: PublishInput, sender: string | null): Promise<PublishResult> {
-    return this.publish(channel, input, sender, null);
+  /**
+   * A socket `pub` an edge forwarded (the edge sends the ack), or a Pusher client event, which
+   * its sender does not get back (`exclude`, its socket id).
+   */
+  async publishFromEdge(channel: string, input: PublishInput, sender: string | null, exclude: string | null = null): Promise<PublishResult> {
+    return this.publish(channel, input, sender, exclude);
   }
 
   /**
@@ -207,7 +226,7 @@ export class RoomObject extends SocketHost {
    * write and the send (it would get the message twice or not at all). The runtime's output
    * gate holds both the sends and the answer until the row is durable.
    */
-  private publishNow(channel: string, input: PublishInput, sender: string | null, exclude: WebSocket | null): PublishResult {
+  private publishNow(channel: string, input: PublishInput, sender: string | null, exclude: string | null): PublishResult {
     const recorded = this.log.record(channel, input, sender, Date.now());
     if (recorded.duplicate) {
       log("publish", { channel, seq: recorded.seq, duplicate: true });
@@ -219,10 +238,14 @@ export class RoomObject extends SocketHost {
     return { seq: m.seq, id: m.id, delivered, duplicate: false };
   }
 
-  /** Delivers a recorded message to this room's own sockets and pushes it to the channel's edges. */
-  private deliverMessage(channel: string, m: LoggedMessage, exclude: WebSocket | null): number {
-    const delivered = this.delivery.toAll(msgOut(channel, m, this.log.epoch), exclude);
-    this.edges.push(channel, this.log.epoch, m);
+  /**
+   * Delivers a recorded message to this room's own sockets and pushes it to the channel's edges,
+   * skipping connection `exclude` (a cid or Pusher socket id) wherever it is held.
+   */
+  private deliverMessage(channel: string, m: LoggedMessage, exclude: string | null): number {
+    const skip = exclude === null ? null : this.sockets.byCid(exclude);
+    const delivered = this.delivery.toAll(msgOut(channel, m, this.log.epoch), skip);
+    this.edges.push(channel, this.log.epoch, m, exclude);
     count(this.env, channel, "publish");
     count(this.env, channel, "delivered", delivered);
     return delivered;
@@ -248,6 +271,7 @@ export class RoomObject extends SocketHost {
     this.config(channel);
     this.log.ensureStored(channel); // the epoch edges' sockets are welcomed with must not change
     this.edges.add(edge);
+    if (this.tracksOccupancy()) this.occupancy.arrived(Date.now());
     const catchUp = edgeCursor === null ? null : this.log.since(edgeCursor, Date.now());
     return { seq: this.log.lastSeq, epoch: this.log.epoch, opening: this.opening(channel, start, null), catchUp };
   }
@@ -255,6 +279,52 @@ export class RoomObject extends SocketHost {
   /** An edge whose sockets are all gone leaves the list. */
   async detachEdge(edge: string): Promise<void> {
     this.edges.remove(edge);
+    await this.mayBeEmpty();
+  }
+
+  // ---- occupancy (Pusher's channel list, webhooks) -------------------------------------------
+
+  /** Whether this channel's occupancy is tracked: only when something reads it. */
+  private tracksOccupancy(): boolean {
+    return pusherApp(this.env) !== null;
+  }
+
+  /** A subscriber left: when none may be left, the alarm looks again (and vacates after 5 s). */
+  private async mayBeEmpty(): Promise<void> {
+    if (!this.tracksOccupancy() || this.edges.count > 0 || this.sockets.count() > 1) return;
+    const at = this.occupancy.mayBeEmpty(Date.now());
+    if (at !== null) await this.alarms.by(at);
+  }
+
+  private checkOccupancy(now: number): number | null {
+    if (!this.tracksOccupancy() || !this.occupancy.occupied) return null;
+    const subscribers = this.sockets.count() + this.edges.count;
+    if (subscribers === 0) this.occupancy.mayBeEmpty(now);
+    return this.occupancy.check(subscribers, now);
+  }
+
+  /** Runs in the step that stored the change: what is due is written with it. */
+  private occupancyChanged(occupied: boolean, now: number): void {
+    if (pusherApp(this.env) !== null) {
+      this.ctx.storage.kv.put(DIRECTORY_DUE, occupied);
+      void this.alarms.by(now);
+    }
+  }
+
+  /** The alarm's job: tells the directory of a change, until it has answered. */
+  private async tellDirectory(): Promise<number | null> {
+    const due = this.ctx.storage.kv.get<boolean>(DIRECTORY_DUE);
+    if (due === undefined) return null;
+    try {
+      await directory(this.env).set(this.log.channelName, due);
+    } catch (err) {
+      log("error", { where: "directory", channel: this.log.channelName, error: String(err) });
+      return Date.now() + 5000;
+    }
+    // A change made meanwhile is told on the next run.
+    if (this.ctx.storage.kv.get<boolean>(DIRECTORY_DUE) === due) this.ctx.storage.kv.delete(DIRECTORY_DUE);
+    else return Date.now();
+    return null;
   }
 
   /** Messages after an edge's cursor (gap repair, catching up after a failed push). */

@@ -2,6 +2,7 @@
 import type { Env } from "./config.js";
 import { head, router } from "./http/routes.js";
 
+export { DirectoryObject } from "./directory-object.js";
 export { EdgeObject } from "./edge-object.js";
 export { RoomObject } from "./room-object.js";
 export type { Env } from "./config.js";

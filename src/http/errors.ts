@@ -3,10 +3,17 @@
 import type { IRequest } from "itty-router";
 import type { Env } from "../config.js";
 import { log } from "../log.js";
+import { originAllowed } from "./cors.js";
 import { count } from "../metrics.js";
 import { asServiceError, ServiceError } from "../protocol/index.js";
 
 export const isUpgrade = (request: Request) => request.headers.get("upgrade")?.toLowerCase() === "websocket";
+
+/** A socket route's gate: a WebSocket upgrade (426 otherwise) from an allowed origin (403). */
+export function requireSocket(request: Request, env: Env): void {
+  if (!isUpgrade(request)) throw new ServiceError("upgrade_required", "this route needs a WebSocket upgrade (Upgrade: websocket)");
+  if (!originAllowed(env, request.headers.get("origin"))) throw new ServiceError("forbidden", "origin is not in ALLOWED_ORIGINS");
+}
 
 /**
  * A refused upgrade is still accepted, by the Worker and never by the room, so the browser can

@@ -10,8 +10,11 @@ import { connectRequest } from "../room/connect.js";
 import { edgeName, edgeStub } from "../room/edges.js";
 import { byChannel, parseBatch, type BatchResult } from "./batch.js";
 import { mediaType, readJson, readText } from "./body.js";
-import { originAllowed, preflight, withCors } from "./cors.js";
-import { isUpgrade, toErrorResponse } from "./errors.js";
+import { preflight, withCors } from "./cors.js";
+import { connectionEdge } from "./connection-edges.js";
+import { requireSocket, toErrorResponse } from "./errors.js";
+import { pusherApi } from "../pusher/http-api.js";
+import { pusherSocket } from "../pusher/socket-route.js";
 import { parseBatchOption, parseHistory, parseSseStart, parseStart } from "./params.js";
 import { relayAsSse, SSE_HEADERS } from "./sse-relay.js";
 
@@ -42,11 +45,6 @@ function subscriber(env: Env, channel: string): { stub: { fetch(request: Request
   return { stub: edgeStub(env, edge), edge };
 }
 
-/** A socket route's gate: a WebSocket upgrade (426 otherwise) from an allowed origin (403). */
-function requireSocket(request: IRequest, env: Env): void {
-  if (!isUpgrade(request)) throw new ServiceError("upgrade_required", "this route needs a WebSocket upgrade (Upgrade: websocket)");
-  if (!originAllowed(env, request.headers.get("origin"))) throw new ServiceError("forbidden", "origin is not in ALLOWED_ORIGINS");
-}
 
 // ---- routes ------------------------------------------------------------------------------
 
@@ -77,23 +75,12 @@ async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
   });
 }
 
-/** Continents as the runtime names them, and the location hint of a matching region. */
-const REGION_HINTS: Record<string, DurableObjectLocationHint> = { NA: "enam", SA: "sam", EU: "weur", AF: "afr", AS: "apac", OC: "oc" };
-
-/**
- * `GET /v1/ws`: a multiplexed connection, held by one edge of the pool of CONNECTION_EDGES. In
- * production the pool is per region (named by the request's continent, created with a matching
- * location hint); where the request has no region (local dev), one pool, picked at random.
- */
+/** `GET /v1/ws`: a multiplexed connection, held by one edge of the pool of CONNECTION_EDGES. */
 async function connectMux(request: IRequest, env: Env): Promise<Response> {
   requireSocket(request, env);
   const credential = bearer(request, true);
   const claims = credential === null ? null : await verifyToken(env, credential);
-  const continent = (request as unknown as { cf?: { continent?: string } }).cf?.continent;
-  const hint = continent === undefined ? undefined : REGION_HINTS[continent];
-  const k = Math.floor(Math.random() * configFor(env, "").connectionEdges);
-  const edge = hint === undefined ? `conn#${k}` : `conn:${continent}#${k}`;
-  const stub = env.EDGES.get(env.EDGES.idFromName(edge), hint === undefined ? undefined : { locationHint: hint });
+  const { edge, stub } = connectionEdge(request, env, "conn");
   const identity = { sub: claims?.sub ?? null, canPublish: false, exp: null, info: null };
   return stub.fetch(connectRequest({ channel: "", identity, start: { cursor: null, rewind: 0 }, transport: "ws", batch: true, edge, mux: { claims } }));
 }
@@ -115,7 +102,8 @@ async function publish(request: IRequest, env: Env): Promise<Response> {
   const publisher = await authorizePublish(env, channel, bearer(request, false));
   const input = await publishInput(request, configFor(env, channel).maxMessageBytes);
   const exclude = new URL(request.url).searchParams.get("exclude");
-  if (exclude !== null && !/^[A-Za-z0-9]{1,64}$/.test(exclude)) throw new ServiceError("bad_request", "exclude must be a connection id (cid)");
+  // A cid, or a Pusher socket_id ("digits.digits"): both name a connection.
+  if (exclude !== null && !/^[A-Za-z0-9.]{1,64}$/.test(exclude)) throw new ServiceError("bad_request", "exclude must be a connection id (cid or Pusher socket_id)");
   const result = await room(env, channel).publish(channel, input, publisher.sub, exclude);
   return Response.json(result);
 }
@@ -219,6 +207,15 @@ router
   .all("/v1/channels/:channel/presence", allow("GET"))
   .get("/v1/channels/:channel", stats)
   .all("/v1/channels/:channel", allow("GET"))
+  // The Pusher-compatible endpoint (src/pusher/), when PUSHER_* are set.
+  .get("/app/:key", pusherSocket)
+  .all("/app/:key", allow("GET"))
+  .post("/apps/:id/events", pusherApi.events)
+  .post("/apps/:id/batch_events", pusherApi.batchEvents)
+  .get("/apps/:id/channels", pusherApi.channels)
+  .get("/apps/:id/channels/:name", pusherApi.channel)
+  .get("/apps/:id/channels/:name/users", pusherApi.users)
+  .all("/apps/*", allow("the methods of Pusher's HTTP API"))
   .all("*", () => {
     throw new ServiceError("not_found", "no such route");
   });

@@ -24,8 +24,11 @@ export interface ConnectRequest {
   batch: boolean;
   /** Set when an edge takes the socket: the edge's name (`channel#k`, or `conn#k` for connections). */
   edge?: string;
-  /** A multiplexed connection (`GET /v1/ws`): no channel yet; the connection token's claims, if any. */
-  mux?: { claims: Claims | null };
+  /**
+   * A connection with no channel yet: multiplexed (`GET /v1/ws`, with the connection token's
+   * claims, if any) or Pusher's (`GET /app/:key`).
+   */
+  mux?: { claims: Claims | null; pusher?: true };
 }
 
 const CONNECT_HEADER = "x-hibercast-connect";

@@ -8,9 +8,12 @@ import { log } from "../log.js";
 import type { Member } from "../protocol/index.js";
 import type { LoggedMessage } from "./replay-log.js";
 
+/** A message as pushed to edges: `skip` names a connection (cid) not to deliver it to. */
+export type Pushed = LoggedMessage & { skip?: string };
+
 /** What a hub sends an edge: the next messages, a reset after a purge, or a presence change. */
 export type Push =
-  | { epoch: string; messages: LoggedMessage[] }
+  | { epoch: string; messages: Pushed[] }
   | { epoch: string; reset: number }
   | { epoch: string; presence: { t: "join" | "leave"; member: Member; except: string | null } };
 
@@ -25,7 +28,7 @@ const RETRY_MS = 1000;
 export class EdgeLinks {
   /** Edge names, read once per wake; null until then. */
   private names: Set<string> | null = null;
-  private queue: LoggedMessage[] = [];
+  private queue: Pushed[] = [];
   private queued: { channel: string; epoch: string } | null = null;
 
   constructor(
@@ -65,11 +68,14 @@ export class EdgeLinks {
     this.ctx.storage.sql.exec("DELETE FROM edges WHERE name = ?", name);
   }
 
-  /** Queues a message for every edge; the queue goes out in one push per edge on the next turn. */
-  push(channel: string, epoch: string, m: LoggedMessage): void {
+  /**
+   * Queues a message for every edge (but connection `skip`); the queue goes out in one push per
+   * edge on the next turn.
+   */
+  push(channel: string, epoch: string, m: LoggedMessage, skip: string | null = null): void {
     if (this.list().size === 0) return;
     if (this.queued !== null && this.queued.epoch !== epoch) this.flush();
-    this.queue.push(m);
+    this.queue.push(skip === null ? m : { ...m, skip });
     if (this.queued === null) {
       this.queued = { channel, epoch };
       setTimeout(() => this.flush(), 0);

@@ -1,10 +1,11 @@
-// Multiplexed connections on an edge (`GET /v1/ws`, DESIGN.md "Edges → Multiplexed
-// connections"): which of the edge's sockets are subscribed to which channel. Tags cannot change
+// Connections on an edge that name their channels in their frames (`GET /v1/ws`, DESIGN.md "Edges
+// → Multiplexed connections", and Pusher's `GET /app/:key`): which of them are subscribed to
+// which channel, one index per dialect. Tags cannot change
 // after a socket is accepted, so the subscriptions live in each socket's attachment and this
 // index is rebuilt from them once per wake. Each channel gets its own Delivery, so its frames
 // keep their order and coalesce into batch frames per channel.
 import { Delivery } from "./delivery.js";
-import type { MuxSub, SocketState, Sockets } from "./sockets.js";
+import type { Dialect, MuxSub, SocketState, Sockets } from "./sockets.js";
 import { stateOf } from "./sockets.js";
 
 export class Multiplexed {
@@ -12,12 +13,15 @@ export class Multiplexed {
   private index: Map<string, Map<string, WebSocket>> | null = null;
   private readonly deliveries = new Map<string, Delivery>();
 
-  constructor(private readonly sockets: Sockets) {}
+  constructor(
+    private readonly sockets: Sockets,
+    private readonly dialect: Dialect,
+  ) {}
 
   private built(): Map<string, Map<string, WebSocket>> {
     if (this.index === null) {
       this.index = new Map();
-      for (const ws of this.sockets.multiplexed()) {
+      for (const ws of this.sockets.connections(this.dialect)) {
         const state = stateOf(ws);
         for (const ch of Object.keys(state?.subs ?? {})) this.entry(ch).set(state!.cid, ws);
       }
@@ -38,6 +42,21 @@ export class Multiplexed {
 
   count(channel: string): number {
     return this.built().get(channel)?.size ?? 0;
+  }
+
+  /** One text to every connection on a channel but `except` (a cid), each as it is: no coalescing. */
+  sendAll(channel: string, text: string, except: string | null): number {
+    let sent = 0;
+    for (const [cid, ws] of this.built().get(channel) ?? []) {
+      if (cid === except) continue;
+      try {
+        ws.send(text);
+        sent++;
+      } catch {
+        // closing: its close handler cleans up
+      }
+    }
+    return sent;
   }
 
   /** The delivery of one channel to the connections subscribed to it (always in batch frames). */
@@ -91,7 +110,7 @@ export class Multiplexed {
   expired(now: number): { due: [WebSocket, SocketState, string][]; next: number | null } {
     const due: [WebSocket, SocketState, string][] = [];
     let next: number | null = null;
-    for (const ws of this.sockets.multiplexed()) {
+    for (const ws of this.sockets.connections(this.dialect)) {
       const state = stateOf(ws);
       for (const [ch, sub] of Object.entries(state?.subs ?? {})) {
         if (sub.exp === null) continue;

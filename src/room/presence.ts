@@ -91,6 +91,10 @@ export class Presence {
     return this.members().size;
   }
 
+  has(sub: string): boolean {
+    return this.members().has(sub);
+  }
+
   list(max: number): { members: Member[]; count: number } {
     const all = this.members();
     const members: Member[] = [];

@@ -17,7 +17,7 @@ import { newCid, Sockets, stateOf, type SocketState } from "./sockets.js";
 
 const encoder = new TextEncoder();
 /** Whether a text frame's UTF-8 size is over `max`, encoding it only when the bounds cannot tell. */
-function overLimit(s: string, max: number): boolean {
+export function overLimit(s: string, max: number): boolean {
   // A UTF-16 unit takes 1 to 3 UTF-8 bytes: most frames are decided without encoding.
   if (s.length > max) return true;
   if (s.length * 3 <= max) return false;
@@ -102,6 +102,8 @@ export abstract class SocketHost extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const state = stateOf(ws);
     if (state === null) return;
+    // Pusher connections speak Pusher's protocol, errors included.
+    if (state.pz) return this.onPusherFrame(ws, state, message);
     const config = this.config(state.ch);
     if (typeof message !== "string") {
       this.delivery.to(ws, state, out(new ServiceError("bad_frame", "binary frames are not supported; send JSON text").toFrame()));
@@ -129,6 +131,9 @@ export abstract class SocketHost extends DurableObject<Env> {
       this.delivery.to(ws, state, out(err.toFrame()));
     }
   }
+
+  /** A frame of a Pusher connection (only edges hold them). */
+  protected async onPusherFrame(_ws: WebSocket, _state: SocketState, _message: string | ArrayBuffer): Promise<void> {}
 
   /** A frame of a multiplexed connection (only edges hold them). */
   protected async onMuxFrame(_ws: WebSocket, _state: SocketState, _frame: ParsedClientFrame): Promise<void> {

@@ -12,8 +12,12 @@ export type Transport = "ws" | "sse";
  */
 export type Group = "ws" | "wb" | "sse";
 
-/** Sockets of multiplexed connections (`GET /v1/ws`): their channels are in the attachment. */
-const MUX_TAG = "mx";
+/**
+ * Connections that name their channels in their frames, by dialect: hibercast's multiplexed
+ * connections (`GET /v1/ws`) and Pusher connections (`GET /app/:key`). Their channels are in
+ * the attachment.
+ */
+export type Dialect = "mx" | "pz";
 
 /** Per-socket state, kept in the socket's attachment (≤ 16 KiB: this channel's grants only). */
 export interface SocketState {
@@ -32,6 +36,8 @@ export interface SocketState {
   edge?: string;
   /** Takes `batch` frames (`?batch=1`). */
   b?: true;
+  /** A Pusher protocol connection (its frames are Pusher's; `cid` is its socket_id). */
+  pz?: true;
   /**
    * A multiplexed connection's subscriptions, by channel (then `ch` is ""). `sub`, `pub` and
    * `exp` here are per channel: a per-sub token may differ from the connection's.
@@ -67,7 +73,9 @@ export function newCid(): string {
 
 export const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketState | null;
 
-const groupOf = (state: SocketState): Group | typeof MUX_TAG => (state.subs !== undefined ? MUX_TAG : state.tr === "sse" ? "sse" : state.b ? "wb" : "ws");
+export const dialectOf = (state: SocketState): Dialect => (state.pz ? "pz" : "mx");
+
+const groupOf = (state: SocketState): Group | Dialect => (state.subs !== undefined ? dialectOf(state) : state.tr === "sse" ? "sse" : state.b ? "wb" : "ws");
 
 /**
  * The room's view of its sockets. The count of open sockets is taken once per wake and then kept
@@ -142,9 +150,9 @@ export class Sockets {
     return this.ctx.getWebSockets(group);
   }
 
-  /** Sockets of multiplexed connections. */
-  multiplexed(): WebSocket[] {
-    return this.ctx.getWebSockets(MUX_TAG);
+  /** Connections of one dialect (multiplexed or Pusher). */
+  connections(dialect: Dialect): WebSocket[] {
+    return this.ctx.getWebSockets(dialect);
   }
 
   /** Every socket: only for work done once per wake, never on the accept path. */

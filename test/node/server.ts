@@ -3,6 +3,8 @@ import { unstable_startWorker } from "wrangler";
 
 export const NODE_PUBLISH_KEY = "node-test-publish-key";
 export const NODE_JWT_SECRET = "node-test-jwt-secret";
+/** The Pusher app the served worker answers as (fake values, tests only). */
+export const NODE_PUSHER = { appId: "4242", key: "node-test-pusher-key", secret: "node-test-pusher-secret" };
 
 export interface LocalServer {
   url: string;
@@ -13,7 +15,8 @@ export interface LocalServer {
 export async function startServer(options: { vars?: Record<string, string>; persist?: string } = {}): Promise<LocalServer> {
   process.env.WRANGLER_SEND_METRICS = "false";
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
-  const vars = { PUBLISH_KEY: NODE_PUBLISH_KEY, JWT_SECRET: NODE_JWT_SECRET, CONSOLE: "on", ...options.vars };
+  const pusher = { PUSHER_APP_ID: NODE_PUSHER.appId, PUSHER_KEY: NODE_PUSHER.key, PUSHER_SECRET: NODE_PUSHER.secret };
+  const vars = { PUBLISH_KEY: NODE_PUBLISH_KEY, JWT_SECRET: NODE_JWT_SECRET, CONSOLE: "on", ...pusher, ...options.vars };
   const worker = await unstable_startWorker({
     config: "wrangler.toml",
     bindings: Object.fromEntries(Object.entries(vars).map(([k, value]) => [k, { type: "plain_text", value }])),

@@ -1,0 +1,31 @@
+// The Pusher app this deployment answers as (DESIGN.md "Pusher-compatible endpoint"): on when
+// PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET are all set, off when none is. Some but not all is
+// a configuration mistake, answered like any other (500 naming it), never a half-on endpoint.
+import type { Env } from "../config.js";
+import { ServiceError } from "../protocol/index.js";
+
+export interface PusherApp {
+  id: string;
+  key: string;
+  secret: string;
+}
+
+const NAMES = ["PUSHER_APP_ID", "PUSHER_KEY", "PUSHER_SECRET"] as const;
+
+/** The app, or null when the endpoint is off. */
+export function pusherApp(env: Partial<Env>): PusherApp | null {
+  const [id, key, secret] = NAMES.map((name) => (env[name] ?? "").trim());
+  if (!id && !key && !secret) return null;
+  if (!id || !key || !secret) {
+    const missing = NAMES.filter((name) => !(env[name] ?? "").trim()).join(", ");
+    throw new ServiceError("internal", `configuration error: the Pusher endpoint needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET (missing ${missing})`);
+  }
+  return { id, key, secret };
+}
+
+/** The app, or 404: with the endpoint off, its routes do not exist. */
+export function requirePusherApp(env: Env): PusherApp {
+  const app = pusherApp(env);
+  if (app === null) throw new ServiceError("not_found", "no such route (the Pusher endpoint is off: set PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET)");
+  return app;
+}

@@ -1,0 +1,33 @@
+// `GET /app/:key`: a Pusher protocol 7 connection, held by an edge of the Pusher pool. A wrong
+// key or protocol is refused as Pusher refuses it: the socket opens, says why in `pusher:error`
+// and closes with Pusher's code (4001, 4007), which pusher-js reads as "do not reconnect".
+import type { IRequest } from "itty-router";
+import type { Env } from "../config.js";
+import { connectionEdge } from "../http/connection-edges.js";
+import { requireSocket } from "../http/errors.js";
+import { connectRequest } from "../room/connect.js";
+import { requirePusherApp } from "./app.js";
+import { PUSHER_CLOSE, pusherError } from "./frames.js";
+
+/** Protocol versions whose frames this endpoint speaks (pusher-js 8 sends 7). */
+const PROTOCOLS = new Set(["5", "6", "7"]);
+
+function refuse(code: number, message: string): Response {
+  const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+  server.accept();
+  server.send(pusherError(code, message));
+  server.close(code, message.slice(0, 120));
+  return new Response(null, { status: 101, webSocket: client });
+}
+
+export async function pusherSocket(request: IRequest, env: Env): Promise<Response> {
+  const app = requirePusherApp(env);
+  requireSocket(request, env);
+  const key = request.params.key ?? "";
+  if (key !== app.key) return refuse(PUSHER_CLOSE.appNotFound, `App key ${key.slice(0, 64)} not in this cluster`);
+  const protocol = new URL(request.url).searchParams.get("protocol") ?? "";
+  if (!PROTOCOLS.has(protocol)) return refuse(PUSHER_CLOSE.unsupportedProtocol, `Unsupported protocol version ${protocol.slice(0, 8)}; this server speaks 5 to 7`);
+  const { edge, stub } = connectionEdge(request, env, "pusher");
+  const identity = { sub: null, canPublish: false, exp: null, info: null };
+  return stub.fetch(connectRequest({ channel: "", identity, start: { cursor: null, rewind: 0 }, transport: "ws", batch: false, edge, mux: { claims: null, pusher: true } }));
+}

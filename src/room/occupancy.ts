@@ -1,0 +1,72 @@
+// Whether a channel has subscribers, as its hub sees it (its own sockets, and edges that hold
+// some), with Pusher's debounce: a channel is vacated only after VACATE_AFTER_MS with none, so a
+// quick refill (a page reload) changes nothing. Kept in storage, so an evicted or restarted hub
+// neither repeats nor misses a change. Only hubs that need it (Pusher's channel list, webhooks)
+// track it, and only accepts and closes touch it: never the publish path.
+
+/** How long a channel stays occupied after its last subscriber leaves. */
+export const VACATE_AFTER_MS = 5000;
+
+const KEY = "occupancy";
+
+interface Stored {
+  occupied: boolean;
+  /** When the channel was last seen empty while still occupied (ms), or null. */
+  emptySince: number | null;
+}
+
+export class Occupancy {
+  private state: Stored | undefined;
+
+  /** `changed` runs in the same step as the stored change, so what it writes is written with it. */
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly changed: (occupied: boolean, now: number) => void,
+  ) {}
+
+  private read(): Stored {
+    return (this.state ??= this.storage.kv.get<Stored>(KEY) ?? { occupied: false, emptySince: null });
+  }
+
+  private write(next: Stored): void {
+    this.state = next;
+    this.storage.kv.put(KEY, next);
+  }
+
+  get occupied(): boolean {
+    return this.read().occupied;
+  }
+
+  /** A subscriber arrived. */
+  arrived(now: number): void {
+    const s = this.read();
+    if (s.occupied && s.emptySince === null) return;
+    this.write({ occupied: true, emptySince: null });
+    if (!s.occupied) this.changed(true, now);
+  }
+
+  /**
+   * A subscriber left and the channel may be empty now (a close handler cannot count exactly:
+   * the closing socket may still be listed). Answers when to look (the alarm's `check`), or null.
+   */
+  mayBeEmpty(now: number): number | null {
+    const s = this.read();
+    if (!s.occupied) return null;
+    if (s.emptySince === null) this.write({ occupied: true, emptySince: now });
+    return (s.emptySince ?? now) + VACATE_AFTER_MS;
+  }
+
+  /** The alarm's job, with an exact count: vacates a channel empty for VACATE_AFTER_MS. */
+  check(subscribers: number, now: number): number | null {
+    const s = this.read();
+    if (!s.occupied || s.emptySince === null) return null;
+    if (subscribers > 0) {
+      this.write({ occupied: true, emptySince: null });
+      return null;
+    }
+    if (now - s.emptySince < VACATE_AFTER_MS) return s.emptySince + VACATE_AFTER_MS;
+    this.write({ occupied: false, emptySince: null });
+    this.changed(false, now);
+    return null;
+  }
+}
