@@ -28,6 +28,13 @@ describe("routes", () => {
     expect((await call("/v1/publish", { method: "HEAD" })).status).toBe(405);
   });
 
+  it("the Pusher endpoint is off unless PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET are set: its routes are 404", async () => {
+    const socket = await call("/app/some-key?protocol=7");
+    expect(await errorOf(socket)).toMatchObject({ status: 404, code: "not_found", message: expect.stringContaining("PUSHER_SECRET") });
+    expect(await errorOf(await call("/apps/1/events", { method: "POST", body: "{}" }))).toMatchObject({ status: 404, code: "not_found" });
+    expect(await errorOf(await call("/apps/1/channels"))).toMatchObject({ status: 404, code: "not_found" });
+  });
+
   it("an unknown route is 404 not_found", async () => {
     expect(await errorOf(await call("/v2/nothing"))).toMatchObject({ status: 404, code: "not_found" });
     expect(await errorOf(await call(`/v1/channels/${channelName()}/nope`))).toMatchObject({ status: 404, code: "not_found" });

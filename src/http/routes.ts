@@ -13,6 +13,7 @@ import { mediaType, readJson, readText } from "./body.js";
 import { preflight, withCors } from "./cors.js";
 import { connectionEdge } from "./connection-edges.js";
 import { requireSocket, toErrorResponse } from "./errors.js";
+import { pusherApp } from "../pusher/app.js";
 import { pusherApi } from "../pusher/http-api.js";
 import { pusherSocket } from "../pusher/socket-route.js";
 import { parseBatchOption, parseHistory, parseSseStart, parseStart } from "./params.js";
@@ -180,7 +181,12 @@ const allow = (methods: string) => () => {
 
 export const router = Router<IRequest, Args>({
   // A configuration mistake answers every request with a 500 that names it.
-  before: [(_request: IRequest, env: Env) => checkConfig(env)],
+  before: [
+    (_request: IRequest, env: Env) => {
+      checkConfig(env);
+      pusherApp(env); // some PUSHER_* set but not all: a mistake, named
+    },
+  ],
   catch: toErrorResponse,
   finally: [(response: Response, request: IRequest, env: Env) => withCors(response, request, env)],
 });
