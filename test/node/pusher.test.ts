@@ -23,7 +23,8 @@ function authorizer(user: PresenceUser | null, secret = NODE_PUSHER.secret) {
   const signer = backend({ secret });
   return {
     customHandler: ({ socketId, channelName: name }: { socketId: string; channelName: string }, callback: (error: Error | null, auth: unknown) => void) =>
-      callback(null, signer.authorizeChannel(socketId, name, name.startsWith("presence-") && user !== null ? user : undefined)),
+      // Laravel apps send numeric user ids; the SDK's types say string, the wire takes either.
+      callback(null, signer.authorizeChannel(socketId, name, name.startsWith("presence-") && user !== null ? (user as { user_id: string }) : undefined)),
   };
 }
 
@@ -273,7 +274,7 @@ describe("the HTTP API's signature checks", () => {
 
 describe("Laravel Echo over pusher-js", () => {
   async function echo(user: PresenceUser | null = null): Promise<Echo<"pusher">> {
-    const e = new Echo({
+    const e = new Echo<"pusher">({
       broadcaster: "pusher",
       key: NODE_PUSHER.key,
       cluster: "local",
