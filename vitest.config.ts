@@ -7,11 +7,14 @@ export const TEST_SECRETS = {
   PUBLISH_KEY: "test-publish-key,test-publish-key-previous",
 };
 
-const worker = (bindings: Record<string, unknown>) =>
+const worker = (bindings: Record<string, unknown>, outbound?: (request: Request) => Response) =>
   cloudflareTest({
     wrangler: { configPath: "./wrangler.toml" },
-    miniflare: { bindings: { ...TEST_SECRETS, ...bindings } },
+    miniflare: { bindings: { ...TEST_SECRETS, ...bindings }, ...(outbound ? { outboundService: outbound } : {}) },
   });
+
+/** The world outside the Worker for the options project: a webhook receiver that is down. */
+const receiverDown = () => new Response("receiver down", { status: 503 });
 
 export default defineConfig({
   test: {
@@ -46,6 +49,9 @@ export default defineConfig({
           worker({
             CONSOLE: "off",
             MAX_SUBSCRIPTIONS: "3",
+            // Webhooks on, to a receiver that is down (503, below): events stay in the outbox.
+            WEBHOOK_URL: "http://receiver.test/hooks",
+            WEBHOOK_SECRET: "test-webhook-secret",
             // As wrangler.toml passes it: a JSON array (bad-config below passes a JSON string).
             CHANNEL_OPTIONS: [
               { match: "chat-*", logMaxMessages: 5, clientPubPerS: 2 },
@@ -61,7 +67,7 @@ export default defineConfig({
               { match: "quiet-*", webhooks: false },
               { match: "exact-room", logMaxMessages: 3 },
             ],
-          }),
+          }, receiverDown),
         ],
         test: { name: "options", include: ["test/options/*.test.ts"], setupFiles: ["test/logs.ts"] },
       },

@@ -37,6 +37,9 @@ export interface Env {
   PUSHER_APP_ID?: string;
   PUSHER_KEY?: string;
   PUSHER_SECRET?: string;
+  /** Webhooks (DESIGN.md "Webhooks"): on when both are set (the secret with `wrangler secret put`). */
+  WEBHOOK_URL?: string;
+  WEBHOOK_SECRET?: string;
   /** The occupied channels, for Pusher's channel list (one object, named "directory"). */
   DIRECTORY: DurableObjectNamespace<DirectoryObject>;
 }

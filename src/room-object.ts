@@ -1,7 +1,9 @@
 import { configFor, optionsInForce, type ChannelConfig, type Env } from "./config.js";
 import { directory } from "./directory-object.js";
 import { pusherApp } from "./pusher/app.js";
+import { pusherData } from "./pusher/frames.js";
 import { Occupancy } from "./room/occupancy.js";
+import { Webhooks, webhookTarget, type WebhookEvent } from "./room/webhooks.js";
 import { log } from "./log.js";
 import { count } from "./metrics.js";
 import type { Cursor, Member, PublishInput, PublishResult } from "./protocol/index.js";
@@ -43,6 +45,10 @@ export { PRESENCE_TIMEOUT_MS } from "./room/presence.js";
 
 /** A change of occupancy the directory has not confirmed yet (Pusher's channel list). */
 const DIRECTORY_DUE = "directory-due";
+interface DirectoryChange {
+  channel: string;
+  occupied: boolean;
+}
 
 const retentionOf = (c: ChannelConfig): Retention => ({
   maxMessages: c.logMaxMessages,
@@ -65,6 +71,7 @@ export class RoomObject extends SocketHost {
   private readonly presence: Presence;
   private readonly edges: EdgeLinks;
   private readonly occupancy: Occupancy;
+  private readonly webhooks: Webhooks;
   /** The channel whose options the log's retention follows (a room serves one channel). */
   private retentionChannel = "";
 
@@ -74,7 +81,8 @@ export class RoomObject extends SocketHost {
     this.config(this.log.channelName);
     this.presence = new Presence(this.sockets, new RemoteMembers(ctx.storage.sql));
     this.edges = new EdgeLinks(ctx, env, (at) => this.alarms.by(at));
-    this.occupancy = new Occupancy(ctx.storage, (occupied, now) => this.occupancyChanged(occupied, now));
+    this.webhooks = new Webhooks(ctx.storage, env);
+    this.occupancy = new Occupancy(ctx.storage, (channel, occupied, now) => this.occupancyChanged(channel, occupied, now));
     if (!this.log.hasStoredEpoch) this.recallEpoch();
   }
 
@@ -96,6 +104,7 @@ export class RoomObject extends SocketHost {
       edges: () => this.edges.retry(this.log.channelName),
       occupancy: (now: number) => this.checkOccupancy(now),
       directory: () => this.tellDirectory(),
+      webhooks: (now: number) => this.webhooks.deliver(now),
     };
   }
 
@@ -123,7 +132,7 @@ export class RoomObject extends SocketHost {
     const { client, server, state } = this.open(connect, { seq: this.log.lastSeq, epoch: this.log.epoch }, this.opening(channel, start, null), extra);
     const member = this.sockets.isMember(state);
     if (member) this.announceJoin(server, state);
-    if (this.tracksOccupancy()) this.occupancy.arrived(Date.now());
+    if (this.tracksOccupancy(channel)) this.occupancy.arrived(channel, Date.now());
     count(this.env, channel, "connect");
 
     await this.watchExpiry(state);
@@ -145,6 +154,7 @@ export class RoomObject extends SocketHost {
   private announceJoin(ws: WebSocket, state: SocketState): void {
     const max = this.config(state.ch).presenceMaxMembers;
     const joined = this.presence.join(ws, state);
+    if (joined !== null) this.webhook({ name: "member_added", channel: state.ch, user_id: joined.id });
     const list = this.presence.list(max);
     this.delivery.to(ws, state, out({ t: "members", ...list }));
     // Beyond PRESENCE_MAX_MEMBERS, counts only: no join/leave storm to every socket.
@@ -166,6 +176,7 @@ export class RoomObject extends SocketHost {
     if (cap !== null && !this.presence.has(sub) && this.presence.count() >= cap) return null;
     const max = this.config(channel).presenceMaxMembers;
     const joined = this.presence.joinRemote(cid, edge, sub, info);
+    if (joined !== null) this.webhook({ name: "member_added", channel, user_id: joined.id });
     const list = this.presence.list(max);
     if (joined !== null && list.count <= max) this.announce(channel, "join", joined, null, cid);
     return list;
@@ -173,6 +184,7 @@ export class RoomObject extends SocketHost {
 
   async presenceLeave(channel: string, cid: string): Promise<void> {
     const left = this.presence.leaveRemote(cid);
+    if (left !== null) this.webhook({ name: "member_removed", channel, user_id: left.id });
     if (left !== null && this.presence.count() < this.config(channel).presenceMaxMembers) this.announce(channel, "leave", left, null, cid);
   }
 
@@ -185,6 +197,7 @@ export class RoomObject extends SocketHost {
   protected override gone(ws: WebSocket, state: SocketState): void {
     if (!isPresenceChannel(state.ch)) return;
     const left = this.presence.leave(ws, state);
+    if (left !== null) this.webhook({ name: "member_removed", channel: state.ch, user_id: left.id });
     if (left !== null && this.presence.count() < this.config(state.ch).presenceMaxMembers) {
       this.announce(state.ch, "leave", left, ws, null);
     }
@@ -208,9 +221,9 @@ export class RoomObject extends SocketHost {
     return results;
   }
 
-  /** A socket's `pub`, here or forwarded by an edge of this channel. */
+  /** A socket's `pub` to this room: a client publish (webhook `client_event`). */
   protected async publishFor(channel: string, sender: string | null, input: PublishInput): Promise<PublishResult> {
-    return this.publish(channel, input, sender, null);
+    return this.publishFromClient(channel, input, sender, null);
   }
 
   /**
@@ -218,7 +231,19 @@ export class RoomObject extends SocketHost {
    * its sender does not get back (`exclude`, its socket id).
    */
   async publishFromEdge(channel: string, input: PublishInput, sender: string | null, exclude: string | null = null): Promise<PublishResult> {
-    return this.publish(channel, input, sender, exclude);
+    return this.publishFromClient(channel, input, sender, exclude);
+  }
+
+  /** A client's publish: recorded like any, and told to the webhook in the same step. */
+  private async publishFromClient(channel: string, input: PublishInput, sender: string | null, exclude: string | null): Promise<PublishResult> {
+    this.config(channel);
+    const result = this.publishNow(channel, input, sender, exclude);
+    if (!result.duplicate) {
+      const who = { ...(sender === null ? {} : { user_id: sender }), ...(exclude === null ? {} : { socket_id: exclude }) };
+      this.webhook({ name: "client_event", channel, event: input.event, data: pusherData(input.data), ...who });
+    }
+    await this.alarms.ifNone("trim");
+    return result;
   }
 
   /**
@@ -271,7 +296,7 @@ export class RoomObject extends SocketHost {
     this.config(channel);
     this.log.ensureStored(channel); // the epoch edges' sockets are welcomed with must not change
     this.edges.add(edge);
-    if (this.tracksOccupancy()) this.occupancy.arrived(Date.now());
+    if (this.tracksOccupancy(channel)) this.occupancy.arrived(channel, Date.now());
     const catchUp = edgeCursor === null ? null : this.log.since(edgeCursor, Date.now());
     return { seq: this.log.lastSeq, epoch: this.log.epoch, opening: this.opening(channel, start, null), catchUp };
   }
@@ -285,45 +310,62 @@ export class RoomObject extends SocketHost {
   // ---- occupancy (Pusher's channel list, webhooks) -------------------------------------------
 
   /** Whether this channel's occupancy is tracked: only when something reads it. */
-  private tracksOccupancy(): boolean {
-    return pusherApp(this.env) !== null;
+  private tracksOccupancy(channel: string): boolean {
+    return pusherApp(this.env) !== null || this.webhooksOn(channel);
+  }
+
+  /** Whether any channel's occupancy may be tracked (cheap: no storage read). */
+  private get mayTrack(): boolean {
+    return pusherApp(this.env) !== null || webhookTarget(this.env) !== null;
+  }
+
+  private webhooksOn(channel: string): boolean {
+    return webhookTarget(this.env) !== null && this.config(channel).webhooks;
+  }
+
+  /** One outbox row, written in the caller's step; the alarm delivers it. */
+  private webhook(event: WebhookEvent): void {
+    if (!this.webhooksOn(event.channel)) return;
+    this.webhooks.add(event);
+    void this.alarms.by(Date.now());
   }
 
   /** A subscriber left: when none may be left, the alarm looks again (and vacates after 5 s). */
   private async mayBeEmpty(): Promise<void> {
-    if (!this.tracksOccupancy() || this.edges.count > 0 || this.sockets.count() > 1) return;
+    if (!this.mayTrack || this.edges.count > 0 || this.sockets.count() > 1) return;
     const at = this.occupancy.mayBeEmpty(Date.now());
     if (at !== null) await this.alarms.by(at);
   }
 
   private checkOccupancy(now: number): number | null {
-    if (!this.tracksOccupancy() || !this.occupancy.occupied) return null;
+    if (!this.mayTrack || !this.occupancy.occupied) return null;
     const subscribers = this.sockets.count() + this.edges.count;
     if (subscribers === 0) this.occupancy.mayBeEmpty(now);
     return this.occupancy.check(subscribers, now);
   }
 
   /** Runs in the step that stored the change: what is due is written with it. */
-  private occupancyChanged(occupied: boolean, now: number): void {
+  private occupancyChanged(channel: string, occupied: boolean, now: number): void {
+    this.webhook({ name: occupied ? "channel_occupied" : "channel_vacated", channel });
     if (pusherApp(this.env) !== null) {
-      this.ctx.storage.kv.put(DIRECTORY_DUE, occupied);
+      this.ctx.storage.kv.put<DirectoryChange>(DIRECTORY_DUE, { channel, occupied });
       void this.alarms.by(now);
     }
   }
 
   /** The alarm's job: tells the directory of a change, until it has answered. */
   private async tellDirectory(): Promise<number | null> {
-    const due = this.ctx.storage.kv.get<boolean>(DIRECTORY_DUE);
+    const due = this.ctx.storage.kv.get<DirectoryChange>(DIRECTORY_DUE);
     if (due === undefined) return null;
     try {
-      await directory(this.env).set(this.log.channelName, due);
+      await directory(this.env).set(due.channel, due.occupied);
     } catch (err) {
-      log("error", { where: "directory", channel: this.log.channelName, error: String(err) });
+      log("error", { where: "directory", channel: due.channel, error: String(err) });
       return Date.now() + 5000;
     }
     // A change made meanwhile is told on the next run.
-    if (this.ctx.storage.kv.get<boolean>(DIRECTORY_DUE) === due) this.ctx.storage.kv.delete(DIRECTORY_DUE);
-    else return Date.now();
+    if (this.ctx.storage.kv.get<DirectoryChange>(DIRECTORY_DUE)?.occupied !== due.occupied) return Date.now();
+    this.ctx.storage.kv.delete(DIRECTORY_DUE);
     return null;
   }
 

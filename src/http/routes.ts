@@ -14,6 +14,7 @@ import { preflight, withCors } from "./cors.js";
 import { connectionEdge } from "./connection-edges.js";
 import { requireSocket, toErrorResponse } from "./errors.js";
 import { pusherApp } from "../pusher/app.js";
+import { webhookTarget } from "../room/webhooks.js";
 import { pusherApi } from "../pusher/http-api.js";
 import { pusherSocket } from "../pusher/socket-route.js";
 import { parseBatchOption, parseHistory, parseSseStart, parseStart } from "./params.js";
@@ -184,7 +185,9 @@ export const router = Router<IRequest, Args>({
   before: [
     (_request: IRequest, env: Env) => {
       checkConfig(env);
-      pusherApp(env); // some PUSHER_* set but not all: a mistake, named
+      // Some PUSHER_* set but not all, or one WEBHOOK_* alone: a mistake, named.
+      pusherApp(env);
+      webhookTarget(env);
     },
   ],
   catch: toErrorResponse,

@@ -54,13 +54,16 @@ export const subscriptionError = (channel: string, status: 400 | 401 | 403, erro
 export const memberAdded = (channel: string, m: Member) => frame("pusher_internal:member_added", { user_id: m.id, user_info: m.info }, channel);
 export const memberRemoved = (channel: string, m: Member) => frame("pusher_internal:member_removed", { user_id: m.id }, channel);
 
+/** Stored data (JSON text) as a Pusher `data` string: a string itself, anything else its JSON. */
+export const pusherData = (stored: string): string => (stored.startsWith('"') ? (JSON.parse(stored) as string) : stored);
+
 /**
  * A logged message as Pusher clients get it: `data` is the message's data itself when that is a
  * string, else its JSON text, so pusher-js parses either into what the publisher sent. Client
  * events on presence channels name their sender (`user_id`).
  */
 export function channelEvent(channel: string, m: LoggedMessage): string {
-  const data = m.data.startsWith('"') ? (JSON.parse(m.data) as string) : m.data;
+  const data = pusherData(m.data);
   const user = m.sender !== null && channel.startsWith("presence-") && m.event.startsWith("client-") ? { user_id: m.sender } : {};
   return JSON.stringify({ event: m.event, channel, data, ...user });
 }

@@ -10,6 +10,8 @@ export const VACATE_AFTER_MS = 5000;
 const KEY = "occupancy";
 
 interface Stored {
+  /** The channel (a hub may wake in an alarm, before anything names it). */
+  channel: string;
   occupied: boolean;
   /** When the channel was last seen empty while still occupied (ms), or null. */
   emptySince: number | null;
@@ -21,11 +23,11 @@ export class Occupancy {
   /** `changed` runs in the same step as the stored change, so what it writes is written with it. */
   constructor(
     private readonly storage: DurableObjectStorage,
-    private readonly changed: (occupied: boolean, now: number) => void,
+    private readonly changed: (channel: string, occupied: boolean, now: number) => void,
   ) {}
 
   private read(): Stored {
-    return (this.state ??= this.storage.kv.get<Stored>(KEY) ?? { occupied: false, emptySince: null });
+    return (this.state ??= this.storage.kv.get<Stored>(KEY) ?? { channel: "", occupied: false, emptySince: null });
   }
 
   private write(next: Stored): void {
@@ -37,12 +39,12 @@ export class Occupancy {
     return this.read().occupied;
   }
 
-  /** A subscriber arrived. */
-  arrived(now: number): void {
+  /** A subscriber of `channel` arrived. */
+  arrived(channel: string, now: number): void {
     const s = this.read();
     if (s.occupied && s.emptySince === null) return;
-    this.write({ occupied: true, emptySince: null });
-    if (!s.occupied) this.changed(true, now);
+    this.write({ channel, occupied: true, emptySince: null });
+    if (!s.occupied) this.changed(channel, true, now);
   }
 
   /**
@@ -52,7 +54,7 @@ export class Occupancy {
   mayBeEmpty(now: number): number | null {
     const s = this.read();
     if (!s.occupied) return null;
-    if (s.emptySince === null) this.write({ occupied: true, emptySince: now });
+    if (s.emptySince === null) this.write({ ...s, emptySince: now });
     return (s.emptySince ?? now) + VACATE_AFTER_MS;
   }
 
@@ -61,12 +63,12 @@ export class Occupancy {
     const s = this.read();
     if (!s.occupied || s.emptySince === null) return null;
     if (subscribers > 0) {
-      this.write({ occupied: true, emptySince: null });
+      this.write({ ...s, emptySince: null });
       return null;
     }
     if (now - s.emptySince < VACATE_AFTER_MS) return s.emptySince + VACATE_AFTER_MS;
-    this.write({ occupied: false, emptySince: null });
-    this.changed(false, now);
+    this.write({ ...s, occupied: false, emptySince: null });
+    this.changed(s.channel, false, now);
     return null;
   }
 }
