@@ -130,9 +130,9 @@ export class RoomObject extends SocketHost {
 
     const extra: Partial<SocketState> = this.log.hasStoredEpoch ? {} : { ep: this.log.epoch };
     const { client, server, state } = this.open(connect, { seq: this.log.lastSeq, epoch: this.log.epoch }, this.opening(channel, start, null), extra);
+    if (this.tracksOccupancy(channel)) this.occupancy.arrived(channel, Date.now());
     const member = this.sockets.isMember(state);
     if (member) this.announceJoin(server, state);
-    if (this.tracksOccupancy(channel)) this.occupancy.arrived(channel, Date.now());
     count(this.env, channel, "connect");
 
     await this.watchExpiry(state);
