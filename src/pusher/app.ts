@@ -1,7 +1,7 @@
 // The Pusher app this deployment answers as (DESIGN.md "Pusher-compatible endpoint"): on when
 // PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET are all set, off when none is. Some but not all is
 // a configuration mistake, answered like any other (500 naming it), never a half-on endpoint.
-import type { Env } from "../config.js";
+import { perEnv, type Env } from "../config.js";
 import { ServiceError } from "../protocol/index.js";
 
 export interface PusherApp {
@@ -13,7 +13,9 @@ export interface PusherApp {
 const NAMES = ["PUSHER_APP_ID", "PUSHER_KEY", "PUSHER_SECRET"] as const;
 
 /** The app, or null when the endpoint is off. */
-export function pusherApp(env: Partial<Env>): PusherApp | null {
+export const pusherApp = perEnv(readApp);
+
+function readApp(env: Partial<Env>): PusherApp | null {
   const [id, key, secret] = NAMES.map((name) => (env[name] ?? "").trim());
   if (!id && !key && !secret) return null;
   if (!id || !key || !secret) {

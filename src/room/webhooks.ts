@@ -4,7 +4,7 @@
 // posts the outbox in order, batched, one delivery at a time: a delivery keeps its name, body
 // and signature across retries (backoff on network errors, timeouts, 429 and 5xx, for up to
 // 24 h); any other 4xx is logged and dropped. Nothing is created until the first event.
-import type { Env } from "../config.js";
+import { perEnv, type Env } from "../config.js";
 import { log } from "../log.js";
 import { pusherApp } from "../pusher/app.js";
 import { hmacHex } from "../pusher/signature.js";
@@ -22,7 +22,9 @@ export interface WebhookTarget {
 }
 
 /** The receiver, or null when webhooks are off; one of the two settings alone is a mistake, named. */
-export function webhookTarget(env: Partial<Env>): WebhookTarget | null {
+export const webhookTarget = perEnv(readTarget);
+
+function readTarget(env: Partial<Env>): WebhookTarget | null {
   const url = (env.WEBHOOK_URL ?? "").trim();
   const secret = (env.WEBHOOK_SECRET ?? "").trim();
   if (!url && !secret) return null;

@@ -32,21 +32,24 @@ interface Delivery {
 /** A local receiver: answers 503 while down, records every attempt and whether it was signed right. */
 class Receiver {
   down = false;
+  /** Answers 400 to deliveries that hold an event of this channel (a receiver that rejects them). */
+  rejects: string | null = null;
   readonly attempts: Delivery[] = [];
   private server!: http.Server;
   url = "";
 
   async start(): Promise<void> {
-    const pusher = new PusherServer({ appId: NODE_PUSHER.appId, key: NODE_PUSHER.key, secret: NODE_PUSHER.secret });
+    const pusher = new PusherServer({ appId: NODE_PUSHER.appId, key: NODE_PUSHER.key, secret: NODE_PUSHER.secret, host: "127.0.0.1" });
     this.server = http.createServer((req, res) => {
       let raw = "";
       req.on("data", (chunk) => (raw += chunk));
       req.on("end", () => {
-        const status = this.down ? 503 : 200;
+        const events = (JSON.parse(raw) as { events: Delivery["events"] }).events;
+        const status = this.down ? 503 : events.some((e) => e.channel === this.rejects) ? 400 : 200;
         this.attempts.push({
           id: String(req.headers["x-hibercast-delivery"]),
           status,
-          events: (JSON.parse(raw) as { events: Delivery["events"] }).events,
+          events,
           signed: verifyWebhook(SECRET, raw, req.headers["x-hibercast-signature"] as string | undefined),
           // A Pusher webhook handler, unchanged: the SDK checks X-Pusher-Key and X-Pusher-Signature.
           pusherSigned: pusher.webhook({ headers: req.headers as Record<string, string>, rawBody: raw }).isValid(),
@@ -133,3 +136,19 @@ it("loses nothing and keeps the order while the receiver is down, and across a r
   expect(receiver.attempts.filter((a) => a.id === refused.id).map((a) => a.status)).toContain(200);
   expect(receiver.attempts.filter((a) => a.events.some((e) => e.channel === ch)).every((a) => a.signed)).toBe(true);
 }, 90_000);
+
+it("drops a delivery the receiver rejects with a 4xx other than 429 (no retry), and goes on with the next", async () => {
+  const ch = channelName("hooks-rejected");
+  receiver.rejects = ch;
+  const ws = new WebSocket(`${server.url.replace("http", "ws")}/v1/channels/${ch}/ws`);
+  await new Promise((resolve) => ws.once("message", resolve));
+  await until(() => receiver.attempts.some((a) => a.status === 400), 10_000, "a rejected delivery");
+  receiver.rejects = null;
+  ws.close();
+  await until(() => receiver.received(ch).includes("channel_vacated"), 15_000, "the next delivery");
+  const attempts = receiver.attempts.filter((a) => a.events.some((e) => e.channel === ch));
+  expect(attempts.map((a) => [a.status, a.events.map((e) => e.name)])).toEqual([
+    [400, ["channel_occupied"]],
+    [200, ["channel_vacated"]],
+  ]);
+}, 30_000);
