@@ -52,6 +52,9 @@ export default defineConfig({
             // Webhooks on, to a receiver that is down (503, below): events stay in the outbox.
             WEBHOOK_URL: "http://receiver.test/hooks",
             WEBHOOK_SECRET: "test-webhook-secret",
+            PUSHER_APP_ID: "77",
+            PUSHER_KEY: "test-pusher-key",
+            PUSHER_SECRET: "test-pusher-secret",
             // As wrangler.toml passes it: a JSON array (bad-config below passes a JSON string).
             CHANNEL_OPTIONS: [
               { match: "chat-*", logMaxMessages: 5, clientPubPerS: 2 },
