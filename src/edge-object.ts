@@ -8,7 +8,7 @@ import { authorizePusherChannel, isPrivate, PusherRefusal, type PusherGrant } fr
 import * as pusher from "./pusher/frames.js";
 import type { RoomObject } from "./room-object.js";
 import { readConnect, rewindOf, type ConnectRequest, type Start } from "./room/connect.js";
-import type { Push, Pushed } from "./room/edges.js";
+import { hubStub, type Push, type Pushed } from "./room/edges.js";
 import { msgOut, out } from "./room/outgoing.js";
 import type { LoggedMessage, Replay } from "./room/replay-log.js";
 import { overLimit, SocketHost, type Opening } from "./room/socket-host.js";
@@ -101,7 +101,7 @@ export class EdgeObject extends SocketHost {
   }
 
   private hub(channel: string): DurableObjectStub<RoomObject> {
-    return this.env.ROOMS.get(this.env.ROOMS.idFromName(channel));
+    return hubStub(this.env, channel);
   }
 
   /** Runs `step` after every earlier step for this channel. */
@@ -338,24 +338,25 @@ export class EdgeObject extends SocketHost {
 
   /** `sub`: authorized per channel (a per-sub token, else the connection's), then like a socket of its own. */
   private async subscribe(ws: WebSocket, state: SocketState, req: SubRequest): Promise<void> {
-    await this.reserving(ws, state, req.ch, () => this.subscribeNow(ws, state, req));
+    if (!(await this.reserving(ws, state, req.ch, () => this.subscribeNow(ws, state, req)))) throw new ServiceError("bad_request", `already subscribed to ${req.ch}`);
   }
 
   /**
    * Runs a connection's subscribe to `ch` while holding its place: subscriptions still being set
-   * up count too (several subscribe frames may arrive at once). Refuses a second one to the same
-   * channel, and one over MAX_SUBSCRIPTIONS.
+   * up count too (several subscribe frames may arrive at once). Answers false, doing nothing, when
+   * the connection is subscribed to `ch` already or on its way; refuses one over MAX_SUBSCRIPTIONS.
    */
-  private async reserving(ws: WebSocket, state: SocketState, ch: string, subscribe: () => Promise<void>): Promise<void> {
+  private async reserving(ws: WebSocket, state: SocketState, ch: string, subscribe: () => Promise<void>): Promise<boolean> {
     const pending = this.subscribing.get(state.cid) ?? new Set<string>();
     const subs = this.indexOf(state).subsOf(ws);
-    if (subs[ch] !== undefined || pending.has(ch)) throw new ServiceError("bad_request", `already subscribed to ${ch}`);
+    if (subs[ch] !== undefined || pending.has(ch)) return false;
     const max = this.config(ch).maxSubscriptions;
     if (Object.keys(subs).length + pending.size >= max) throw new ServiceError("too_large", `at most ${max} channels per connection (MAX_SUBSCRIPTIONS)`);
     pending.add(ch);
     this.subscribing.set(state.cid, pending);
     try {
       await subscribe();
+      return true;
     } finally {
       pending.delete(ch);
       if (pending.size === 0) this.subscribing.delete(state.cid);
@@ -482,6 +483,7 @@ export class EdgeObject extends SocketHost {
     if (typeof ch !== "string" || !isValidChannel(ch)) throw new ServiceError("bad_request", `pusher:subscribe needs a channel of ${CHANNEL_RULE}`);
     const app = requirePusherApp(this.env);
     const config = this.config(ch);
+    // A second subscribe to the same channel changes nothing (pusher-js never sends one).
     try {
       await this.reserving(ws, state, ch, async () => {
         const grant = await authorizePusherChannel(app, state.cid, ch, data, config.requireAuth);
@@ -489,8 +491,6 @@ export class EdgeObject extends SocketHost {
       });
     } catch (err) {
       if (err instanceof ServiceError && err.code === "too_large") throw new PusherRefusal(403, err.message);
-      // A second subscribe to the same channel changes nothing (pusher-js never sends one).
-      if (err instanceof ServiceError && err.code === "bad_request") return;
       throw err;
     }
   }

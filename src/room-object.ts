@@ -205,12 +205,9 @@ export class RoomObject extends SocketHost {
 
   // ---- publish: record, then deliver -------------------------------------------------------
 
-  /** Publish from the Worker (HTTP). The input is already validated there. */
+  /** Publish from the Worker (HTTP, or Pusher's HTTP API). The input is already validated there. */
   async publish(channel: string, input: PublishInput, sender: string | null, exclude: string | null): Promise<PublishResult> {
-    this.config(channel);
-    const result = this.publishNow(channel, input, sender, exclude);
-    await this.alarms.ifNone("trim");
-    return result;
+    return this.record(channel, input, sender, exclude, false);
   }
 
   /** Several messages to this channel, in order (batch publish: one room call per channel). */
@@ -223,7 +220,7 @@ export class RoomObject extends SocketHost {
 
   /** A socket's `pub` to this room: a client publish (webhook `client_event`). */
   protected async publishFor(channel: string, sender: string | null, input: PublishInput): Promise<PublishResult> {
-    return this.publishFromClient(channel, input, sender, null);
+    return this.record(channel, input, sender, null, true);
   }
 
   /**
@@ -231,14 +228,14 @@ export class RoomObject extends SocketHost {
    * its sender does not get back (`exclude`, its socket id).
    */
   async publishFromEdge(channel: string, input: PublishInput, sender: string | null, exclude: string | null = null): Promise<PublishResult> {
-    return this.publishFromClient(channel, input, sender, exclude);
+    return this.record(channel, input, sender, exclude, true);
   }
 
-  /** A client's publish: recorded like any, and told to the webhook in the same step. */
-  private async publishFromClient(channel: string, input: PublishInput, sender: string | null, exclude: string | null): Promise<PublishResult> {
+  /** One publish; a client's is told to the webhook in the same step as its log row. */
+  private async record(channel: string, input: PublishInput, sender: string | null, exclude: string | null, byClient: boolean): Promise<PublishResult> {
     this.config(channel);
     const result = this.publishNow(channel, input, sender, exclude);
-    if (!result.duplicate) {
+    if (byClient && !result.duplicate) {
       const who = { ...(sender === null ? {} : { user_id: sender }), ...(exclude === null ? {} : { socket_id: exclude }) };
       this.webhook({ name: "client_event", channel, event: input.event, data: pusherData(input.data), ...who });
     }

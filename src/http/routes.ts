@@ -7,7 +7,7 @@ import { CONSOLE_CSP, CONSOLE_HTML } from "../console/bundle.generated.js";
 import { log } from "../log.js";
 import { CHANNEL_RULE, isObject, isValidChannel, LIMITS, ServiceError, toPublishInput, type HttpErrorCode, type PublishInput } from "../protocol/index.js";
 import { connectRequest } from "../room/connect.js";
-import { edgeName, edgeStub } from "../room/edges.js";
+import { edgeName, edgeStub, hubStub } from "../room/edges.js";
 import { byChannel, parseBatch, type BatchResult } from "./batch.js";
 import { mediaType, readJson, readText } from "./body.js";
 import { preflight, withCors } from "./cors.js";
@@ -34,7 +34,7 @@ function channelOf(request: IRequest): string {
   return name;
 }
 
-const room = (env: Env, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
+const room = hubStub;
 
 /**
  * Where a channel's new socket or SSE stream goes: its room, or for a sharded channel one of its

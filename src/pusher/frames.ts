@@ -31,8 +31,10 @@ export function newSocketId(): string {
 
 export const SOCKET_ID_RE = /^\d{1,20}\.\d{1,20}$/;
 
-const frame = (event: string, data: unknown, channel?: string) =>
-  JSON.stringify(channel === undefined ? { event, data: typeof data === "string" ? data : JSON.stringify(data) } : { event, channel, data: typeof data === "string" ? data : JSON.stringify(data) });
+function frame(event: string, data: unknown, channel?: string): string {
+  const text = typeof data === "string" ? data : JSON.stringify(data);
+  return JSON.stringify(channel === undefined ? { event, data: text } : { event, channel, data: text });
+}
 
 export const established = (socketId: string) => frame("pusher:connection_established", { socket_id: socketId, activity_timeout: ACTIVITY_TIMEOUT_S });
 

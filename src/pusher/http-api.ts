@@ -7,6 +7,7 @@ import { configFor, type Env } from "../config.js";
 import { directory } from "../directory-object.js";
 import { readText } from "../http/body.js";
 import { isObject, isValidChannel, CHANNEL_RULE, LIMITS, ServiceError, type PublishInput } from "../protocol/index.js";
+import { hubStub } from "../room/edges.js";
 import { requirePusherApp, type PusherApp } from "./app.js";
 import { SOCKET_ID_RE, storedData } from "./frames.js";
 import { md5Hex, verifyHmacHex } from "./signature.js";
@@ -25,7 +26,7 @@ class PusherHttpError extends Error {
 }
 const badRequest = (message: string) => new PusherHttpError(400, message);
 
-const room = (env: Env, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
+const room = hubStub;
 
 /** A presence channel's members, from its hub. */
 async function membersOf(env: Env, channel: string): Promise<{ members: { id: string }[]; count: number }> {

@@ -23,7 +23,8 @@ function sendTo(ws: WebSocket, transport: Transport, frame: Out): boolean {
   }
 }
 
-function sendEach(sockets: WebSocket[], text: string, exclude: WebSocket | null = null): number {
+/** One text to each socket but `exclude`; answers how many took it. */
+export function sendEach(sockets: WebSocket[], text: string, exclude: WebSocket | null = null): number {
   let sent = 0;
   for (const ws of sockets) {
     if (ws === exclude) continue;

@@ -22,6 +22,9 @@ export const edgeName = (channel: string, k: number) => `${channel}#${k}`;
 
 export const edgeStub = (env: Env, name: string) => env.EDGES.get(env.EDGES.idFromName(name));
 
+/** A channel's hub: its RoomObject, named by the channel. */
+export const hubStub = (env: Env, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
+
 const BEHIND_KEY = "edges-behind";
 const RETRY_MS = 1000;
 

@@ -4,7 +4,7 @@
 // after a socket is accepted, so the subscriptions live in each socket's attachment and this
 // index is rebuilt from them once per wake. Each channel gets its own Delivery, so its frames
 // keep their order and coalesce into batch frames per channel.
-import { Delivery } from "./delivery.js";
+import { Delivery, sendEach } from "./delivery.js";
 import type { Dialect, MuxSub, SocketState, Sockets } from "./sockets.js";
 import { stateOf } from "./sockets.js";
 
@@ -46,17 +46,8 @@ export class Multiplexed {
 
   /** One text to every connection on a channel but `except` (a cid), each as it is: no coalescing. */
   sendAll(channel: string, text: string, except: string | null): number {
-    let sent = 0;
-    for (const [cid, ws] of this.built().get(channel) ?? []) {
-      if (cid === except) continue;
-      try {
-        ws.send(text);
-        sent++;
-      } catch {
-        // closing: its close handler cleans up
-      }
-    }
-    return sent;
+    const skip = except === null ? null : (this.built().get(channel)?.get(except) ?? null);
+    return sendEach(this.of(channel), text, skip);
   }
 
   /** The delivery of one channel to the connections subscribed to it (always in batch frames). */

@@ -81,12 +81,6 @@ export class Webhooks {
     this.sql.exec("INSERT INTO webhook_outbox (event) VALUES (?)", JSON.stringify(event));
   }
 
-  /** Events not yet delivered (tests and stats). */
-  pending(): WebhookEvent[] {
-    if (!this.hasTable()) return [];
-    return this.sql.exec<{ event: string }>("SELECT event FROM webhook_outbox ORDER BY id").toArray().map((r) => JSON.parse(r.event) as WebhookEvent);
-  }
-
   /** The alarm's job: attempts the next delivery when it is due. Answers when to run again. */
   async deliver(now: number): Promise<number | null> {
     const target = webhookTarget(this.env);
