@@ -81,6 +81,14 @@ interface Pending {
 
 const OPEN = 1;
 
+/** The moves `setState` allows: `closed` is final; `reconnecting` repeats while attempts fail. */
+const NEXT: Record<State, readonly State[]> = {
+  connecting: ["open", "reconnecting", "closed"],
+  open: ["reconnecting", "closed"],
+  reconnecting: ["reconnecting", "open", "closed"],
+  closed: [],
+};
+
 /** The `exp` of a JWT, in ms, without verifying it (the server does that). */
 function tokenExpiry(token: string): number | null {
   try {
@@ -95,14 +103,13 @@ function tokenExpiry(token: string): number | null {
 export class Connection<W extends AnyWelcome = WelcomeFrame> {
   /** Lifecycle: open, welcome, reset, reconnecting, close, error. */
   readonly events = new Emitter<LifecycleEvents<W>>();
-  state: State = "connecting";
+  private current: State = "connecting";
 
   private readonly options: Required<Pick<ConnectionOptions, "pingIntervalMs" | "pongTimeoutMs" | "refreshTokenBeforeMs" | "publishTimeoutMs" | "connectTimeoutMs">> & { backoff: BackoffOptions };
   private readonly WS: WebSocketConstructor;
   private ws: WebSocketLike | null = null;
   private token: string | undefined;
   private attempt = 0;
-  private welcomed = false;
   private triedFreshToken = false;
   private readonly pending = new Map<string, Pending>();
   private timers = new Set<ReturnType<typeof setTimeout>>();
@@ -127,6 +134,11 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
     };
   }
 
+  /** `open` from the welcome on (frames may be sent), until the socket drops. */
+  get state(): State {
+    return this.current;
+  }
+
   /** Starts the first attempt (a separate step so the user is fully built first). */
   start(): void {
     void this.connect();
@@ -142,13 +154,13 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
     return new Promise((resolve, reject) => {
       const entry: Pending = { frame, resolve, reject, timer: null };
       this.pending.set(id, entry);
-      if (this.welcomed) this.sendPending(id, entry);
+      if (this.state === "open") this.sendPending(id, entry);
     });
   }
 
   /** Sends a frame now if the socket is open (a frame that may be lost with a drop: `sub`, `unsub`). */
   send(frame: string): void {
-    if (this.ws?.readyState === OPEN && this.welcomed) this.ws.send(frame);
+    if (this.ws?.readyState === OPEN && this.state === "open") this.ws.send(frame);
   }
 
   /** Drops the current socket and connects again (the user's URL carries the resume point). */
@@ -162,8 +174,11 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
     this.finish(1000, "closed by client");
   }
 
-  private setState(state: State): void {
-    this.state = state;
+  /** Every change of state goes through here; answers false, changing nothing, for a move not allowed. */
+  private setState(state: State): boolean {
+    if (!NEXT[this.current].includes(state)) return false;
+    this.current = state;
+    return true;
   }
 
   // ---- attempts ------------------------------------------------------------------------
@@ -174,6 +189,7 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
       try {
         this.token = await this.config.getToken();
       } catch (err) {
+        if ((this.state as State) === "closed") return;
         this.events.emit("error", new HibercastError("unauthorized", `getToken failed: ${String(err)}`));
         return this.retry(4401, "getToken failed");
       }
@@ -184,13 +200,13 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
 
     const ws = new this.WS(url.toString());
     this.ws = ws;
-    this.welcomed = false;
     ws.addEventListener("open", () => this.events.emit("open", { attempt: this.attempt }));
-    ws.addEventListener("message", (ev: { data: unknown }) => this.receive(typeof ev.data === "string" ? ev.data : String(ev.data)));
+    // A socket already given up on (connect timeout, no pong) may still deliver what it had.
+    ws.addEventListener("message", (ev: { data: unknown }) => ws === this.ws && this.receive(typeof ev.data === "string" ? ev.data : String(ev.data)));
     ws.addEventListener("close", (ev: { code: number; reason: string }) => this.dropped(ws, ev.code, ev.reason));
     ws.addEventListener("error", () => {}); // a close event follows
     this.later(() => {
-      if (ws === this.ws && !this.welcomed) this.giveUp(ws, "connect timeout");
+      if (ws === this.ws && this.state !== "open") this.giveUp(ws, "connect timeout");
     }, this.options.connectTimeoutMs);
   }
 
@@ -198,7 +214,6 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
   private dropped(ws: WebSocketLike, code: number, reason: string): void {
     if (ws !== this.ws) return;
     this.ws = null;
-    this.welcomed = false;
     this.stopHeartbeat();
     for (const entry of this.pending.values()) this.clearTimer(entry);
     if (this.state === "closed") return;
@@ -216,8 +231,9 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
   }
 
   private retry(code: number, reason: string, delayMs = backoffDelay(this.attempt, this.options.backoff)): void {
+    // Not after close(): a getToken that fails once the app closed must not start a new attempt.
+    if (!this.setState("reconnecting")) return;
     this.attempt++;
-    this.setState("reconnecting");
     this.events.emit("reconnecting", { attempt: this.attempt, delayMs, code, reason });
     this.later(() => void this.connect(), delayMs);
   }
@@ -289,8 +305,7 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
   }
 
   private welcome(frame: W): void {
-    this.welcomed = true;
-    this.setState("open");
+    if (!this.setState("open")) return; // a second welcome on the same socket changes nothing
     this.attempt = 0;
     this.triedFreshToken = false;
     this.user.welcomed(frame);

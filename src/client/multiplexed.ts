@@ -1,11 +1,12 @@
 // Many channels over one socket (`GET /v1/ws`): one connection (backoff, heartbeat, tokens,
 // pending acks) and a subscription per channel, each with the same API as `subscribe()`'s. After
 // every reconnect each channel is subscribed again from its own cursor, so each resumes exactly.
-import type { ConnectionWelcomeFrame, ServerFrame, WelcomeFrame } from "../protocol/index.js";
+import type { ConnectionWelcomeFrame, ErrorCode, ServerFrame } from "../protocol/index.js";
 import { Connection, type ConnectionOptions, type LifecycleEvents, type State } from "./connection.js";
 import { Emitter } from "./emitter.js";
 import { HibercastError } from "./errors.js";
 import { Subscription, type EventMap } from "./subscription.js";
+import { socketUrl } from "./url.js";
 
 export interface ConnectOptions extends ConnectionOptions {
   /** The service's base URL, e.g. `https://rt.example.com` (http(s) or ws(s)). */
@@ -24,6 +25,9 @@ export interface ChannelOptions {
 /** Lifecycle events that concern the whole connection, passed on to every channel. */
 const SHARED = ["open", "reconnecting", "close", "error"] as const;
 
+/** An `err` answering a `sub` with one of these is a refusal: that channel is over. */
+const REFUSED: readonly ErrorCode[] = ["unauthorized", "forbidden", "bad_request", "too_large"];
+
 export class MultiplexedConnection {
   /** The connection's lifecycle (welcome here is the v2 welcome, with no channel). */
   readonly events: Emitter<LifecycleEvents<ConnectionWelcomeFrame>>;
@@ -31,15 +35,11 @@ export class MultiplexedConnection {
   cid: string | null = null;
 
   private readonly socket: Connection<ConnectionWelcomeFrame>;
-  private readonly subs = new Map<string, { sub: Subscription<EventMap>; events: Emitter<LifecycleEvents>; token?: string }>();
+  private readonly subs = new Map<string, { sub: Subscription<EventMap>; token?: string }>();
 
   constructor(private readonly options: ConnectOptions) {
     this.socket = new Connection<ConnectionWelcomeFrame>(options, {
-      url: () => {
-        const url = new URL("v1/ws", options.url.endsWith("/") ? options.url : `${options.url}/`);
-        url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
-        return url;
-      },
+      url: () => socketUrl(options.url, "v1/ws"),
       welcomed: (frame) => {
         this.cid = frame.cid;
         for (const channel of this.subs.keys()) this.sendSub(channel);
@@ -48,11 +48,12 @@ export class MultiplexedConnection {
     });
     this.events = this.socket.events;
     for (const name of SHARED) {
-      const pass = (value: LifecycleEvents[typeof name]) => {
-        for (const { events } of this.subs.values()) (events.emit as (n: string, v: unknown) => void)(name, value);
-      };
-      this.events.on(name, pass as never);
+      this.events.on(name, (value) => {
+        for (const { sub } of [...this.subs.values()]) sub.passOn(name, value);
+      });
     }
+    // Closed for good (by close() or on an error): every channel ended with it, above.
+    this.events.on("close", () => this.subs.clear());
     this.socket.start();
   }
 
@@ -63,9 +64,9 @@ export class MultiplexedConnection {
   /** Subscribes to a channel over this connection: the same subscription as `subscribe()` gives. */
   subscribe<Events extends EventMap = EventMap>(channel: string, options: ChannelOptions = {}): Subscription<Events> {
     if (this.subs.has(channel)) throw new HibercastError("bad_request", `already subscribed to ${channel} on this connection`);
-    const events = new Emitter<LifecycleEvents>();
+    // Nothing would ever subscribe it: it would wait in `subscribing` for good.
+    if (this.socket.state === "closed") throw new HibercastError("closed", "connection is closed");
     const sub = new Subscription<Events>({ url: this.options.url, channel, since: options.since, rewind: options.rewind }, () => ({
-      events,
       get state() {
         return socketState();
       },
@@ -74,7 +75,7 @@ export class MultiplexedConnection {
       close: () => this.unsubscribe(channel),
     }));
     const socketState = () => (this.subs.has(channel) ? this.socket.state : "closed");
-    this.subs.set(channel, { sub: sub as Subscription<EventMap>, events, token: options.token });
+    this.subs.set(channel, { sub: sub as Subscription<EventMap>, token: options.token });
     if (this.socket.state === "open") this.sendSub(channel);
     return sub;
   }
@@ -87,7 +88,6 @@ export class MultiplexedConnection {
   /** Closes the connection and every channel on it. */
   close(): void {
     this.socket.close();
-    this.subs.clear();
   }
 
   private unsubscribe(channel: string): void {
@@ -95,7 +95,7 @@ export class MultiplexedConnection {
     if (entry === undefined) return;
     this.subs.delete(channel);
     this.send({ t: "unsub", ch: channel });
-    entry.events.emit("close", { code: 1000, reason: "unsubscribed" });
+    entry.sub.end("client_closed");
   }
 
   private sendSub(channel: string): void {
@@ -115,28 +115,27 @@ export class MultiplexedConnection {
     if (entry === undefined || ch === undefined) return;
     switch (frame.t) {
       case "subscribed": {
-        const welcome: WelcomeFrame = { t: "welcome", v: 1, ch, cid: this.cid ?? "", seq: frame.seq, epoch: frame.epoch };
-        entry.sub.welcomed(welcome);
-        entry.events.emit("welcome", welcome);
+        const cid = this.cid!; // subs are sent after the welcome that named it
+        entry.sub.subscribed(cid, frame.seq, frame.epoch);
+        // Kept for apps that listen for `welcome` per channel; `state` says the same.
+        entry.sub.passOn("welcome", { t: "welcome", v: 1, ch, cid, seq: frame.seq, epoch: frame.epoch });
         return;
       }
       case "unsubscribed": {
         // The server ended it (token expired, not granted): final for this channel.
         this.subs.delete(ch);
-        const error = new HibercastError(frame.code ?? "forbidden", frame.message ?? "unsubscribed by the server");
-        entry.events.emit("error", error);
-        entry.events.emit("close", { code: 1000, reason: error.message, error });
-        return;
+        return entry.sub.end("server_ended", new HibercastError(frame.code ?? "forbidden", frame.message ?? "unsubscribed by the server"));
       }
       case "err": {
         const error = new HibercastError(frame.code, frame.message);
-        entry.events.emit("error", error);
-        // A refused `sub` is final for that channel; other errors are reported and it goes on.
-        if (["unauthorized", "forbidden", "bad_request", "too_large"].includes(frame.code) && entry.sub.cid === null) {
+        // An `err` with no `id` about a channel still subscribing answers its `sub`: on the first
+        // subscribe or after a reconnect (an expired per-channel token), a refusal is final.
+        if (entry.sub.state === "subscribing" && frame.id === undefined && REFUSED.includes(frame.code)) {
           this.subs.delete(ch);
-          entry.events.emit("close", { code: 1000, reason: frame.message, error });
+          return entry.sub.end("refused", error);
         }
-        return;
+        // Anything else is reported and the channel goes on.
+        return entry.sub.passOn("error", error);
       }
       default:
         return entry.sub.receive(frame);

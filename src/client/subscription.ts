@@ -2,10 +2,13 @@
 // members. It rides on a connection of its own (`subscribe()`), or on a multiplexed connection
 // shared with other channels (`connect().subscribe()`, multiplexed.ts); either way it sees every
 // message once and in order across drops.
-import type { Cursor, Member, MsgFrame, ServerFrame, WelcomeFrame } from "../protocol/index.js";
+import type { Cursor, Member, MsgFrame, ServerFrame } from "../protocol/index.js";
 import { randomId } from "./backoff.js";
 import { Connection, type Ack, type ConnectionOptions, type LifecycleEvents, type State } from "./connection.js";
 import { Emitter } from "./emitter.js";
+import { HibercastError } from "./errors.js";
+import { canMove, type StateChange, type StateReason, type SubscriptionState } from "./state.js";
+import { socketUrl } from "./url.js";
 
 export interface SubscribeOptions extends ConnectionOptions {
   /** The service's base URL, e.g. `https://rt.example.com` (http(s) or ws(s)). */
@@ -26,20 +29,28 @@ export interface PresenceEvents {
 export type EventMap = Record<string, unknown>;
 type MessageHandler<E extends string, D> = (data: D, message: MsgFrame<E, D>) => void;
 
-/** What carries a subscription's frames: its own connection, or its share of a multiplexed one. */
+/** A subscription's lifecycle: its connection's events, and the subscription's own `state`. */
+export interface SubscriptionEvents extends LifecycleEvents {
+  state: StateChange;
+}
+
+/** Connection events a subscription passes on to the app (`reset` it raises itself). */
+export const PASSED_ON = ["open", "welcome", "reconnecting", "close", "error"] as const;
+
+/** Close codes of a refused socket: the subscription was refused, not the network lost. */
+const REFUSALS = [4400, 4401, 4403];
+
+/**
+ * What carries a subscription's frames: its own connection, or its share of a multiplexed one.
+ * The carrier tells the subscription what happens through `subscribed`, `receive`, `passOn` and `end`.
+ */
 export interface Link {
-  readonly events: Emitter<LifecycleEvents>;
+  /** The carrying connection's state (`closed` for a channel that left its connection). */
   readonly state: State;
   /** Sends a frame answered by `ack` (a publish), built for this link (`ch` where needed). */
   publish(id: string, event: string, data: unknown): Promise<Ack>;
   reconnect(): void;
   close(): void;
-}
-
-function socketUrl(base: string, channel: string): URL {
-  const url = new URL(`v1/channels/${encodeURIComponent(channel)}/ws`, base.endsWith("/") ? base : `${base}/`);
-  url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
-  return url;
 }
 
 /**
@@ -60,6 +71,10 @@ export class Subscription<Events extends EventMap = EventMap> {
   cid: string | null = null;
 
   private readonly link: Link;
+  private readonly events = new Emitter<SubscriptionEvents>();
+  private current: SubscriptionState = "subscribing";
+  /** Why it ended, for `ready()` calls made after the fact. */
+  private endError: HibercastError | undefined;
   private readonly messages = new Map<string, Set<MessageHandler<string, unknown>>>();
 
   /** `link` is given by a multiplexed connection; without it the subscription opens its own socket. */
@@ -74,11 +89,11 @@ export class Subscription<Events extends EventMap = EventMap> {
     }
     const socket = new Connection(config, {
       url: () => this.nextUrl(),
-      welcomed: (frame) => this.welcomed(frame),
+      welcomed: (frame) => this.subscribed(frame.cid, frame.seq, frame.epoch),
       frame: (frame) => this.receive(frame),
     });
+    for (const name of PASSED_ON) socket.events.on(name, (value) => this.passOn(name, value));
     this.link = {
-      events: socket.events,
       get state() {
         return socket.state;
       },
@@ -89,13 +104,33 @@ export class Subscription<Events extends EventMap = EventMap> {
     socket.start();
   }
 
-  /** Connection lifecycle: open, welcome, reset, reconnecting, close, error. */
-  get connection(): Emitter<LifecycleEvents> {
-    return this.link.events;
+  /** Lifecycle: state, and the connection's open, welcome, reset, reconnecting, close, error. */
+  get connection(): Emitter<SubscriptionEvents> {
+    return this.events;
   }
 
-  get state(): State {
+  /** subscribing → subscribed, back to subscribing while the connection is down; unsubscribed is final. */
+  get state(): SubscriptionState {
+    return this.current;
+  }
+
+  /** The carrying connection's state: connecting, open, reconnecting, closed. */
+  get connectionState(): State {
     return this.link.state;
+  }
+
+  /** Resolves once subscribed (at once if it is); rejects if it ends first, with the reason's error. */
+  ready(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const settle = (): boolean => {
+        if (this.current === "subscribed") resolve();
+        else if (this.current === "unsubscribed") reject(this.endError ?? new HibercastError("closed", "unsubscribed"));
+        else return false;
+        return true;
+      };
+      if (settle()) return;
+      const off = this.events.on("state", () => settle() && off());
+    });
   }
 
   get channel(): string {
@@ -118,6 +153,7 @@ export class Subscription<Events extends EventMap = EventMap> {
    * reconnect, so a drop never loses or doubles one.
    */
   publish<K extends keyof Events & string>(event: K, data: Events[K], options: { id?: string } = {}): Promise<Ack> {
+    if (this.current === "unsubscribed") return Promise.reject(new HibercastError("closed", `not subscribed to ${this.channel}`));
     return this.link.publish(options.id ?? randomId(), event, data);
   }
 
@@ -135,7 +171,7 @@ export class Subscription<Events extends EventMap = EventMap> {
   }
 
   private nextUrl(): URL {
-    const url = socketUrl(this.config.url, this.config.channel);
+    const url = socketUrl(this.config.url, `v1/channels/${encodeURIComponent(this.config.channel)}/ws`);
     url.searchParams.set("batch", "1"); // frames of a burst come packed; the connection unpacks them
     if (this.cursor !== null) {
       url.searchParams.set("since", String(this.cursor.seq));
@@ -152,15 +188,43 @@ export class Subscription<Events extends EventMap = EventMap> {
     return this.config.rewind ? { rewind: this.config.rewind } : {};
   }
 
-  /** The channel's welcome (or a multiplexed connection's `subscribed`, as a welcome). */
-  welcomed(frame: WelcomeFrame): void {
-    this.cid = frame.cid;
+  /** From the carrier: the server accepted it (the channel's welcome, or `subscribed`) on connection `cid`. */
+  subscribed(cid: string, seq: number, epoch: string): void {
+    this.cid = cid;
     if (this.cursor === null) {
       // Live from here; a rewind's replay has seqs after this point.
-      this.cursor = { seq: Math.max(0, frame.seq - (this.config.rewind ?? 0)), epoch: frame.epoch };
+      this.cursor = { seq: Math.max(0, seq - (this.config.rewind ?? 0)), epoch };
     } else if (this.cursor.epoch === null) {
-      this.cursor = { seq: this.cursor.seq, epoch: frame.epoch };
+      this.cursor = { seq: this.cursor.seq, epoch };
     }
+    this.setState("subscribed");
+  }
+
+  /** From the carrier: a connection event, passed on to the app after the state it implies. */
+  passOn<K extends (typeof PASSED_ON)[number]>(name: K, value: SubscriptionEvents[K]): void {
+    if (name === "reconnecting") this.setState("subscribing", "connection_lost");
+    if (name === "close") {
+      const { code, error } = value as SubscriptionEvents["close"];
+      this.setState("unsubscribed", error === undefined ? "client_closed" : REFUSALS.includes(code) ? "refused" : "connection_failed", error);
+    }
+    this.events.emit(name, value);
+  }
+
+  /** From a multiplexed carrier: this channel alone is over (error, then state, then close). */
+  end(reason: StateReason, error?: HibercastError): void {
+    if (this.current === "unsubscribed") return;
+    if (error !== undefined) this.events.emit("error", error);
+    this.setState("unsubscribed", reason, error);
+    this.events.emit("close", error === undefined ? { code: 1000, reason: "unsubscribed" } : { code: 1000, reason: error.message, error });
+  }
+
+  /** Every change of state goes through here; a move `canMove` does not allow changes nothing. */
+  private setState(newState: SubscriptionState, reason?: StateReason, error?: HibercastError): void {
+    const oldState = this.current;
+    if (!canMove(oldState, newState)) return;
+    this.current = newState;
+    if (newState === "unsubscribed") this.endError = error;
+    this.events.emit("state", { newState, oldState, ...(reason && { reason }), ...(error && { error }) });
   }
 
   receive(frame: ServerFrame): void {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { backoffDelay, DEFAULT_BACKOFF, Emitter } from "../../src/client/index";
+import { socketUrl } from "../../src/client/url";
 
 describe("backoff", () => {
   it("is full jitter: between 0 and min(max, initial * 2^attempt)", () => {
@@ -36,5 +37,16 @@ describe("typed emitter", () => {
       console.error = quiet;
     }
     expect(seen).toEqual(["a1", "bx"]);
+  });
+});
+
+describe("socketUrl", () => {
+  it("turns http(s) into ws(s), leaves ws(s) as it is, and keeps a base path with or without its slash", () => {
+    expect(socketUrl("http://localhost:8787", "v1/ws").href).toBe("ws://localhost:8787/v1/ws");
+    expect(socketUrl("https://rt.example", "v1/ws").href).toBe("wss://rt.example/v1/ws");
+    expect(socketUrl("wss://rt.example/", "v1/ws").href).toBe("wss://rt.example/v1/ws");
+    expect(socketUrl("ws://rt.example", "v1/ws").href).toBe("ws://rt.example/v1/ws");
+    expect(socketUrl("https://example.com/rt", "v1/ws").href).toBe("wss://example.com/rt/v1/ws");
+    expect(socketUrl("https://example.com/rt/", "v1/ws").href).toBe("wss://example.com/rt/v1/ws");
   });
 });
