@@ -1,5 +1,5 @@
 // `npm run check:config [-- --config path/to/wrangler.toml]`: checks the vars of every
-// environment in wrangler.toml offline, with the Worker's own parser (src/config.ts), so a
+// environment in wrangler.toml offline, with the Worker's own parser (src/settings/config.ts), so a
 // broken CHANNEL_OPTIONS or a typo in a numeric var is found before a deploy. Exit 1 names each
 // mistake. CI runs it.
 import { build } from "esbuild";
@@ -20,7 +20,7 @@ const dir = mkdtempSync(path.join(os.tmpdir(), "hibercast-check-config-"));
 let failed = 0;
 try {
   const out = path.join(dir, "config.mjs");
-  const entry = 'export { configFor } from "./src/config.ts"; export { setLogSink } from "./src/log.ts";';
+  const entry = 'export { configFor } from "./src/settings/config.ts"; export { setLogSink } from "./src/server/log.ts";';
   await build({ stdin: { contents: entry, resolveDir: root, loader: "ts" }, outfile: out, bundle: true, format: "esm", platform: "neutral", logLevel: "warning" });
   const { configFor, setLogSink } = await import(pathToFileURL(out).href);
   setLogSink(() => {}); // the mistakes are printed below, once each

@@ -1,18 +1,18 @@
-// DirectoryObject: which channels are occupied, for Pusher's channel list (GET /apps/:id/channels).
-// One object (named "directory"); hubs tell it when their channel becomes occupied or vacated
-// (after the 5 s debounce), from their alarm, until it has answered. Nothing else reads it.
+// DirectoryObject (binding DIRECTORY): which channels are occupied, for Pusher's channel list
+// (GET /apps/:id/channels). One object (named "directory"); hubs tell it when their channel
+// becomes occupied or vacated (after the 5 s debounce), from their alarm, until it has answered.
 import { DurableObject } from "cloudflare:workers";
-import type { Env } from "./config.js";
-
-export const DIRECTORY = "directory";
+import type { Env } from "./env.js";
+import type { DirectoryRpc } from "./rpc.js";
+import { TABLES } from "./schema.js";
 
 /** At most this many channels in one answer (Pusher's list is meant for small apps and dashboards). */
 const LIST_MAX = 1000;
 
-export class DirectoryObject extends DurableObject<Env> {
+export class DirectoryObject extends DurableObject<Env> implements DirectoryRpc {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS occupied (channel TEXT PRIMARY KEY) WITHOUT ROWID");
+    ctx.storage.sql.exec(TABLES.occupied);
   }
 
   async set(channel: string, occupied: boolean): Promise<void> {
@@ -27,5 +27,3 @@ export class DirectoryObject extends DurableObject<Env> {
     return rows.map((r) => r.channel).filter((c) => c.startsWith(prefix));
   }
 }
-
-export const directory = (env: Env) => env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY));

@@ -1,7 +1,7 @@
 // Every kind of configuration mistake, each named with its var, rule and field; and the forms
 // CHANNEL_OPTIONS may take. (End to end: the "options" and "bad-config" test projects.)
 import { describe, expect, it } from "vitest";
-import { configFor } from "../src/config";
+import { configFor } from "../src/settings/config";
 
 /** The error configFor throws for these vars (each call is a fresh env object: parsed anew). */
 function mistake(vars: Record<string, unknown>): string {

@@ -5,9 +5,9 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { MsgFrame } from "../src/protocol";
-import { call, channelName, publishOk, seqsOf, SseReader, TestSocket } from "./helpers";
+import { call, channelName, publishOk, seqsOf, SseReader, TestSocket, hubOf } from "./helpers";
 
-const stubOf = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
+const stubOf = hubOf;
 const EPOCH = /^[0-9a-f]{12}$/;
 
 /** The README's raw client: the cursor follows welcome, reset and msg frames. */
@@ -87,8 +87,8 @@ describe("the epoch of a channel that never had a publish", () => {
     const ch = channelName();
     const [, welcome] = await TestSocket.subscribe(ch);
     const rebuilt = await runInDurableObject(stubOf(ch), (room, state) => {
-      const Room = room.constructor as new (s: DurableObjectState, e: typeof env) => { history(ch: string, q: object): Promise<string> };
-      return new Room(state, env).history(ch, { cursor: null, before: null, limit: 1 });
+      const Room = room.constructor as new (s: DurableObjectState, e: typeof env) => { history(q: object): Promise<string> };
+      return new Room(state, env).history({ cursor: null, before: null, limit: 1 });
     });
     expect(JSON.parse(rebuilt).epoch).toBe(welcome.epoch);
   });

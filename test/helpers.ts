@@ -1,5 +1,5 @@
 // Test helpers: talk to the Worker the way clients do, through its fetch handler.
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 
 export const BASE = "http://hibercast.test";
@@ -23,6 +23,11 @@ export interface HistoryPage {
 }
 
 export const seqsOf = (frames: { seq: number }[]) => frames.map((f) => f.seq);
+
+/** A channel's hub, as the Worker reaches it (tests may also look inside it). */
+export const hubOf = (channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
+/** An edge by name (a shard `channel#k`, or a pool's). */
+export const edgeOf = (name: string) => env.EDGES.get(env.EDGES.idFromName(name));
 
 export function call(path: string, init?: RequestInit): Promise<Response> {
   return exports.default.fetch(new Request(BASE + path, init));

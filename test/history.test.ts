@@ -1,7 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, type HistoryPage, publishOk, seqsOf, TestSocket, token } from "./helpers";
+import { call, channelName, type HistoryPage, publishOk, seqsOf, TestSocket, token, hubOf } from "./helpers";
 
 type History = HistoryPage;
 const history = async (ch: string, query = "", headers: Record<string, string> = {}) => {
@@ -50,7 +50,7 @@ describe("history", () => {
     const { body } = await history(ch);
     expect(body).toEqual({ messages: [], seq: 0, epoch: expect.stringMatching(/^[0-9a-f]{12}$/), reset: false });
     expect(await (await call(`/v1/channels/${ch}`)).json()).toMatchObject({ seq: 0, log: { count: 0, oldestSeq: null } });
-    const tables = await runInDurableObject(env.ROOMS.get(env.ROOMS.idFromName(ch)), (_room, state) => state.storage.sql.exec("SELECT name FROM sqlite_master").toArray());
+    const tables = await runInDurableObject(hubOf(ch), (_room, state) => state.storage.sql.exec("SELECT name FROM sqlite_master").toArray());
     expect(tables.filter((t) => !String(t.name).startsWith("_cf"))).toEqual([]);
   });
 

@@ -2,7 +2,7 @@
 // run in this same isolate) goes to `logged` instead of the console, so `npm test` prints test
 // results. A failing test prints the lines it produced, to help explain the failure.
 import { beforeEach } from "vitest";
-import { setLogSink, type LogLine } from "../src/log";
+import { setLogSink, type LogLine } from "../src/server/log";
 
 export const logged: LogLine[] = [];
 

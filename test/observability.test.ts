@@ -22,7 +22,7 @@ it("writes one structured line per connect, publish, refusal and close, without 
 });
 
 it("writes JSON lines to the console by default, errors to stderr", async () => {
-  const { log, setLogSink } = await import("../src/log");
+  const { log, setLogSink } = await import("../src/server/log");
   const lines: string[][] = [];
   const [out, err] = [console.log, console.error];
   console.log = (...args: unknown[]) => void lines.push(["out", ...args.map(String)]);
@@ -42,7 +42,7 @@ it("writes JSON lines to the console by default, errors to stderr", async () => 
 });
 
 it("writes per-channel counters to Analytics Engine when bound, and is a no-op when not", async () => {
-  const { count } = await import("../src/metrics");
+  const { count } = await import("../src/server/metrics");
   const points: AnalyticsEngineDataPoint[] = [];
   count({ ANALYTICS: { writeDataPoint: (p?: AnalyticsEngineDataPoint) => void points.push(p!) } }, "scores", "delivered", 42);
   expect(points).toEqual([{ blobs: ["scores", "delivered"], doubles: [42], indexes: ["scores"] }]);
@@ -52,7 +52,7 @@ it("writes per-channel counters to Analytics Engine when bound, and is a no-op w
 });
 
 it("sums up a storm of one event in one line instead of a line each", async () => {
-  const { LogBudget } = await import("../src/log");
+  const { LogBudget } = await import("../src/server/log");
   const budget = new LogBudget("connect", 3, ["channel"]);
   const now = 7_000_999; // 1 ms before a second ends: the summary is written 1 ms later
   for (let i = 0; i < 8; i++) budget.log({ channel: "storm", cid: `c${i}` }, now);

@@ -1,7 +1,8 @@
 // The wire contract's shared pieces, as every side uses them: one error becomes an HTTP answer,
 // an err frame and a refusal close; one table says what a client does after each close code.
 import { describe, expect, it } from "vitest";
-import { CLOSE, ERROR_STATUS, errorOfClose, retryAfter, ServiceError } from "../src/protocol";
+import { CLOSE, ERROR_STATUS, errorOfClose, retryAfter } from "../src/protocol";
+import { ServiceError } from "../src/server/service-error";
 
 describe("one error model", () => {
   it("becomes the HTTP answer, the err frame and the refusal close of its code", async () => {

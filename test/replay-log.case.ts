@@ -2,7 +2,7 @@
 // common.case.test.ts): the channel's SQLite log now, an edge's tail cache later. Each
 // implementation supplies a harness that keeps `maxMessages` and appends messages 1, 2, 3, ….
 import { describe, expect, it } from "vitest";
-import type { ReplaySource } from "../src/room/replay-log";
+import type { ReplaySource } from "../src/hub/replay-log";
 
 export interface ReplayHarness {
   source: ReplaySource;

@@ -1,8 +1,8 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect, it } from "vitest";
-import { ReplayLog } from "../src/room/replay-log";
-import { channelName } from "./helpers";
+import { ReplayLog } from "../src/hub/replay-log";
+import { channelName, hubOf } from "./helpers";
 import { replaySourceContract } from "./replay-log.case";
 
 /** Wraps the room's SQL storage to add up rowsWritten over every statement. */
@@ -21,7 +21,7 @@ const retention = { maxMessages: 1000, maxAgeS: 3600, dedupeWindowS: 300 };
 const input = (i: number) => ({ event: "e", data: JSON.stringify({ i }), id: `id-${i}` });
 
 replaySourceContract("the channel's SQLite log", (maxMessages, body) =>
-  runInDurableObject(env.ROOMS.get(env.ROOMS.idFromName(channelName("contract"))), (_room, state) => {
+  runInDurableObject(hubOf(channelName("contract")), (_room, state) => {
     const log = new ReplayLog(state.storage.sql, { ...retention, maxMessages });
     body({
       source: log,
@@ -36,7 +36,7 @@ replaySourceContract("the channel's SQLite log", (maxMessages, body) =>
 );
 
 it("writes at most 2 SQLite rows per publish in steady state", async () => {
-  const stub = env.ROOMS.get(env.ROOMS.idFromName(channelName()));
+  const stub = hubOf(channelName());
   await runInDurableObject(stub, (_room, state) => {
     const { sql, counter } = counting(state.storage.sql);
     const log = new ReplayLog(sql, retention);
@@ -55,7 +55,7 @@ it("writes at most 2 SQLite rows per publish in steady state", async () => {
 });
 
 it("creates no storage for reads of a channel that never had a publish", async () => {
-  const stub = env.ROOMS.get(env.ROOMS.idFromName(channelName()));
+  const stub = hubOf(channelName());
   await runInDurableObject(stub, (_room, state) => {
     const log = new ReplayLog(state.storage.sql, retention);
     expect(log.since({ seq: 0, epoch: null }, Date.now())).toEqual({ reset: false, messages: [] });
@@ -70,7 +70,7 @@ it("creates no storage for reads of a channel that never had a publish", async (
 });
 
 it("keeps seqs counting and the epoch new after a purge", async () => {
-  const stub = env.ROOMS.get(env.ROOMS.idFromName(channelName()));
+  const stub = hubOf(channelName());
   await runInDurableObject(stub, (_room, state) => {
     const log = new ReplayLog(state.storage.sql, retention);
     const now = Date.now();
@@ -89,7 +89,7 @@ it("keeps seqs counting and the epoch new after a purge", async () => {
 });
 
 replaySourceContract("an edge's tail", async (maxMessages, body) => {
-  const { ChannelTail } = await import("../src/room/tail");
+  const { ChannelTail } = await import("../src/edge/tail");
   const tail = new ChannelTail("tail-epoch", 0, maxMessages);
   body({
     source: tail,

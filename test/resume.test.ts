@@ -1,9 +1,9 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, publishOk, seqsOf, TestSocket } from "./helpers";
+import { call, channelName, publishOk, seqsOf, TestSocket, hubOf } from "./helpers";
 
-const stubOf = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
+const stubOf = hubOf;
 const seqs = seqsOf;
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 

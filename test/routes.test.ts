@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { asServiceError, ServiceError } from "../src/protocol";
+import { asServiceError, ServiceError } from "../src/server/service-error";
 import { call, channelName } from "./helpers";
 
 async function errorOf(res: Response) {

@@ -1,9 +1,9 @@
 import { evictDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, publishOk, SseReader, token } from "./helpers";
+import { call, channelName, publishOk, SseReader, token, hubOf } from "./helpers";
 
-const stubOf = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
+const stubOf = hubOf;
 const sse = (ch: string, query = "", headers: Record<string, string> = {}) => SseReader.open(`/v1/channels/${ch}/sse${query}`, headers);
 
 describe("Server-Sent Events", () => {

@@ -1,14 +1,11 @@
 // The contract between the Worker and a room for taking a socket: the Worker authenticates and
 // parses, then hands the room what it decided in one internal header the client cannot set.
-import type { Claims, Identity } from "../auth.js";
-import type { Cursor } from "../protocol/index.js";
+import type { Claims, Identity } from "../server/auth.js";
+import type { Start } from "../rpc.js";
+
+export type { Start };
 import type { Transport } from "./sockets.js";
 
-/** Where a new subscription starts: after a cursor (resume), the last N messages, or live. */
-export interface Start {
-  cursor: Cursor | null;
-  rewind: number;
-}
 
 /** How many messages a new subscriber is first sent: its rewind, and at least 1 on a latest-value channel. */
 export function rewindOf(start: Start, latest: boolean): number {
@@ -22,8 +19,6 @@ export interface ConnectRequest {
   transport: Transport;
   /** The socket takes `batch` frames (`?batch=1`). */
   batch: boolean;
-  /** Set when an edge takes the socket: the edge's name (`channel#k`, or `conn#k` for connections). */
-  edge?: string;
   /**
    * A connection with no channel yet: multiplexed (`GET /v1/ws`, with the connection token's
    * claims, if any) or Pusher's (`GET /app/:key`).

@@ -3,7 +3,8 @@
 // not bytes, so frames that pile up while a flush is pending go out as one `batch` frame to the
 // sockets that opted in (`?batch=1`) and as one write of several events to SSE streams.
 import type { CloseCode } from "../protocol/index.js";
-import { LIMITS, ServiceError } from "../protocol/index.js";
+import { LIMITS } from "../protocol/index.js";
+import { ServiceError } from "../server/service-error.js";
 import { out, sseEvent, type Out } from "./outgoing.js";
 import type { Group, SocketState, Transport } from "./sockets.js";
 

@@ -1,6 +1,6 @@
 // Frames as a room sends them: serialized once, then formatted for each transport.
 import type { ServerFrame } from "../protocol/index.js";
-import type { LoggedMessage } from "./replay-log.js";
+import type { LoggedMessage } from "../hub/replay-log.js";
 
 /** A frame serialized once, ready for any transport; `id` is a msg's SSE id (EPOCH:SEQ). */
 export interface Out {

@@ -1,6 +1,7 @@
 // The room's sockets: the one module that owns the tag scheme and the attachment shape, so the
 // rest of the room asks for "the sockets of user u" or "this socket's state" and never spells a
 // tag. State lives in the runtime (tags + attachments), so it survives hibernation.
+import { isPresenceChannel } from "../protocol/channels.js";
 
 /** How a socket's frames leave the room: as JSON text, or pre-formatted for the SSE relay. */
 export type Transport = "ws" | "sse";
@@ -13,11 +14,14 @@ export type Transport = "ws" | "sse";
 export type Group = "ws" | "wb" | "sse";
 
 /**
- * Connections that name their channels in their frames, by dialect: hibercast's multiplexed
- * connections (`GET /v1/ws`) and Pusher connections (`GET /app/:key`). Their channels are in
- * the attachment.
+ * The tag of connections that name their channels in their frames: hibercast's multiplexed
+ * connections (`GET /v1/ws`, "mx") and Pusher connections (`GET /app/:key`, "pz"). Their
+ * channels are in the attachment.
  */
-export type Dialect = "mx" | "pz";
+export type ConnectionTag = "mx" | "pz";
+
+/** The socket protocol a socket speaks (connections/dialects/ has one file for each). */
+export type Kind = "channel" | "mux" | "pusher";
 
 /** Per-socket state, kept in the socket's attachment (≤ 16 KiB: this channel's grants only). */
 export interface SocketState {
@@ -65,17 +69,20 @@ export interface MuxSub {
   exp: number | null;
 }
 
-export const isPresenceChannel = (channel: string) => channel.startsWith("presence-");
-
 export function newCid(): string {
   return crypto.randomUUID().replaceAll("-", "").slice(0, 16);
 }
 
 export const stateOf = (ws: WebSocket) => ws.deserializeAttachment() as SocketState | null;
 
-export const dialectOf = (state: SocketState): Dialect => (state.pz ? "pz" : "mx");
+export const kindOf = (state: SocketState): Kind => (state.pz ? "pusher" : state.subs !== undefined ? "mux" : "channel");
 
-const groupOf = (state: SocketState): Group | Dialect => (state.subs !== undefined ? dialectOf(state) : state.tr === "sse" ? "sse" : state.b ? "wb" : "ws");
+const groupOf = (state: SocketState): Group | ConnectionTag => (state.pz ? "pz" : state.subs !== undefined ? "mx" : state.tr === "sse" ? "sse" : state.b ? "wb" : "ws");
+
+/** A new socket's state: the one place its shape is spelled (kinds add their own fields). */
+export function newState(fields: Pick<SocketState, "ch" | "tr"> & Partial<SocketState>): SocketState {
+  return { cid: newCid(), sub: null, pub: false, exp: null, info: null, at: Date.now(), ...fields };
+}
 
 /**
  * The room's view of its sockets. The count of open sockets is taken once per wake and then kept
@@ -109,11 +116,15 @@ export class Sockets {
     this.counted = total + 1;
   }
 
-  /** Call when a socket reports its close or error. */
-  gone(ws: WebSocket): void {
-    if (this.counted === undefined || this.uncounted.has(ws)) return;
+  /**
+   * Call when a socket goes (its close or error, or the server's own close); answers false when
+   * it was already reported, so its cleanup runs once.
+   */
+  gone(ws: WebSocket): boolean {
+    if (this.uncounted.has(ws)) return false;
     this.uncounted.add(ws);
-    this.counted = Math.max(0, this.counted - 1);
+    if (this.counted !== undefined) this.counted = Math.max(0, this.counted - 1);
+    return true;
   }
 
   save(ws: WebSocket, state: SocketState): void {
@@ -150,9 +161,9 @@ export class Sockets {
     return this.ctx.getWebSockets(group);
   }
 
-  /** Connections of one dialect (multiplexed or Pusher). */
-  connections(dialect: Dialect): WebSocket[] {
-    return this.ctx.getWebSockets(dialect);
+  /** Connections of one kind (multiplexed or Pusher). */
+  connections(tag: ConnectionTag): WebSocket[] {
+    return this.ctx.getWebSockets(tag);
   }
 
   /** Every socket: only for work done once per wake, never on the accept path. */

@@ -3,7 +3,7 @@
 // replay contract (test/replay-log.case.ts): it answers `reset` whenever it cannot serve a cursor
 // exactly, and the edge then asks the hub's log instead.
 import type { Cursor } from "../protocol/index.js";
-import type { LoggedMessage, Replay, ReplaySource } from "./replay-log.js";
+import type { LoggedMessage, Replay, ReplaySource } from "../hub/replay-log.js";
 
 export class ChannelTail implements ReplaySource {
   private frames: LoggedMessage[] = [];

@@ -1,4 +1,6 @@
-import { CHANNEL_RULE, checkId, isObject, isValidChannel, LIMITS, ServiceError, toPublishInput, type HttpErrorCode, type PublishInput, type PublishResult } from "../protocol/index.js";
+import { CHANNEL_RULE, isValidChannel, LIMITS, type HttpErrorCode, type PublishResult } from "../protocol/index.js";
+import { checkId, isObject, toPublishInput, type PublishInput } from "../server/input.js";
+import { ServiceError } from "../server/service-error.js";
 
 /** One message of a batch, validated, in request order. */
 export interface BatchItem {

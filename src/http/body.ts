@@ -1,4 +1,4 @@
-import { ServiceError } from "../protocol/index.js";
+import { ServiceError } from "../server/service-error.js";
 
 /** "json" for application/json and +json types, "text" for text/plain or none, else the type. */
 export function mediaType(request: Request): string {

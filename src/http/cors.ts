@@ -1,4 +1,5 @@
-import { secretList, type Env } from "../config.js";
+import { secretList } from "../settings/per-env.js";
+import type { Env } from "../env.js";
 
 /** `ALLOWED_ORIGINS`: "*" (default) or a list of exact origins. */
 function allowedOrigins(env: Env): "*" | string[] {

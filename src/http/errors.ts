@@ -1,11 +1,11 @@
 // Errors as answers: a JSON error response, or for a refused WebSocket upgrade an accepted
 // socket that says why (browsers cannot read the status of a failed handshake).
 import type { IRequest } from "itty-router";
-import type { Env } from "../config.js";
-import { log } from "../log.js";
+import type { Env } from "../env.js";
+import { log } from "../server/log.js";
 import { originAllowed } from "./cors.js";
-import { count } from "../metrics.js";
-import { asServiceError, ServiceError } from "../protocol/index.js";
+import { count } from "../server/metrics.js";
+import { asServiceError, ServiceError } from "../server/service-error.js";
 
 export const isUpgrade = (request: Request) => request.headers.get("upgrade")?.toLowerCase() === "websocket";
 

@@ -1,8 +1,9 @@
 // Query parameters and headers of the subscribe and history routes, parsed into what the room
 // takes: a Start (resume, rewind or live) or a HistoryQuery. Anything malformed is a 400.
-import { LIMITS, ServiceError } from "../protocol/index.js";
-import type { Start } from "../room/connect.js";
-import type { HistoryQuery } from "../room/history.js";
+import { LIMITS } from "../protocol/index.js";
+import { ServiceError } from "../server/service-error.js";
+import type { Start } from "../connections/connect.js";
+import type { HistoryQuery } from "../hub/history.js";
 
 const SEQ_RE = /^(0|[1-9][0-9]{0,15})$/;
 const EPOCH_RE = /^[A-Za-z0-9_-]{1,64}$/;

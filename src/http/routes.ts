@@ -1,20 +1,23 @@
 // The Worker's routes: each parses and authorizes its request, then makes one call to the
 // channel's room. Auth happens here, so a refused request never wakes a room.
 import { Router, type IRequest } from "itty-router";
-import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, requirePublishKey, verifyToken } from "../auth.js";
-import { checkConfig, configFor, type Env } from "../config.js";
+import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, requirePublishKey, verifyToken } from "../server/auth.js";
+import { checkConfig, configFor } from "../settings/config.js";
+import type { Env } from "../env.js";
 import { CONSOLE_CSP, CONSOLE_HTML } from "../console/bundle.generated.js";
-import { log } from "../log.js";
-import { CHANNEL_RULE, isObject, isValidChannel, LIMITS, ServiceError, toPublishInput, type HttpErrorCode, type PublishInput } from "../protocol/index.js";
-import { connectRequest } from "../room/connect.js";
-import { edgeName, edgeStub, hubStub } from "../room/edges.js";
+import { log } from "../server/log.js";
+import { CHANNEL_RULE, isPresenceChannel, isValidChannel, LIMITS, type HttpErrorCode } from "../protocol/index.js";
+import { isObject, toPublishInput, type PublishInput } from "../server/input.js";
+import { ServiceError } from "../server/service-error.js";
+import { connectRequest } from "../connections/connect.js";
+import { edgeName, edgeStub, hubStub } from "../rpc.js";
 import { byChannel, parseBatch, type BatchResult } from "./batch.js";
 import { mediaType, readJson, readText } from "./body.js";
 import { preflight, withCors } from "./cors.js";
 import { connectionEdge } from "./connection-edges.js";
 import { requireSocket, toErrorResponse } from "./errors.js";
 import { pusherApp } from "../pusher/app.js";
-import { webhookTarget } from "../room/webhooks.js";
+import { webhookTarget } from "../hub/webhooks.js";
 import { pusherApi } from "../pusher/http-api.js";
 import { pusherSocket } from "../pusher/socket-route.js";
 import { parseBatchOption, parseHistory, parseSseStart, parseStart } from "./params.js";
@@ -34,17 +37,14 @@ function channelOf(request: IRequest): string {
   return name;
 }
 
-const room = hubStub;
-
 /**
  * Where a channel's new socket or SSE stream goes: its room, or for a sharded channel one of its
  * edges at random (publish, history, purge, stats and presence always go to the room, the hub).
  */
-function subscriber(env: Env, channel: string): { stub: { fetch(request: Request): Promise<Response> }; edge?: string } {
+function subscriber(env: Env, channel: string): { fetch(request: Request): Promise<Response> } {
   const shards = configFor(env, channel).shards;
-  if (shards <= 1) return { stub: room(env, channel) };
-  const edge = edgeName(channel, Math.floor(Math.random() * shards));
-  return { stub: edgeStub(env, edge), edge };
+  if (shards <= 1) return hubStub(env, channel);
+  return edgeStub(env, edgeName(channel, Math.floor(Math.random() * shards)));
 }
 
 
@@ -57,8 +57,7 @@ async function subscribeWs(request: IRequest, env: Env): Promise<Response> {
   const start = parseStart(params);
   const batch = parseBatchOption(params);
   const identity = await authorizeSubscribe(env, channel, bearer(request, true));
-  const { stub, edge } = subscriber(env, channel);
-  return stub.fetch(connectRequest({ channel, identity, start, transport: "ws", batch, edge }));
+  return subscriber(env, channel).fetch(connectRequest({ channel, identity, start, transport: "ws", batch }));
 }
 
 async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
@@ -67,8 +66,7 @@ async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
   const identity = await authorizeSubscribe(env, channel, bearer(request, true));
   // HEAD answers what GET would, without opening a stream the room would have to hold.
   if (headOnly.has(request)) return new Response(null, { headers: SSE_HEADERS });
-  const { stub, edge } = subscriber(env, channel);
-  const upstream = await stub.fetch(connectRequest({ channel, identity, start, transport: "sse", batch: false, edge }));
+  const upstream = await subscriber(env, channel).fetch(connectRequest({ channel, identity, start, transport: "sse", batch: false }));
   if (!upstream.webSocket) throw new ServiceError("unavailable", "room did not accept the stream");
   return relayAsSse(upstream.webSocket, {
     maxBacklog: configFor(env, channel).sseMaxBacklogBytes,
@@ -82,9 +80,9 @@ async function connectMux(request: IRequest, env: Env): Promise<Response> {
   requireSocket(request, env);
   const credential = bearer(request, true);
   const claims = credential === null ? null : await verifyToken(env, credential);
-  const { edge, stub } = connectionEdge(request, env, "conn");
+  const stub = connectionEdge(request, env, "conn");
   const identity = { sub: claims?.sub ?? null, canPublish: false, exp: null, info: null };
-  return stub.fetch(connectRequest({ channel: "", identity, start: { cursor: null, rewind: 0 }, transport: "ws", batch: true, edge, mux: { claims } }));
+  return stub.fetch(connectRequest({ channel: "", identity, start: { cursor: null, rewind: 0 }, transport: "ws", batch: true, mux: { claims } }));
 }
 
 /** JSON `{event, data, id?}`, or a text body published as event `message`. */
@@ -106,7 +104,7 @@ async function publish(request: IRequest, env: Env): Promise<Response> {
   const exclude = new URL(request.url).searchParams.get("exclude");
   // A cid, or a Pusher socket_id ("digits.digits"): both name a connection.
   if (exclude !== null && !/^[A-Za-z0-9.]{1,64}$/.test(exclude)) throw new ServiceError("bad_request", "exclude must be a connection id (cid or Pusher socket_id)");
-  const result = await room(env, channel).publish(channel, input, publisher.sub, exclude);
+  const result = await hubStub(env, channel).publish(input, { sender: publisher.sub, exclude, by: "origin" });
   return Response.json(result);
 }
 
@@ -124,7 +122,7 @@ async function publishBatch(request: IRequest, env: Env): Promise<Response> {
       };
       if (!publisher.may(channel)) return fail("forbidden", `token does not grant publishing to ${channel}`);
       try {
-        const answers = await room(env, channel).publishMany(channel, indexes.map((i) => items[i]!.input), publisher.sub);
+        const answers = await hubStub(env, channel).publishMany(indexes.map((i) => items[i]!.input), { sender: publisher.sub, exclude: null, by: "origin" });
         answers.forEach((answer, k) => (results[indexes[k]!] = { channel, ...answer }));
       } catch (err) {
         log("error", { where: "batch publish", channel, error: String(err) });
@@ -139,27 +137,27 @@ async function history(request: IRequest, env: Env): Promise<Response> {
   const channel = channelOf(request);
   const query = parseHistory(new URL(request.url).searchParams);
   await authorizeRead(env, channel, bearer(request, true));
-  const body = await room(env, channel).history(channel, query);
+  const body = await hubStub(env, channel).history(query);
   return new Response(body, { headers: { "content-type": "application/json" } });
 }
 
 async function purge(request: IRequest, env: Env): Promise<Response> {
   const channel = channelOf(request);
   await requirePublishKey(env, bearer(request, false));
-  return Response.json(await room(env, channel).purge());
+  return Response.json(await hubStub(env, channel).purge());
 }
 
 async function presence(request: IRequest, env: Env): Promise<Response> {
   const channel = channelOf(request);
-  if (!channel.startsWith("presence-")) throw new ServiceError("bad_request", "presence is kept on presence- channels only");
+  if (!isPresenceChannel(channel)) throw new ServiceError("bad_request", "presence is kept on presence- channels only");
   await authorizeRead(env, channel, bearer(request, true));
-  return Response.json(await room(env, channel).members(channel));
+  return Response.json(await hubStub(env, channel).members());
 }
 
 async function stats(request: IRequest, env: Env): Promise<Response> {
   const channel = channelOf(request);
   await authorizeRead(env, channel, bearer(request, true));
-  return Response.json(await room(env, channel).stats(channel));
+  return Response.json(await hubStub(env, channel).stats());
 }
 
 /** The live console page, when `CONSOLE=on`; otherwise the route does not exist. */

@@ -1,5 +1,6 @@
-import { CLOSE, ServiceError } from "../protocol/index.js";
-import { out, sseEvent } from "../room/outgoing.js";
+import { CLOSE } from "../protocol/index.js";
+import { ServiceError } from "../server/service-error.js";
+import { out, sseEvent } from "../connections/outgoing.js";
 
 /** The browser's reconnect delay, sent once at the start of a stream. */
 export const SSE_RETRY_MS = 2000;

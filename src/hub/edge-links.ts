@@ -3,34 +3,17 @@
 // appended: one RPC per edge per flush, frames in seq order. A push that fails marks the edges
 // behind in storage and the alarm tells them to catch up from the log; edges drop seqs they
 // already have and fetch gaps themselves, so a lost push never becomes a lost message.
-import type { Env } from "../config.js";
-import { log } from "../log.js";
+import type { Env } from "../env.js";
+import { log } from "../server/log.js";
 import type { Member } from "../protocol/index.js";
-import type { LoggedMessage } from "./replay-log.js";
+import { edgeStub, type LoggedMessage, type Push, type Pushed } from "../rpc.js";
+import { EDGES_BEHIND_KEY, hasTable, TABLES } from "../schema.js";
 
-/** A message as pushed to edges: `skip` names a connection (cid) not to deliver it to. */
-export type Pushed = LoggedMessage & { skip?: string };
-
-/** What a hub sends an edge: the next messages, a reset after a purge, or a presence change. */
-export type Push =
-  | { epoch: string; messages: Pushed[] }
-  | { epoch: string; reset: number }
-  | { epoch: string; presence: { t: "join" | "leave"; member: Member; except: string | null } };
-
-/** The edges of a sharded channel are named by channel and index: `channel#k`. */
-export const edgeName = (channel: string, k: number) => `${channel}#${k}`;
-
-export const edgeStub = (env: Env, name: string) => env.EDGES.get(env.EDGES.idFromName(name));
-
-/** A channel's hub: its RoomObject, named by the channel. */
-export const hubStub = (env: Env, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
-
-const BEHIND_KEY = "edges-behind";
 const RETRY_MS = 1000;
 
 export class EdgeLinks {
   /** Edge names, read once per wake; null until then. */
-  private names: Set<string> | null = null;
+  private known: Set<string> | null = null;
   private queue: Pushed[] = [];
   private queued: { channel: string; epoch: string } | null = null;
 
@@ -41,26 +24,26 @@ export class EdgeLinks {
   ) {}
 
   private list(): Set<string> {
-    if (this.names === null) {
+    if (this.known === null) {
       const sql = this.ctx.storage.sql;
-      const exists = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'edges'").toArray().length > 0;
-      this.names = new Set(exists ? sql.exec<{ name: string }>("SELECT name FROM edges").toArray().map((r) => r.name) : []);
+      const exists = hasTable(sql, "edges");
+      this.known = new Set(exists ? sql.exec<{ name: string }>("SELECT name FROM edges").toArray().map((r) => r.name) : []);
     }
-    return this.names;
+    return this.known;
   }
 
   get count(): number {
     return this.list().size;
   }
 
-  names_(): string[] {
+  names(): string[] {
     return [...this.list()];
   }
 
   add(name: string): void {
     const names = this.list();
     if (names.has(name)) return;
-    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS edges (name TEXT PRIMARY KEY) WITHOUT ROWID");
+    this.ctx.storage.sql.exec(TABLES.edges);
     this.ctx.storage.sql.exec("INSERT OR IGNORE INTO edges (name) VALUES (?)", name);
     names.add(name);
   }
@@ -112,7 +95,7 @@ export class EdgeLinks {
       // Not awaited by the publish: the hub answers once the message is in its log. An outbound
       // call keeps the hub in memory until it settles.
       edgeStub(this.env, name)
-        .receive(channel, name, push)
+        .receive(channel, push)
         .catch((err: unknown) => this.behind(name, err));
     }
   }
@@ -120,16 +103,16 @@ export class EdgeLinks {
   /** A push failed: remember it in storage, and let the alarm tell the edges to catch up. */
   private behind(name: string, err: unknown): void {
     log("error", { where: "push to edge", edge: name, error: String(err) });
-    this.ctx.storage.kv.put(BEHIND_KEY, true);
+    this.ctx.storage.kv.put(EDGES_BEHIND_KEY, true);
     void this.wakeBy(Date.now() + RETRY_MS);
   }
 
   /** The alarm's job: tell every edge to catch up from the log, until all have answered. */
   async retry(channel: string): Promise<number | null> {
-    if (this.ctx.storage.kv.get(BEHIND_KEY) !== true) return null;
-    const results = await Promise.allSettled(this.names_().map((name) => edgeStub(this.env, name).sync(channel, name)));
+    if (this.ctx.storage.kv.get(EDGES_BEHIND_KEY) !== true) return null;
+    const results = await Promise.allSettled(this.names().map((name) => edgeStub(this.env, name).sync(channel)));
     if (results.every((r) => r.status === "fulfilled")) {
-      this.ctx.storage.kv.delete(BEHIND_KEY);
+      this.ctx.storage.kv.delete(EDGES_BEHIND_KEY);
       return null;
     }
     return Date.now() + RETRY_MS * 5;

@@ -1,5 +1,5 @@
 import type { Cursor } from "../protocol/index.js";
-import { msgFrame } from "./outgoing.js";
+import { msgFrame } from "../connections/outgoing.js";
 import type { ReplayLog } from "./replay-log.js";
 
 /** History: `?since=&epoch=` oldest first, `?before=` newest first, or the last `limit`. */

@@ -3,11 +3,11 @@
 // quick refill (a page reload) changes nothing. Kept in storage, so an evicted or restarted hub
 // neither repeats nor misses a change. Only hubs that need it (Pusher's channel list, webhooks)
 // track it, and only accepts and closes touch it: never the publish path.
+import { OCCUPANCY_KEY } from "../schema.js";
 
 /** How long a channel stays occupied after its last subscriber leaves. */
 export const VACATE_AFTER_MS = 5000;
 
-const KEY = "occupancy";
 
 interface Stored {
   /** The channel (a hub may wake in an alarm, before anything names it). */
@@ -27,12 +27,12 @@ export class Occupancy {
   ) {}
 
   private read(): Stored {
-    return (this.state ??= this.storage.kv.get<Stored>(KEY) ?? { channel: "", occupied: false, emptySince: null });
+    return (this.state ??= this.storage.kv.get<Stored>(OCCUPANCY_KEY) ?? { channel: "", occupied: false, emptySince: null });
   }
 
   private write(next: Stored): void {
     this.state = next;
-    this.storage.kv.put(KEY, next);
+    this.storage.kv.put(OCCUPANCY_KEY, next);
   }
 
   get occupied(): boolean {

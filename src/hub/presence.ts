@@ -1,5 +1,7 @@
 import type { Member } from "../protocol/index.js";
-import type { Sockets } from "./sockets.js";
+import type { MemberList } from "../rpc.js";
+import type { Sockets } from "../connections/sockets.js";
+import { hasTable, TABLES } from "../schema.js";
 
 /** What presence needs of a socket's state. */
 export interface PresenceState {
@@ -9,10 +11,6 @@ export interface PresenceState {
 
 const OPEN = 1; // WebSocket.READY_STATE_OPEN
 
-/** Presence sockets that sent no `ping` for this long are swept (clients ping every ~25 s). */
-export const PRESENCE_TIMEOUT_MS = 90_000;
-/** How often the sweep runs while presence sockets are open. */
-export const PRESENCE_SWEEP_MS = 30_000;
 
 const memberOf = (sub: string, info: string | null): Member => ({ id: sub, info: info === null ? null : JSON.parse(info) });
 
@@ -95,7 +93,7 @@ export class Presence {
     return this.members().has(sub);
   }
 
-  list(max: number): { members: Member[]; count: number } {
+  list(max: number): MemberList {
     const all = this.members();
     const members: Member[] = [];
     for (const m of all.values()) {
@@ -117,7 +115,7 @@ export class RemoteMembers {
 
   private load(): Map<string, { edge: string; sub: string; info: string | null }> {
     if (this.rows === null) {
-      const exists = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_members'").toArray().length > 0;
+      const exists = hasTable(this.sql, "remote_members");
       const rows = exists ? this.sql.exec<{ cid: string; edge: string; sub: string; info: string | null }>("SELECT cid, edge, sub, info FROM remote_members").toArray() : [];
       this.rows = new Map(rows.map((r) => [r.cid, { edge: r.edge, sub: r.sub, info: r.info }]));
     }
@@ -135,7 +133,7 @@ export class RemoteMembers {
 
   add(cid: string, edge: string, sub: string, info: string | null): void {
     this.load();
-    this.sql.exec("CREATE TABLE IF NOT EXISTS remote_members (cid TEXT PRIMARY KEY, edge TEXT NOT NULL, sub TEXT NOT NULL, info TEXT) WITHOUT ROWID");
+    this.sql.exec(TABLES.remoteMembers);
     this.sql.exec("INSERT OR REPLACE INTO remote_members (cid, edge, sub, info) VALUES (?, ?, ?, ?)", cid, edge, sub, info);
     this.rows!.set(cid, { edge, sub, info });
   }

@@ -1,4 +1,6 @@
-import type { Cursor, PublishInput } from "../protocol/index.js";
+import type { Cursor } from "../protocol/index.js";
+import type { PublishInput } from "../server/input.js";
+import { hasTable, TABLES } from "../schema.js";
 
 /** A message as the log stores it; `data` stays serialized JSON so delivery never re-encodes it. */
 export interface LoggedMessage {
@@ -36,29 +38,6 @@ export interface ReplaySource {
   last(n: number, now: number): LoggedMessage[];
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (
-  k INTEGER PRIMARY KEY CHECK (k = 0),
-  channel TEXT NOT NULL,
-  epoch TEXT NOT NULL,
-  last_seq INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log (
-  seq INTEGER PRIMARY KEY,
-  id TEXT NOT NULL,
-  event TEXT NOT NULL,
-  data TEXT NOT NULL,
-  ts INTEGER NOT NULL,
-  sender TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS log_id ON log (id);
-CREATE TABLE IF NOT EXISTS dedupe (
-  id TEXT PRIMARY KEY,
-  seq INTEGER NOT NULL,
-  ts INTEGER NOT NULL
-) WITHOUT ROWID;
-`;
-
 const COLUMNS = "seq, id, event, data, ts, sender";
 
 function newEpoch(): string {
@@ -95,7 +74,7 @@ export class ReplayLog implements ReplaySource {
   }
 
   private load(): void {
-    this.created = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray().length > 0;
+    this.created = hasTable(this.sql, "meta");
     if (!this.created) return;
     const meta = this.sql.exec<{ channel: string; epoch: string; last_seq: number }>("SELECT channel, epoch, last_seq FROM meta").toArray()[0];
     if (!meta) return;
@@ -139,7 +118,7 @@ export class ReplayLog implements ReplaySource {
 
   private ensureCreated(channel: string): void {
     if (this.stored !== null) return;
-    if (!this.created) this.sql.exec(SCHEMA);
+    if (!this.created) this.sql.exec(TABLES.log);
     this.created = true;
     this.channel = channel;
     this.stored = this.epoch;

@@ -4,11 +4,13 @@
 // posts the outbox in order, batched, one delivery at a time: a delivery keeps its name, body
 // and signature across retries (backoff on network errors, timeouts, 429 and 5xx, for up to
 // 24 h); any other 4xx is logged and dropped. Nothing is created until the first event.
-import { perEnv, type Env } from "../config.js";
-import { log } from "../log.js";
+import { perEnv } from "../settings/per-env.js";
+import type { Env } from "../env.js";
+import { log } from "../server/log.js";
 import { pusherApp } from "../pusher/app.js";
 import { hmacHex } from "../pusher/signature.js";
-import { ServiceError } from "../protocol/index.js";
+import { ServiceError } from "../server/service-error.js";
+import { hasTable, TABLES, WEBHOOK_INFLIGHT_KEY } from "../schema.js";
 
 /** An event in Pusher's webhook shape. */
 export type WebhookEvent =
@@ -42,7 +44,6 @@ const FIRST_RETRY_MS = 1000;
 const MAX_RETRY_MS = 5 * 60_000;
 const GIVE_UP_MS = 24 * 3600_000;
 
-const INFLIGHT_KEY = "webhook-inflight";
 
 /** The delivery being attempted: kept so a retry is the same delivery, byte for byte. */
 interface Inflight {
@@ -69,13 +70,13 @@ export class Webhooks {
   }
 
   private hasTable(): boolean {
-    return (this.exists ??= this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'webhook_outbox'").toArray().length > 0);
+    return (this.exists ??= hasTable(this.sql, "webhook_outbox"));
   }
 
   /** One row per event, in the caller's step. */
   add(event: WebhookEvent): void {
     if (!this.hasTable()) {
-      this.sql.exec("CREATE TABLE IF NOT EXISTS webhook_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL)");
+      this.sql.exec(TABLES.webhookOutbox);
       this.exists = true;
     }
     this.sql.exec("INSERT INTO webhook_outbox (event) VALUES (?)", JSON.stringify(event));
@@ -85,19 +86,19 @@ export class Webhooks {
   async deliver(now: number): Promise<number | null> {
     const target = webhookTarget(this.env);
     if (target === null || !this.hasTable()) return null;
-    let inflight = this.storage.kv.get<Inflight>(INFLIGHT_KEY) ?? this.nextDelivery(now);
+    let inflight = this.storage.kv.get<Inflight>(WEBHOOK_INFLIGHT_KEY) ?? this.nextDelivery(now);
     if (inflight === null) return null;
     if (inflight.next > now) return inflight.next;
     const verdict = await this.post(target, inflight);
     if (verdict === "retry" && now - inflight.first < GIVE_UP_MS) {
       const wait = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** inflight.attempts);
       inflight = { ...inflight, attempts: inflight.attempts + 1, next: Date.now() + wait };
-      this.storage.kv.put(INFLIGHT_KEY, inflight);
+      this.storage.kv.put(WEBHOOK_INFLIGHT_KEY, inflight);
       return inflight.next;
     }
     if (verdict !== "delivered") log("webhook", { delivery: inflight.delivery, dropped: true, attempts: inflight.attempts + 1 });
     this.sql.exec("DELETE FROM webhook_outbox WHERE id <= ?", inflight.upTo);
-    this.storage.kv.delete(INFLIGHT_KEY);
+    this.storage.kv.delete(WEBHOOK_INFLIGHT_KEY);
     // More may be waiting: the next delivery goes out on the next run, at once.
     return this.sql.exec("SELECT 1 FROM webhook_outbox LIMIT 1").toArray().length > 0 ? Date.now() : null;
   }
@@ -108,7 +109,7 @@ export class Webhooks {
     if (rows.length === 0) return null;
     const body = `{"time_ms":${now},"events":[${rows.map((r) => r.event).join(",")}]}`;
     const inflight: Inflight = { delivery: crypto.randomUUID(), upTo: rows[rows.length - 1]!.id, body, attempts: 0, first: now, next: now };
-    this.storage.kv.put(INFLIGHT_KEY, inflight);
+    this.storage.kv.put(WEBHOOK_INFLIGHT_KEY, inflight);
     return inflight;
   }
 

@@ -1,8 +1,9 @@
 // The Pusher app this deployment answers as (DESIGN.md "Pusher-compatible endpoint"): on when
 // PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET are all set, off when none is. Some but not all is
 // a configuration mistake, answered like any other (500 naming it), never a half-on endpoint.
-import { perEnv, type Env } from "../config.js";
-import { ServiceError } from "../protocol/index.js";
+import { perEnv } from "../settings/per-env.js";
+import type { Env } from "../env.js";
+import { ServiceError } from "../server/service-error.js";
 
 export interface PusherApp {
   id: string;

@@ -1,8 +1,8 @@
 // Pusher protocol 7 on the wire (DESIGN.md "Pusher-compatible endpoint"): what the server sends,
 // what it reads, and how a channel message maps between Pusher's `data` string and the log.
 // Every `data` the server sends is a string, JSON text where it carries an object, as Pusher does.
-import type { LoggedMessage } from "../room/replay-log.js";
-import type { Member } from "../protocol/index.js";
+import { isPresenceChannel, type Member } from "../protocol/index.js";
+import type { LoggedMessage } from "../rpc.js";
 
 /** Seconds of silence after which pusher-js pings (it expects a pong within 30 s). */
 export const ACTIVITY_TIMEOUT_S = 120;
@@ -50,7 +50,7 @@ export function subscriptionSucceeded(channel: string, presence?: { members: Mem
 }
 
 /** A refused subscription; the connection stays open. */
-export const subscriptionError = (channel: string, status: 400 | 401 | 403, error: string) =>
+export const subscriptionError = (channel: string, status: number, error: string) =>
   frame("pusher:subscription_error", { type: "AuthError", error, status }, channel);
 
 export const memberAdded = (channel: string, m: Member) => frame("pusher_internal:member_added", { user_id: m.id, user_info: m.info }, channel);
@@ -66,7 +66,7 @@ export const pusherData = (stored: string): string => (stored.startsWith('"') ? 
  */
 export function channelEvent(channel: string, m: LoggedMessage): string {
   const data = pusherData(m.data);
-  const user = m.sender !== null && channel.startsWith("presence-") && m.event.startsWith("client-") ? { user_id: m.sender } : {};
+  const user = m.sender !== null && isPresenceChannel(channel) && m.event.startsWith("client-") ? { user_id: m.sender } : {};
   return JSON.stringify({ event: m.event, channel, data, ...user });
 }
 

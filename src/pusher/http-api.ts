@@ -3,11 +3,13 @@
 // stats and the directory of occupied channels. Every request is signed as the official `pusher`
 // SDKs sign it; failures answer Pusher's statuses with a plain-text reason.
 import type { IRequest } from "itty-router";
-import { configFor, type Env } from "../config.js";
-import { directory } from "../directory-object.js";
+import { configFor } from "../settings/config.js";
+import type { Env } from "../env.js";
 import { readText } from "../http/body.js";
-import { isObject, isValidChannel, CHANNEL_RULE, LIMITS, ServiceError, type PublishInput } from "../protocol/index.js";
-import { hubStub } from "../room/edges.js";
+import { isObject, type PublishInput } from "../server/input.js";
+import { CHANNEL_RULE, isPresenceChannel, isValidChannel, LIMITS } from "../protocol/index.js";
+import { ServiceError } from "../server/service-error.js";
+import { directoryStub, hubStub } from "../rpc.js";
 import { requirePusherApp, type PusherApp } from "./app.js";
 import { SOCKET_ID_RE, storedData } from "./frames.js";
 import { md5Hex, verifyHmacHex } from "./signature.js";
@@ -26,11 +28,10 @@ class PusherHttpError extends Error {
 }
 const badRequest = (message: string) => new PusherHttpError(400, message);
 
-const room = hubStub;
 
 /** A presence channel's members, from its hub. */
 async function membersOf(env: Env, channel: string): Promise<{ members: { id: string }[]; count: number }> {
-  return (await room(env, channel).members(channel)) as unknown as { members: { id: string }[]; count: number };
+  return hubStub(env, channel).members();
 }
 
 /**
@@ -129,7 +130,7 @@ async function events(_request: IRequest, env: Env, _url: URL, body: string): Pr
     const channel = channelName(ch);
     return { channel, ...eventInput(env, channel, event) };
   });
-  await Promise.all(checked.map(({ channel, input, exclude }) => room(env, channel).publish(channel, input, null, exclude)));
+  await Promise.all(checked.map(({ channel, input, exclude }) => hubStub(env, channel).publish(input, { sender: null, exclude, by: "origin" })));
   return {};
 }
 
@@ -148,7 +149,7 @@ async function batchEvents(_request: IRequest, env: Env, _url: URL, body: string
   }
   await Promise.all(
     [...byChannel].map(async ([channel, items]) => {
-      for (const { input, exclude } of items) await room(env, channel).publish(channel, input, null, exclude);
+      for (const { input, exclude } of items) await hubStub(env, channel).publish(input, { sender: null, exclude, by: "origin" });
     }),
   );
   return {};
@@ -160,8 +161,8 @@ const infoOf = (url: URL) => new Set((url.searchParams.get("info") ?? "").split(
 async function channels(_request: IRequest, env: Env, url: URL): Promise<unknown> {
   const prefix = url.searchParams.get("filter_by_prefix") ?? "";
   const userCount = infoOf(url).has("user_count");
-  if (userCount && !prefix.startsWith("presence-")) throw badRequest("info=user_count is only for presence channels: add filter_by_prefix=presence-");
-  const names = await directory(env).list(prefix);
+  if (userCount && !isPresenceChannel(prefix)) throw badRequest("info=user_count is only for presence channels: add filter_by_prefix=presence-");
+  const names = await directoryStub(env).list(prefix);
   const counts = userCount ? await Promise.all(names.map(async (name) => (await membersOf(env, name)).count)) : [];
   return { channels: Object.fromEntries(names.map((name, i) => [name, userCount ? { user_count: counts[i] } : {}])) };
 }
@@ -178,16 +179,16 @@ function pathChannel(request: IRequest): string {
 /** `GET /apps/:id/channels/:name`: `occupied`, `subscription_count` (every client kind), `user_count`. */
 async function channel(request: IRequest, env: Env, url: URL): Promise<unknown> {
   const name = pathChannel(request);
-  const presence = name.startsWith("presence-");
+  const presence = isPresenceChannel(name);
   if (infoOf(url).has("user_count") && !presence) throw badRequest("info=user_count is only for presence channels");
-  const stats = await room(env, name).stats(name);
+  const stats = await hubStub(env, name).stats();
   return { occupied: stats.subscribers > 0, subscription_count: stats.subscribers, ...(presence ? { user_count: stats.presence ?? 0 } : {}) };
 }
 
 /** `GET /apps/:id/channels/:name/users`: a presence channel's users. */
 async function users(request: IRequest, env: Env): Promise<unknown> {
   const name = pathChannel(request);
-  if (!name.startsWith("presence-")) throw badRequest("Users are kept for presence channels only");
+  if (!isPresenceChannel(name)) throw badRequest("Users are kept for presence channels only");
   const { members } = await membersOf(env, name);
   return { users: members.map((m) => ({ id: m.id })) };
 }

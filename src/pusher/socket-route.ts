@@ -2,10 +2,10 @@
 // key or protocol is refused as Pusher refuses it: the socket opens, says why in `pusher:error`
 // and closes with Pusher's code (4001, 4007), which pusher-js reads as "do not reconnect".
 import type { IRequest } from "itty-router";
-import type { Env } from "../config.js";
+import type { Env } from "../env.js";
 import { connectionEdge } from "../http/connection-edges.js";
 import { requireSocket } from "../http/errors.js";
-import { connectRequest } from "../room/connect.js";
+import { connectRequest } from "../connections/connect.js";
 import { requirePusherApp } from "./app.js";
 import { PUSHER_CLOSE, pusherError } from "./frames.js";
 
@@ -27,7 +27,7 @@ export async function pusherSocket(request: IRequest, env: Env): Promise<Respons
   if (key !== app.key) return refuse(PUSHER_CLOSE.appNotFound, `App key ${key.slice(0, 64)} not in this cluster`);
   const protocol = new URL(request.url).searchParams.get("protocol") ?? "";
   if (!PROTOCOLS.has(protocol)) return refuse(PUSHER_CLOSE.unsupportedProtocol, `Unsupported protocol version ${protocol.slice(0, 8)}; this server speaks 5 to 7`);
-  const { edge, stub } = connectionEdge(request, env, "pusher");
+  const stub = connectionEdge(request, env, "pusher");
   const identity = { sub: null, canPublish: false, exp: null, info: null };
-  return stub.fetch(connectRequest({ channel: "", identity, start: { cursor: null, rewind: 0 }, transport: "ws", batch: false, edge, mux: { claims: null, pusher: true } }));
+  return stub.fetch(connectRequest({ channel: "", identity, start: { cursor: null, rewind: 0 }, transport: "ws", batch: false, mux: { claims: null, pusher: true } }));
 }

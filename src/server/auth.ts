@@ -1,6 +1,9 @@
 import { errors as joseErrors, jwtVerify } from "jose";
-import { configFor, secretList, type Env } from "./config.js";
-import { LIMITS, ServiceError } from "./protocol/index.js";
+import { configFor } from "../settings/config.js";
+import { secretList } from "../settings/per-env.js";
+import type { Env } from "../env.js";
+import { isPresenceChannel, isPrivateChannel, LIMITS } from "../protocol/index.js";
+import { ServiceError } from "./service-error.js";
 
 /** Who is on the other end, as the room needs to know it. Reaches the room only from the Worker. */
 export interface Identity {
@@ -30,7 +33,7 @@ export function grants(patterns: readonly string[], channel: string): boolean {
 }
 
 export function needsToken(env: Env, channel: string): boolean {
-  return channel.startsWith("private-") || channel.startsWith("presence-") || configFor(env, channel).requireAuth;
+  return isPrivateChannel(channel) || configFor(env, channel).requireAuth;
 }
 
 function stringList(claim: string, value: unknown): string[] {
@@ -149,7 +152,7 @@ export async function authorizeSubscribe(env: Env, channel: string, credential: 
   }
   const claims = await verifyToken(env, credential);
   checkChannelGrant(env, channel, claims);
-  if (channel.startsWith("presence-") && claims.sub === undefined) {
+  if (isPresenceChannel(channel) && claims.sub === undefined) {
     throw new ServiceError("forbidden", "presence channels need a token with sub");
   }
   return identityOf(env, claims, channel);

@@ -1,15 +1,14 @@
 // Validation of what clients send: a publish (HTTP body or socket `pub`) and socket frames.
 // Failures are ServiceErrors phrased for the client.
-import { ServiceError } from "./errors.js";
-import { CHANNEL_RULE, isValidChannel, LIMITS } from "./limits.js";
+import { ServiceError } from "./service-error.js";
+import { CHANNEL_RULE, isValidChannel } from "../protocol/channels.js";
+import { LIMITS } from "../protocol/limits.js";
+import { isObject } from "../protocol/json.js";
+import type { PublishInput } from "../rpc.js";
 
-/** What a publisher sends, after validation. */
-export interface PublishInput {
-  event: string;
-  /** Serialized JSON of the message's data. */
-  data: string;
-  id: string;
-}
+export { isObject };
+export type { PublishInput };
+
 
 const invalid = (message: string) => new ServiceError("bad_request", message);
 
@@ -31,9 +30,6 @@ export function toPublishInput(event: unknown, data: unknown, id: unknown, dataP
   return { event: e, data: JSON.stringify(data), id: checkId(id) };
 }
 
-export function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** A `sub` of a multiplexed connection, validated. */
 export interface SubRequest {

@@ -1,4 +1,4 @@
-import type { Env } from "./config";
+import type { Env } from "../env.js";
 
 export type Metric = "publish" | "delivered" | "connect" | "refused";
 

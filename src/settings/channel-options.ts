@@ -1,7 +1,9 @@
 // CHANNEL_OPTIONS (DESIGN.md "Channel options"): ordered rules `{"match": "prefix-*" | "exact",
 // ...options}`; the first rule that matches a channel applies its options over the global vars.
 // Every mistake is reported with the rule and the field, never skipped.
-import { isValidChannel, LIMITS } from "./protocol/limits.js";
+import { isValidChannel } from "../protocol/channels.js";
+import { isObject } from "../protocol/json.js";
+import { LIMITS } from "../protocol/limits.js";
 
 /** The options a rule may set, and what each accepts. */
 export interface ChannelOptions {
@@ -63,7 +65,6 @@ export function checkOption(where: string, spec: Spec, value: unknown): number |
   return value as number | boolean;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Whether a rule's match can cover some channel whose name starts with `start`. */
 function covers(rule: Rule, start: string): boolean {

@@ -1,48 +1,7 @@
 import { checkOption, ConfigError, OPTION_SPECS, parseRules, ruleFor, type ChannelOptions, type Rule } from "./channel-options.js";
-import { log } from "./log.js";
-import { ServiceError } from "./protocol/errors.js";
-import type { DirectoryObject } from "./directory-object.js";
-import type { EdgeObject } from "./edge-object.js";
-import type { RoomObject } from "./room-object.js";
-
-/** Bindings, vars and secrets of the Worker (see wrangler.toml and README "Configuration"). */
-export interface Env {
-  ROOMS: DurableObjectNamespace<RoomObject>;
-  /** Edges of sharded channels (DESIGN.md "Edges"). */
-  EDGES: DurableObjectNamespace<EdgeObject>;
-  /** Optional Workers Analytics Engine dataset for per-channel counters. */
-  ANALYTICS?: AnalyticsEngineDataset;
-  /** HS256 secret(s) for subscribe/publish tokens; comma-separated for rotation. */
-  JWT_SECRET?: string;
-  /** Origin publish key(s); comma-separated for rotation. */
-  PUBLISH_KEY?: string;
-  REQUIRE_AUTH?: string;
-  ALLOWED_ORIGINS?: string;
-  MAX_MESSAGE_BYTES?: string;
-  LOG_MAX_MESSAGES?: string;
-  LOG_MAX_AGE_S?: string;
-  DEDUPE_WINDOW_S?: string;
-  CLIENT_PUB_PER_S?: string;
-  PRESENCE_MAX_MEMBERS?: string;
-  MAX_SOCKETS?: string;
-  /** Bytes an SSE stream may have written but not yet sent before it is ended as too slow. */
-  SSE_MAX_BACKLOG_BYTES?: string;
-  /** "on" serves the live console page at / and /console; anything else turns it off. */
-  CONSOLE?: string;
-  MAX_SUBSCRIPTIONS?: string;
-  CONNECTION_EDGES?: string;
-  /** Per-namespace options: a JSON array of rules (wrangler.toml) or a JSON string of one. */
-  CHANNEL_OPTIONS?: unknown;
-  /** The Pusher-compatible endpoint: on when all three are set (the secret with `wrangler secret put`). */
-  PUSHER_APP_ID?: string;
-  PUSHER_KEY?: string;
-  PUSHER_SECRET?: string;
-  /** Webhooks (DESIGN.md "Webhooks"): on when both are set (the secret with `wrangler secret put`). */
-  WEBHOOK_URL?: string;
-  WEBHOOK_SECRET?: string;
-  /** The occupied channels, for Pusher's channel list (one object, named "directory"). */
-  DIRECTORY: DurableObjectNamespace<DirectoryObject>;
-}
+import { log } from "../server/log.js";
+import { ServiceError } from "../server/service-error.js";
+import type { Vars } from "./vars.js";
 
 /** Settings that apply to one channel. Read only through `configFor`. */
 export interface ChannelConfig extends ChannelOptions {
@@ -99,7 +58,7 @@ interface Parsed {
 const parsed = new WeakMap<object, Parsed | ServiceError>();
 const CHANNEL_CACHE = 1000;
 
-function parse(env: Partial<Env>): Parsed {
+function parse(env: Partial<Vars>): Parsed {
   const global = { ...OPTION_DEFAULTS, rule: null } as ChannelConfig;
   for (const name of Object.keys(VARS) as (keyof typeof VARS)[]) {
     (global as unknown as Record<string, unknown>)[VARS[name].key] = readVar(name, env[name]);
@@ -107,7 +66,7 @@ function parse(env: Partial<Env>): Parsed {
   return { global, rules: parseRules(env.CHANNEL_OPTIONS), byChannel: new Map() };
 }
 
-function load(env: Partial<Env>): Parsed {
+function load(env: Partial<Vars>): Parsed {
   let entry = parsed.get(env);
   if (entry === undefined) {
     try {
@@ -130,7 +89,7 @@ function load(env: Partial<Env>): Parsed {
  * isolate). A configuration mistake throws a 500 `internal` ServiceError naming it, for every
  * request, rather than a silent fallback to defaults.
  */
-export function configFor(env: Partial<Env>, channel: string): ChannelConfig {
+export function configFor(env: Partial<Vars>, channel: string): ChannelConfig {
   const { global, rules, byChannel } = load(env);
   let config = byChannel.get(channel);
   if (config === undefined) {
@@ -143,7 +102,7 @@ export function configFor(env: Partial<Env>, channel: string): ChannelConfig {
 }
 
 /** Throws the configuration error, if there is one (the Worker checks before any route). */
-export function checkConfig(env: Partial<Env>): void {
+export function checkConfig(env: Partial<Vars>): void {
   load(env);
 }
 
@@ -152,31 +111,4 @@ export function optionsInForce(config: ChannelConfig): ChannelOptions & { rule: 
   const options = { rule: config.rule } as ChannelOptions & { rule: string | null };
   for (const key of Object.keys(OPTION_SPECS) as (keyof ChannelOptions)[]) (options as unknown as Record<string, unknown>)[key] = config[key];
   return options;
-}
-
-/**
- * A setting read from the env once per env object (per isolate), since rooms ask on hot paths.
- * A mistake (a ServiceError) is kept too, and thrown on every ask until the config is fixed.
- */
-export function perEnv<T>(read: (env: Partial<Env>) => T): (env: Partial<Env>) => T {
-  const cache = new WeakMap<object, { value: T } | { error: ServiceError }>();
-  return (env) => {
-    let entry = cache.get(env);
-    if (entry === undefined) {
-      try {
-        entry = { value: read(env) };
-      } catch (err) {
-        if (!(err instanceof ServiceError)) throw err;
-        entry = { error: err };
-      }
-      cache.set(env, entry);
-    }
-    if ("error" in entry) throw entry.error;
-    return entry.value;
-  };
-}
-
-/** Comma-separated secret lists (rotation): empty entries are dropped. */
-export function secretList(value: string | undefined): string[] {
-  return (value ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0);
 }

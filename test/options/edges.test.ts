@@ -6,21 +6,21 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { EdgeObject } from "../../src/edge-object";
 import type { MsgFrame, ServerFrame, WelcomeFrame } from "../../src/protocol";
-import { connectRequest } from "../../src/room/connect";
-import { edgeName } from "../../src/room/edges";
-import { call, channelName, PUBLISH_KEY, publishOk, TestSocket, token } from "../helpers";
+import { connectRequest } from "../../src/connections/connect";
+import { edgeName } from "../../src/rpc";
+import { call, channelName, PUBLISH_KEY, publishOk, TestSocket, token, hubOf, edgeOf } from "../helpers";
 import { loggedEvents } from "../logs";
 
 const SHARDS = 3;
-const hub = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
-const edge = (ch: string, k: number) => env.EDGES.get(env.EDGES.idFromName(edgeName(ch, k)));
+const hub = hubOf;
+const edge = (ch: string, k: number) => edgeOf(edgeName(ch, k));
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const stats = async (ch: string) => (await call(`/v1/channels/${ch}`)).json<{ subscribers: number; edges?: number; seq: number }>();
 
 /** Opens a socket on edge k of a channel, as the Worker would have. */
 async function onEdge(ch: string, k: number, start: { since?: number; epoch?: string } = {}): Promise<[TestSocket, WelcomeFrame]> {
   const cursor = start.since === undefined ? null : { seq: start.since, epoch: start.epoch ?? null };
-  const request = connectRequest({ channel: ch, identity: { sub: null, canPublish: false, exp: null, info: null }, start: { cursor, rewind: 0 }, transport: "ws", batch: true, edge: edgeName(ch, k) });
+  const request = connectRequest({ channel: ch, identity: { sub: null, canPublish: false, exp: null, info: null }, start: { cursor, rewind: 0 }, transport: "ws", batch: true });
   const s = await TestSocket.of(await edge(ch, k).fetch(request));
   const welcome = await s.expect("welcome");
   if (welcome.v !== 1) throw new Error("a channel's welcome is v1");

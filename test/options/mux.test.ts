@@ -1,11 +1,12 @@
 // Many channels over one socket (`GET /v1/ws`, DESIGN.md "Edges → Multiplexed connections"):
 // a connection on an edge of the pool, `sub`/`unsub` per channel, `ch` on every channel frame,
 // batch frames always. This project sets MAX_SUBSCRIPTIONS=3 and shards "shard-*" over 3 edges.
+import { poolEdgeName } from "../../src/rpc";
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { ServerFrame } from "../../src/protocol";
-import { call, channelName, publishOk, TestSocket, token, type Frame } from "../helpers";
+import { call, channelName, publishOk, TestSocket, token, type Frame, edgeOf } from "../helpers";
 
 /** A multiplexed connection that unpacks batch frames and files frames by channel. */
 class Mux {
@@ -129,7 +130,7 @@ describe("GET /v1/ws", () => {
     await mux.next(priv);
     await mux.next(open);
     await new Promise((r) => setTimeout(r, 1200));
-    for (let k = 0; k < 16; k++) await runDurableObjectAlarm(env.EDGES.get(env.EDGES.idFromName(`conn#${k}`)));
+    for (let k = 0; k < 16; k++) await runDurableObjectAlarm(edgeOf(poolEdgeName("conn", k)));
     expect(await mux.next(priv)).toEqual({ t: "unsubscribed", ch: priv, code: "unauthorized", message: "token expired" });
     await publishOk(open, "m", 1);
     expect(await mux.next(open)).toMatchObject({ t: "msg", seq: 1 });

@@ -3,7 +3,7 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, PUBLISH_KEY, publish, publishOk, seqsOf, SseReader, TestSocket, token } from "../helpers";
+import { call, channelName, PUBLISH_KEY, publish, publishOk, seqsOf, SseReader, TestSocket, token, hubOf } from "../helpers";
 
 const stats = async (ch: string) => (await call(`/v1/channels/${ch}`, { headers: { authorization: `Bearer ${PUBLISH_KEY}` } })).json<{ options: Record<string, unknown>; log: { count: number } }>();
 const history = async (ch: string) => (await (await call(`/v1/channels/${ch}/messages?limit=100`, { headers: { authorization: `Bearer ${PUBLISH_KEY}` } })).json<{ messages: { seq: number }[] }>()).messages;
@@ -42,7 +42,7 @@ describe("channel options", () => {
     await publishOk(ch, "m", 1, "same-id");
     expect(await publishOk(ch, "m", 1, "same-id")).toMatchObject({ duplicate: true });
     for (let i = 2; i <= 6; i++) await publishOk(ch, "m", i);
-    await runDurableObjectAlarm(env.ROOMS.get(env.ROOMS.idFromName(ch)));
+    await runDurableObjectAlarm(hubOf(ch));
     expect(await publishOk(ch, "m", 1, "same-id")).toMatchObject({ duplicate: false, seq: 7 });
   });
 

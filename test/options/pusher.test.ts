@@ -3,14 +3,14 @@
 import { env } from "cloudflare:workers";
 import { expect, it } from "vitest";
 import { hmacHex } from "../../src/pusher/signature";
-import { channelName, TestSocket } from "../helpers";
+import { channelName, TestSocket, hubOf } from "../helpers";
 
-const hub = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
+const hub = hubOf;
 
 it("refuses the 101st member of a presence channel with subscription_error 403, keeping the socket", async () => {
   const ch = channelName("presence-pz-full");
   // 100 members already there (connections on some edge, as the hub records them).
-  for (let i = 0; i < 100; i++) await hub(ch).presenceJoin(ch, "conn#0", `cid${i}`, `user${i}`, null);
+  for (let i = 0; i < 100; i++) await hub(ch).presenceJoin("#pusher/0", `cid${i}`, `user${i}`, null, null);
   const s = await TestSocket.open("/app/test-pusher-key?protocol=7");
   const established = (await s.next()) as unknown as { event: string; data: string };
   expect(established.event).toBe("pusher:connection_established");

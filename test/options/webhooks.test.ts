@@ -4,11 +4,11 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { WebhookEvent } from "../../src/room/webhooks";
-import { call, channelName, publishOk, TestSocket, token } from "../helpers";
+import type { WebhookEvent } from "../../src/hub/webhooks";
+import { call, channelName, publishOk, TestSocket, token, hubOf } from "../helpers";
 import { loggedEvents } from "../logs";
 
-const hub = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
+const hub = hubOf;
 
 /** The hub's outbox, oldest first: what will be delivered, in order. */
 async function outbox(ch: string): Promise<WebhookEvent[]> {

@@ -5,9 +5,9 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, publish, publishOk, TestSocket, token } from "../helpers";
+import { call, channelName, publish, publishOk, TestSocket, token, hubOf } from "../helpers";
 
-const stubOf = (ch: string) => env.ROOMS.get(env.ROOMS.idFromName(ch));
+const stubOf = hubOf;
 const grant = (ch: string, extra: Record<string, unknown> = {}) => token({ sub: "u", ch: [ch], ...extra });
 const subscribe = async (ch: string, query = "") => TestSocket.subscribe(ch, `?token=${await grant(ch)}${query}`);
 const statsOf = async (ch: string) =>

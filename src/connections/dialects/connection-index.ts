@@ -1,27 +1,27 @@
 // Connections on an edge that name their channels in their frames (`GET /v1/ws`, DESIGN.md "Edges
 // → Multiplexed connections", and Pusher's `GET /app/:key`): which of them are subscribed to
-// which channel, one index per dialect. Tags cannot change
-// after a socket is accepted, so the subscriptions live in each socket's attachment and this
-// index is rebuilt from them once per wake. Each channel gets its own Delivery, so its frames
-// keep their order and coalesce into batch frames per channel.
-import { Delivery, sendEach } from "./delivery.js";
-import type { Dialect, MuxSub, SocketState, Sockets } from "./sockets.js";
-import { stateOf } from "./sockets.js";
+// which channel, one index per dialect. Tags cannot change after a socket is accepted, so the
+// subscriptions live in each socket's attachment and this index is rebuilt from them once per
+// wake. Each channel gets its own Delivery, so its frames keep their order and coalesce into
+// batch frames per channel; it is made only for a channel a connection is subscribed to.
+import { Delivery, sendEach } from "../delivery.js";
+import type { ConnectionTag, MuxSub, SocketState, Sockets } from "../sockets.js";
+import { stateOf } from "../sockets.js";
 
-export class Multiplexed {
+export class ConnectionIndex {
   /** Channel → connection id → socket (keyed by cid: the runtime may hand out a new wrapper per event). */
   private index: Map<string, Map<string, WebSocket>> | null = null;
   private readonly deliveries = new Map<string, Delivery>();
 
   constructor(
     private readonly sockets: Sockets,
-    private readonly dialect: Dialect,
+    private readonly tag: ConnectionTag,
   ) {}
 
   private built(): Map<string, Map<string, WebSocket>> {
     if (this.index === null) {
       this.index = new Map();
-      for (const ws of this.sockets.connections(this.dialect)) {
+      for (const ws of this.sockets.connections(this.tag)) {
         const state = stateOf(ws);
         for (const ch of Object.keys(state?.subs ?? {})) this.entry(ch).set(state!.cid, ws);
       }
@@ -46,8 +46,12 @@ export class Multiplexed {
 
   /** One text to every connection on a channel but `except` (a cid), each as it is: no coalescing. */
   sendAll(channel: string, text: string, except: string | null): number {
-    const skip = except === null ? null : (this.built().get(channel)?.get(except) ?? null);
-    return sendEach(this.of(channel), text, skip);
+    return sendEach(this.of(channel), text, this.byCid(channel, except));
+  }
+
+  /** The connection `cid` when it is subscribed to `channel`. */
+  byCid(channel: string, cid: string | null): WebSocket | null {
+    return cid === null ? null : (this.built().get(channel)?.get(cid) ?? null);
   }
 
   /** The delivery of one channel to the connections subscribed to it (always in batch frames). */
@@ -101,7 +105,7 @@ export class Multiplexed {
   expired(now: number): { due: [WebSocket, SocketState, string][]; next: number | null } {
     const due: [WebSocket, SocketState, string][] = [];
     let next: number | null = null;
-    for (const ws of this.sockets.connections(this.dialect)) {
+    for (const ws of this.sockets.connections(this.tag)) {
       const state = stateOf(ws);
       for (const [ch, sub] of Object.entries(state?.subs ?? {})) {
         if (sub.exp === null) continue;

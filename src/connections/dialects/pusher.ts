@@ -1,0 +1,233 @@
+// Pusher protocol 7 (`GET /app/:key`, DESIGN.md "Pusher-compatible endpoint"): a connection whose
+// socket id is its cid, channels subscribed with `pusher:subscribe` and checked against the app's
+// signature, presence per user (capped at 100, as on Pusher), client events on private and
+// presence channels. Held by the edges of the Pusher pool, whose runtime answers pusher-js's ping.
+import { isPresenceChannel, isPrivateChannel, isValidChannel, CHANNEL_RULE, LIMITS } from "../../protocol/index.js";
+import type { MemberList } from "../../rpc.js";
+import { count } from "../../server/metrics.js";
+import { ServiceError } from "../../server/service-error.js";
+import type { ChannelEdge } from "../../edge/channel-edge.js";
+import { requirePusherApp } from "../../pusher/app.js";
+import { authorizePusherChannel, type PusherGrant } from "../../pusher/channel-auth.js";
+import * as pusher from "../../pusher/frames.js";
+import { overLimit } from "../frame-size.js";
+import type { DialectHost } from "../host.js";
+import { PRESENCE_SWEEP_MS } from "../liveness.js";
+import { PublishRate } from "../rate-limit.js";
+import { newState, stateOf, type SocketState } from "../sockets.js";
+import { ConnectionIndex } from "./connection-index.js";
+import type { ChannelEvent, Dialect, Ending } from "./dialect.js";
+import { Reservations } from "./reservations.js";
+import { PUSHER_POOL_KEY } from "../../schema.js";
+
+/** Pusher caps presence channels at 100 members; so do we, for Pusher clients. */
+const PRESENCE_CAP = 100;
+/** A Pusher presence connection silent this long is pinged by the server (pusher-js answers). */
+export const PING_AFTER_MS = 60_000;
+
+/** A channel event as pusher-js reads it; Pusher has no reset (null: nothing to send). */
+export function render(event: ChannelEvent): string | null {
+  switch (event.t) {
+    case "msg":
+      return pusher.channelEvent(event.ch, event.m);
+    case "reset":
+      return null;
+    case "join":
+      return pusher.memberAdded(event.ch, event.member);
+    case "leave":
+      return pusher.memberRemoved(event.ch, event.member);
+  }
+}
+
+const ENDINGS: Record<Ending, number> = { expired: 4009, silent: pusher.PUSHER_CLOSE.pongNotReceived, full: pusher.PUSHER_CLOSE.overCapacity };
+
+/** One text to one socket; a socket that cannot take it is closing, and its close handler cleans up. */
+function send(ws: WebSocket, text: string): void {
+  try {
+    ws.send(text);
+  } catch {
+    // closing
+  }
+}
+
+export class PusherConnections implements Dialect {
+  readonly kind = "pusher";
+  readonly index: ConnectionIndex;
+  private readonly reservations = new Reservations();
+  private readonly clientEvents = new PublishRate();
+
+  constructor(
+    private readonly host: DialectHost,
+    private readonly edge: ChannelEdge,
+  ) {
+    this.index = new ConnectionIndex(host.sockets, "pz");
+    if (host.runtime.storage.kv.get(PUSHER_POOL_KEY) === true) this.answerPings();
+  }
+
+  /** One ping/pong pair per object: an edge of the Pusher pool answers Pusher's, without waking. */
+  private answerPings(): void {
+    this.host.runtime.setWebSocketAutoResponse(new WebSocketRequestResponsePair(pusher.PING, pusher.PONG));
+  }
+
+  /** Accepts a Pusher connection: its socket id is its cid; channels come with `pusher:subscribe`. */
+  accept(): Response {
+    const kv = this.host.runtime.storage.kv;
+    if (kv.get(PUSHER_POOL_KEY) !== true) {
+      kv.put(PUSHER_POOL_KEY, true);
+      this.answerPings();
+    }
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    const state = newState({ cid: pusher.newSocketId(), ch: "", tr: "ws", subs: {}, pz: true });
+    this.host.sockets.accept(server, state);
+    send(server, pusher.established(state.cid));
+    count(this.host.bindings, "", "connect");
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  deliver(event: ChannelEvent, skip: string | null): number {
+    if (this.index.count(event.ch) === 0) return 0;
+    const text = render(event);
+    return text === null ? 0 : this.index.sendAll(event.ch, text, skip);
+  }
+
+  count(channel: string): number {
+    return this.index.count(channel);
+  }
+
+  channelsOf(state: SocketState): string[] {
+    return Object.keys(state.subs ?? {});
+  }
+
+  gone(_ws: WebSocket, state: SocketState): void {
+    this.index.drop(state);
+    this.clientEvents.forget(state.cid);
+  }
+
+  end(ws: WebSocket, _state: SocketState, why: Ending, message: string): void {
+    const code = ENDINGS[why];
+    send(ws, pusher.pusherError(code, message));
+    try {
+      ws.close(code, message.slice(0, 120));
+    } catch {
+      // already closed
+    }
+  }
+
+  dropChannel(channel: string): void {
+    this.index.forget(channel);
+  }
+
+  async onFrame(ws: WebSocket, state: SocketState, message: string | ArrayBuffer): Promise<void> {
+    if (typeof message !== "string") return void send(ws, pusher.pusherError(null, "binary frames are not supported; send JSON text"));
+    const max = this.host.config("").maxMessageBytes;
+    if (overLimit(message, max)) return void send(ws, pusher.pusherError(null, `frame over MAX_MESSAGE_BYTES (${max})`));
+    const frame = pusher.parsePusherFrame(message);
+    if (frame === null) return void send(ws, pusher.pusherError(null, 'frames must be JSON objects {"event", "data"}'));
+    const data = (typeof frame.data === "object" && frame.data !== null ? frame.data : {}) as Record<string, unknown>;
+    try {
+      switch (frame.event) {
+        case "pusher:ping":
+          return void send(ws, pusher.PONG);
+        case "pusher:pong":
+          return this.heard(ws);
+        case "pusher:subscribe":
+          return await this.subscribe(ws, state, data);
+        case "pusher:unsubscribe":
+          return this.unsubscribe(ws, state, data.channel);
+        case "pusher:signin":
+          throw new ServiceError("bad_request", "user sign-in (pusher:signin) is not supported by this server");
+        default:
+          if (frame.event.startsWith("client-")) return await this.clientEvent(ws, state, frame);
+          return; // other events are ignored, as Pusher does
+      }
+    } catch (err) {
+      if (!(err instanceof ServiceError)) throw err;
+      // A refused subscription names its channel; the connection stays open either way.
+      if (frame.event === "pusher:subscribe" && typeof data.channel === "string") return void send(ws, pusher.subscriptionError(data.channel, err.status, err.message));
+      send(ws, pusher.pusherError(null, err.message));
+    }
+  }
+
+  /** A pong to the server's ping: the connection is alive (read afresh: other handlers may have saved). */
+  private heard(ws: WebSocket): void {
+    const state = stateOf(ws);
+    if (state === null) return;
+    state.at = Date.now();
+    this.host.sockets.save(ws, state);
+  }
+
+  /**
+   * `pusher:subscribe`: checked against the app's signature, then like a multiplexed `sub` with no
+   * cursor (a latest-value channel still sends its last message). A presence member joins the
+   * hub's presence before the connection is added, so `subscription_succeeded` carries the
+   * member list and no live event can come before it. A second subscribe to the same channel
+   * changes nothing (pusher-js never sends one).
+   */
+  private async subscribe(ws: WebSocket, state: SocketState, data: Record<string, unknown>): Promise<void> {
+    const ch = data.channel;
+    if (typeof ch !== "string" || !isValidChannel(ch)) throw new ServiceError("bad_request", `pusher:subscribe needs a channel of ${CHANNEL_RULE}`);
+    const app = requirePusherApp(this.host.bindings);
+    const config = this.host.config(ch);
+    await this.reservations.hold(state.cid, ch, this.index.subsOf(ws), config.maxSubscriptions, async () => {
+      const grant = await authorizePusherChannel(app, state.cid, ch, data, config.requireAuth);
+      await this.edge.inTurn(ch, () => this.join(ws, state, ch, grant));
+    }).catch((err: unknown) => {
+      // Over MAX_SUBSCRIPTIONS is refused like any subscription Pusher would not allow.
+      throw err instanceof ServiceError && err.code === "too_large" ? new ServiceError("forbidden", err.message) : err;
+    });
+  }
+
+  private async join(ws: WebSocket, state: SocketState, ch: string, grant: PusherGrant): Promise<void> {
+    if (ws.readyState !== WebSocket.READY_STATE_OPEN) return;
+    const { opening } = await this.edge.attach(ch, { cursor: null, rewind: 0 });
+    const gone = () => ws.readyState !== WebSocket.READY_STATE_OPEN || this.reservations.cancelled(state.cid, ch);
+    if (gone()) return void this.edge.left(ch, state.cid, false);
+    let members: MemberList | undefined;
+    if (grant.member !== null) {
+      const { id, info } = grant.member;
+      members = (await this.edge.hub(ch).presenceJoin(this.edge.edgeName, state.cid, id, info, PRESENCE_CAP)) ?? undefined;
+      if (members === undefined) {
+        void this.edge.left(ch, state.cid, false);
+        throw new ServiceError("forbidden", `presence channel ${ch} is full (${PRESENCE_CAP} members)`);
+      }
+      if (gone()) return void this.edge.left(ch, state.cid, true);
+    }
+    // From here to the last frame nothing is awaited: no live event can come before them.
+    this.index.add(ws, ch, { sub: grant.member?.id ?? null, pub: grant.clientEvents && this.host.config(ch).clientPublish, exp: null });
+    send(ws, pusher.subscriptionSucceeded(ch, members));
+    if (!opening.reset) for (const m of opening.messages) send(ws, pusher.channelEvent(ch, m));
+    if (members !== undefined) await this.host.alarms.by(Date.now() + PRESENCE_SWEEP_MS);
+  }
+
+  /** `pusher:unsubscribe`: no answer, as on Pusher; one that overtakes its subscribe wins. */
+  private unsubscribe(ws: WebSocket, state: SocketState, ch: unknown): void {
+    if (typeof ch !== "string") return;
+    if (this.index.subsOf(ws)[ch] === undefined) return void this.reservations.cancel(state.cid, ch);
+    this.index.remove(ws, ch);
+    void this.edge.left(ch, state.cid, isPresenceChannel(ch));
+  }
+
+  /**
+   * A client event: only on private and presence channels the connection is subscribed to, at
+   * most the channel's clientPubPerS (10) a second, never echoed to its sender. It is a channel
+   * message like any other: logged with a seq, seen by hibercast subscribers.
+   */
+  private async clientEvent(ws: WebSocket, state: SocketState, frame: pusher.PusherClientFrame): Promise<void> {
+    const ch = frame.channel;
+    if (ch === undefined) throw new ServiceError("bad_request", "Client event rejected - a client event names its channel");
+    const sub = this.index.subsOf(ws)[ch];
+    if (sub === undefined) throw new ServiceError("forbidden", `Client event rejected - not subscribed to ${ch}`);
+    if (!isPrivateChannel(ch)) throw new ServiceError("forbidden", "Client event rejected - only supported on private and presence channels");
+    if (!sub.pub) throw new ServiceError("forbidden", `Client event rejected - client events are off for ${ch} (clientPublish)`);
+    if (frame.event.length > LIMITS.eventName) throw new ServiceError("bad_request", `Client event rejected - event name over ${LIMITS.eventName} characters`);
+    const perS = this.host.config(ch).clientPubPerS;
+    if (this.clientEvents.take(state.cid, perS) !== "ok") return void send(ws, pusher.pusherError(pusher.CLIENT_EVENT_RATE, `Client event rejected - more than ${perS} per second`));
+    const input = { event: frame.event, data: pusher.storedData(frame.data), id: crypto.randomUUID() };
+    await this.host.publishFor(ch, input, { sender: sub.sub, exclude: state.cid, by: "client" });
+  }
+
+  /** Presence connections silent past PING_AFTER_MS get a server ping (pusher-js answers pong). */
+  ping(ws: WebSocket): void {
+    send(ws, pusher.pusherPing());
+  }
+}

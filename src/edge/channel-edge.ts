@@ -1,0 +1,204 @@
+// An edge's side of a channel (DESIGN.md "Edges"): it holds some of the channel's subscribers
+// and delivers what the channel's hub pushes, each seq to each subscriber exactly once and in
+// order, whatever dialect they speak. Its lifecycle per channel: attach (serve a new subscriber
+// from the tail, or from the hub, which lists this edge), take the hub's pushes (drop what it
+// has, fetch gaps from the hub's log), and leave the hub's list when its last subscriber goes.
+import { log } from "../server/log.js";
+import { count } from "../server/metrics.js";
+import type { Cursor } from "../protocol/index.js";
+import { hubStub, type LoggedMessage, type Opening, type Push, type Pushed, type Replay, type Start } from "../rpc.js";
+import type { ChannelEvent } from "../connections/dialects/dialect.js";
+import { rewindOf } from "../connections/connect.js";
+import type { Env } from "../env.js";
+import type { ChannelConfig } from "../settings/config.js";
+import { Serial } from "./serial.js";
+import { ChannelTail } from "./tail.js";
+import { positionKey } from "../schema.js";
+
+/** Frames an edge keeps per channel to serve resumes without asking the hub. */
+const TAIL_FRAMES = 512;
+
+/** Where an edge is in a channel, kept in its storage: survives eviction and restarts. */
+interface Position {
+  seq: number;
+  epoch: string;
+}
+
+/** What the edge object lends its channels: who it is, and its subscribers in every dialect. */
+export interface EdgeSide {
+  readonly runtime: DurableObjectState;
+  readonly bindings: Env;
+  readonly name: string;
+  config(channel: string): ChannelConfig;
+  /** One event to every subscriber of its channel here, in each one's dialect, but connection `skip`. */
+  fanOut(event: ChannelEvent, skip: string | null): number;
+  /** Subscribers of a channel here, over every dialect. */
+  subscribersOf(channel: string): number;
+  /** The edge no longer serves a channel: its dialects drop what they keep for it. */
+  dropChannel(channel: string): void;
+}
+
+export class ChannelEdge {
+  private readonly tails = new Map<string, ChannelTail>();
+  private readonly serial = new Serial();
+
+  constructor(private readonly edge: EdgeSide) {}
+
+  /** This edge's name, as its hubs list it. */
+  get edgeName(): string {
+    return this.edge.name;
+  }
+
+  hub(channel: string) {
+    return hubStub(this.edge.bindings, channel);
+  }
+
+  /** Runs `step` after every earlier step for this channel. */
+  inTurn<T>(channel: string, step: () => Promise<T>): Promise<T> {
+    return this.serial.run(channel, step);
+  }
+
+  private get kv(): SyncKvStorage {
+    return this.edge.runtime.storage.kv;
+  }
+
+  /** The channel's tail: in memory, or rebuilt (empty) from the stored position after eviction. */
+  private tailOf(channel: string): ChannelTail | null {
+    let tail = this.tails.get(channel) ?? null;
+    if (tail === null) {
+      const at = this.kv.get<Position>(positionKey(channel));
+      if (at === undefined) return null;
+      tail = new ChannelTail(at.epoch, at.seq, TAIL_FRAMES);
+      this.tails.set(channel, tail);
+    }
+    return tail;
+  }
+
+  private remember(channel: string, tail: ChannelTail): void {
+    this.kv.put<Position>(positionKey(channel), { seq: tail.lastSeq, epoch: tail.epoch });
+  }
+
+  /**
+   * Gets the channel ready for a new subscriber: its tail when that covers the subscriber, else
+   * the hub answers (and lists this edge), and the edge first catches up what it missed. Run it
+   * inside the channel's turn; the caller sends the opening with no await after this.
+   */
+  async attach(channel: string, start: Start): Promise<{ head: { seq: number; epoch: string }; opening: Opening }> {
+    let tail = this.tailOf(channel);
+    const opening = tail === null ? null : this.fromTail(tail, start, this.edge.config(channel).latest);
+    if (tail !== null && opening !== null) return { head: { seq: tail.lastSeq, epoch: tail.epoch }, opening };
+    const cursor: Cursor | null = tail === null ? null : { seq: tail.lastSeq, epoch: tail.epoch };
+    const attached = await this.hub(channel).attachEdge(this.edge.name, start, cursor);
+    if (tail === null) {
+      tail = new ChannelTail(attached.epoch, attached.seq, TAIL_FRAMES);
+      this.tails.set(channel, tail);
+    } else if (attached.catchUp !== null) {
+      this.catchUp(channel, tail, attached.catchUp, attached.seq, attached.epoch);
+    }
+    this.remember(channel, tail);
+    return { head: { seq: tail.lastSeq, epoch: tail.epoch }, opening: attached.opening };
+  }
+
+  /** A new subscriber's opening served from the tail, or null when the tail cannot serve it exactly. */
+  private fromTail(tail: ChannelTail, start: Start, latest: boolean): Opening | null {
+    const now = Date.now();
+    if (start.cursor !== null) {
+      const replay = tail.since(start.cursor, now);
+      return replay.reset ? null : { reset: false, messages: replay.messages };
+    }
+    const rewind = rewindOf(start, latest);
+    return tail.holdsLast(rewind) ? { reset: false, messages: tail.last(rewind, now) } : null;
+  }
+
+  // ---- pushes from the hub -----------------------------------------------------------------
+
+  /** The hub's push: the next messages, a reset after a purge, or a presence change. Answers the seq now delivered. */
+  receive(channel: string, push: Push): Promise<number> {
+    return this.inTurn(channel, async () => {
+      const tail = this.tailOf(channel);
+      if (tail === null) return 0; // no subscribers here: the hub drops us from its list on detach
+      if ("reset" in push) {
+        this.reset(channel, tail, push.reset, push.epoch);
+      } else if ("presence" in push) {
+        const { t, member, except } = push.presence;
+        this.edge.fanOut({ t, ch: channel, member }, except);
+      } else {
+        await this.apply(channel, tail, push.epoch, push.messages);
+      }
+      this.remember(channel, tail);
+      return tail.lastSeq;
+    });
+  }
+
+  /** The hub's alarm after a failed push: catch up from its log. */
+  async sync(channel: string): Promise<void> {
+    await this.inTurn(channel, async () => {
+      const tail = this.tailOf(channel);
+      if (tail === null) return;
+      const { seq, epoch, replay } = await this.hub(channel).replayFor({ seq: tail.lastSeq, epoch: tail.epoch });
+      this.catchUp(channel, tail, replay, seq, epoch);
+      this.remember(channel, tail);
+      log("sync", { channel, edge: this.edge.name, seq: tail.lastSeq });
+    });
+  }
+
+  /** Delivers messages in seq order: drops what was delivered, fetches a gap from the hub first. */
+  private async apply(channel: string, tail: ChannelTail, epoch: string, messages: Pushed[]): Promise<void> {
+    for (const m of messages) {
+      if (epoch !== tail.epoch) {
+        // A purge this edge did not hear of: reset, and live continues with this message.
+        this.reset(channel, tail, m.seq - 1, epoch);
+      }
+      if (m.seq <= tail.lastSeq) continue;
+      if (m.seq > tail.lastSeq + 1) {
+        const repaired = await this.hub(channel).replayFor({ seq: tail.lastSeq, epoch: tail.epoch });
+        this.catchUp(channel, tail, repaired.replay, m.seq - 1, epoch, m.seq - 1);
+        // Whatever the hub could not serve is a reset, never a silent gap.
+        if (tail.lastSeq < m.seq - 1) this.reset(channel, tail, m.seq - 1, epoch);
+        log("gap", { channel, edge: this.edge.name, to: m.seq - 1, reset: repaired.replay.reset });
+        if (m.seq <= tail.lastSeq) continue;
+      }
+      this.deliver(channel, tail, m, m.skip ?? null);
+    }
+  }
+
+  /**
+   * Brings the tail to the hub's head from a replay: its messages are delivered (up to `upTo`),
+   * or when the log cannot serve the edge's cursor, subscribers get `reset` at `seq`.
+   */
+  private catchUp(channel: string, tail: ChannelTail, replay: Replay, seq: number, epoch: string, upTo = Infinity): void {
+    if (replay.reset) return this.reset(channel, tail, Math.min(seq, upTo), epoch);
+    for (const m of replay.messages) if (m.seq === tail.lastSeq + 1 && m.seq <= upTo) this.deliver(channel, tail, m);
+  }
+
+  private deliver(channel: string, tail: ChannelTail, m: LoggedMessage, skip: string | null = null): void {
+    tail.push(m);
+    const delivered = this.edge.fanOut({ t: "msg", ch: channel, epoch: tail.epoch, m }, skip);
+    count(this.edge.bindings, channel, "delivered", delivered);
+  }
+
+  private reset(channel: string, tail: ChannelTail, seq: number, epoch: string): void {
+    tail.restart(seq, epoch);
+    this.edge.fanOut({ t: "reset", ch: channel, seq, epoch }, null);
+  }
+
+  // ---- leaving -------------------------------------------------------------------------------
+
+  /** A subscriber of `channel` went: it leaves the channel's presence, and the edge maybe the hub's list. */
+  left(channel: string, cid: string, member: boolean): Promise<void> {
+    const leaving = member ? this.inTurn(channel, () => this.hub(channel).presenceLeave(cid)) : Promise.resolve();
+    return Promise.all([leaving, this.leaveIfIdle(channel)]).then(() => {});
+  }
+
+  /** When the last subscriber of a channel goes, the edge leaves its hub's list and forgets the channel. */
+  private leaveIfIdle(channel: string): Promise<void> {
+    return this.inTurn(channel, async () => {
+      // tailOf, not the in-memory map: an edge woken from eviction must leave its hub's list too.
+      if (this.edge.subscribersOf(channel) > 0 || this.tailOf(channel) === null) return;
+      await this.hub(channel).detachEdge(this.edge.name);
+      this.tails.delete(channel);
+      this.edge.dropChannel(channel);
+      this.kv.delete(positionKey(channel));
+    });
+  }
+}

@@ -1,0 +1,62 @@
+// The hub's one publish path (DESIGN v1.3 "Layout"): every surface — HTTP publish and batch,
+// Pusher's HTTP API, socket `pub` here or forwarded by an edge, Pusher client events — comes in
+// through `publish(input, options)`, which records the message, then delivers it to the hub's
+// own sockets and pushes it to the channel's edges, with no await in between.
+import type { PublishResult } from "../protocol/index.js";
+import type { LoggedMessage, PublishInput, PublishOptions } from "../rpc.js";
+import type { ChannelEvent } from "../connections/dialects/dialect.js";
+import { log } from "../server/log.js";
+import { count } from "../server/metrics.js";
+import type { Env } from "../env.js";
+import { pusherData } from "../pusher/frames.js";
+import type { EdgeLinks } from "./edge-links.js";
+import type { ReplayLog } from "./replay-log.js";
+import type { WebhookEvent } from "./webhooks.js";
+
+/** What publishing needs of its hub. */
+export interface PublishSide {
+  readonly channel: string;
+  readonly bindings: Env;
+  readonly log: ReplayLog;
+  readonly edges: EdgeLinks;
+  /** One event to the hub's own sockets but connection `skip`; answers how many. */
+  fanOut(event: ChannelEvent, skip: string | null): number;
+  /** One webhook outbox row, in the caller's step. */
+  webhook(event: WebhookEvent): void;
+}
+
+/**
+ * Record, then deliver, with no await between: no subscriber can be accepted between the log
+ * write and the send (it would get the message twice or not at all). The runtime's output gate
+ * holds both the sends and the answer until the row is durable. A client's publish is told to
+ * the webhook in the same step as its log row.
+ */
+export function publish(hub: PublishSide, input: PublishInput, options: PublishOptions): PublishResult {
+  const { channel } = hub;
+  const recorded = hub.log.record(channel, input, options.sender, Date.now());
+  if (recorded.duplicate) {
+    log("publish", { channel, seq: recorded.seq, duplicate: true });
+    return { seq: recorded.seq, id: input.id, delivered: 0, duplicate: true };
+  }
+  const m = recorded.message;
+  const delivered = deliver(hub, m, options.exclude);
+  if (options.by === "client") {
+    const who = { ...(options.sender === null ? {} : { user_id: options.sender }), ...(options.exclude === null ? {} : { socket_id: options.exclude }) };
+    hub.webhook({ name: "client_event", channel, event: input.event, data: pusherData(input.data), ...who });
+  }
+  log("publish", { channel, seq: m.seq, delivered, bytes: m.data.length, sub: options.sender });
+  return { seq: m.seq, id: m.id, delivered, duplicate: false };
+}
+
+/**
+ * Delivers a recorded message to the hub's own sockets and pushes it to the channel's edges,
+ * skipping connection `exclude` (a cid or Pusher socket id) wherever it is held.
+ */
+function deliver(hub: PublishSide, m: LoggedMessage, exclude: string | null): number {
+  const { channel, log: replayLog } = hub;
+  const delivered = hub.fanOut({ t: "msg", ch: channel, epoch: replayLog.epoch, m }, exclude);
+  hub.edges.push(channel, replayLog.epoch, m, exclude);
+  count(hub.bindings, channel, "publish");
+  count(hub.bindings, channel, "delivered", delivered);
+  return delivered;
+}

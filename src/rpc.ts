@@ -1,0 +1,174 @@
+// The contract between the objects: what a hub, an edge and the directory answer over RPC, the
+// types those calls carry, the bindings typed by them, and the one place stubs are made. It
+// imports no object class (so nothing below the objects depends on them) and no module above
+// protocol/ and settings/: every side of a call reads the same types from here.
+import type { ChannelOptions } from "./settings/channel-options.js";
+import type { Cursor, Member, PublishResult } from "./protocol/index.js";
+
+/** What a publisher sends, after validation. */
+export interface PublishInput {
+  event: string;
+  /** Serialized JSON of the message's data. */
+  data: string;
+  id: string;
+}
+
+/** Who publishes, and how: the one set of options of the hub's one publish entry point. */
+export interface PublishOptions {
+  /** The publisher's token `sub` (null: the publish key, or an anonymous token). */
+  sender: string | null;
+  /** A connection (cid or Pusher socket_id) that must not get this message. */
+  exclude: string | null;
+  /**
+   * Where it came from: `origin` (the publish key or a token over HTTP, or Pusher's HTTP API) or
+   * `client` (a socket `pub` or a Pusher client event: told to webhooks as `client_event`).
+   */
+  by: "origin" | "client";
+}
+
+/** A message as the log stores it and pushes carry it; `data` stays serialized JSON. */
+export interface LoggedMessage {
+  seq: number;
+  id: string;
+  event: string;
+  data: string;
+  ts: number;
+  sender: string | null;
+}
+
+/** What a cursor gets: the messages after it, or a reset when the log cannot serve it. */
+export type Replay = { reset: false; messages: LoggedMessage[] } | { reset: true };
+
+/** What a new socket is sent after its welcome: the missed messages, or a reset. */
+export type Opening = { reset: true } | { reset: false; messages: LoggedMessage[] };
+
+/** Where a new subscription starts: after a cursor (resume), the last N messages, or live. */
+export interface Start {
+  cursor: Cursor | null;
+  rewind: number;
+}
+
+/** History: `?since=&epoch=` oldest first, `?before=` newest first, or the last `limit`. */
+export interface HistoryQuery {
+  cursor: Cursor | null;
+  before: number | null;
+  limit: number;
+}
+
+/** A presence list: at most the channel's cap of members, and how many there are in all. */
+export interface MemberList {
+  members: Member[];
+  count: number;
+}
+
+/** A message as pushed to edges: `skip` names a connection (cid) not to deliver it to. */
+export type Pushed = LoggedMessage & { skip?: string };
+
+/** What a hub sends an edge: the next messages, a reset after a purge, or a presence change. */
+export type Push =
+  | { epoch: string; messages: Pushed[] }
+  | { epoch: string; reset: number }
+  | { epoch: string; presence: { t: "join" | "leave"; member: Member; except: string | null } };
+
+/** What an edge gets when it attaches: the channel's head, its new socket's opening, and what it missed. */
+export interface Attached {
+  seq: number;
+  epoch: string;
+  opening: Opening;
+  /** Messages after the edge's own cursor, for its other sockets (null: it had none). */
+  catchUp: Replay | null;
+}
+
+export interface RoomStats {
+  channel: string;
+  subscribers: number;
+  transports: Record<"ws" | "sse", number>;
+  presence: number | null;
+  publishes: number;
+  seq: number;
+  epoch: string;
+  log: { count: number; oldestSeq: number | null };
+  /** The options in force for this channel (global vars, and the CHANNEL_OPTIONS rule that matched). */
+  options: ChannelOptions & { rule: string | null };
+  /** Sharded channels: the edges that hold its sockets (summed into subscribers). */
+  edges?: number;
+}
+
+/** A channel's hub (RoomObject, named by its channel: no call names the channel again). */
+export interface HubRpc extends Rpc.DurableObjectBranded {
+  /** Takes a socket (the Worker's connect request, see connections/connect.ts). */
+  fetch(request: Request): Promise<Response>;
+  publish(input: PublishInput, options: PublishOptions): Promise<PublishResult>;
+  /** Several messages in order (batch publish: one hub call per channel). */
+  publishMany(inputs: PublishInput[], options: PublishOptions): Promise<PublishResult[]>;
+  purge(): Promise<{ seq: number; epoch: string }>;
+  history(query: HistoryQuery): Promise<string>;
+  members(): Promise<MemberList>;
+  stats(): Promise<RoomStats>;
+  /** An edge takes a socket of this channel; `edge` is the caller's name. */
+  attachEdge(edge: string, start: Start, edgeCursor: Cursor | null): Promise<Attached>;
+  detachEdge(edge: string): Promise<void>;
+  /** Messages after an edge's cursor (gap repair, catching up after a failed push). */
+  replayFor(cursor: Cursor): Promise<{ seq: number; epoch: string; replay: Replay }>;
+  /** A connection on an edge joins presence; null when a new member would go over `cap`. */
+  presenceJoin(edge: string, cid: string, sub: string, info: string | null, cap: number | null): Promise<MemberList | null>;
+  presenceLeave(cid: string): Promise<void>;
+}
+
+/** An edge: a sharded channel's (`channel#k`) or a connection pool's (`#conn/…`, `#pusher/…`). */
+export interface EdgeRpc extends Rpc.DurableObjectBranded {
+  fetch(request: Request): Promise<Response>;
+  /** The hub of `channel` pushes; answers the seq now delivered. */
+  receive(channel: string, push: Push): Promise<number>;
+  /** The hub's alarm after a failed push: catch up from its log. */
+  sync(channel: string): Promise<void>;
+  /** This edge's sockets of a channel, by transport (the hub sums its edges for stats). */
+  counts(channel: string): Promise<{ ws: number; sse: number }>;
+}
+
+/** The occupied channels, for Pusher's channel list. */
+export interface DirectoryRpc extends Rpc.DurableObjectBranded {
+  set(channel: string, occupied: boolean): Promise<void>;
+  list(prefix: string): Promise<string[]>;
+}
+
+/** The object bindings (see wrangler.toml), typed by what the objects answer. */
+export interface Bindings {
+  ROOMS: DurableObjectNamespace<HubRpc>;
+  /** Edges of sharded channels and the connection pools (DESIGN.md "Edges"). */
+  EDGES: DurableObjectNamespace<EdgeRpc>;
+  DIRECTORY: DurableObjectNamespace<DirectoryRpc>;
+}
+
+// ---- names and stubs: the only place objects are looked up ---------------------------------
+
+/** A channel's hub: its RoomObject, named by the channel. */
+export const hubStub = (env: Bindings, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
+
+/**
+ * The edges of a sharded channel are named by channel and index: `channel#k`. Connection pools
+ * are named from `#`, which no channel name can hold, so no channel's edges are a pool's.
+ */
+export const edgeName = (channel: string, k: number) => `${channel}#${k}`;
+export const poolEdgeName = (pool: "conn" | "pusher", k: number, region?: string) => (region === undefined ? `#${pool}/${k}` : `#${pool}/${region}/${k}`);
+
+/** The channel whose shard an edge is, or null for a connection pool's edge. */
+export function shardChannel(edge: string): string | null {
+  if (edge.startsWith("#")) return null;
+  const at = edge.lastIndexOf("#");
+  return at > 0 ? edge.slice(0, at) : null;
+}
+
+export const edgeStub = (env: Bindings, name: string, locationHint?: DurableObjectLocationHint) =>
+  env.EDGES.get(env.EDGES.idFromName(name), locationHint === undefined ? undefined : { locationHint });
+
+export const DIRECTORY_NAME = "directory";
+export const directoryStub = (env: Bindings) => env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME));
+
+/**
+ * An object's own name, from the runtime (`ctx.id.name`: set for objects reached by name, in
+ * requests, RPCs and alarms alike), or where an old alarm lacks it, the name it stored itself.
+ */
+export function ownName(ctx: DurableObjectState, stored: () => string | null = () => null): string | null {
+  return ctx.id.name ?? stored();
+}

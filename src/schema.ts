@@ -1,0 +1,77 @@
+// Every object's storage in one place: each table and each key, and the schema version. Tables
+// are made when first written (reads never create storage); `migrate` runs once per wake and
+// brings an object made by an older version up to this one, so a new column has a home.
+//
+//   RoomObject (a channel's hub), SQLite:
+//     meta             (k, channel, epoch, last_seq)     the log's head; one row, never trimmed
+//     log              (seq, id, event, data, ts, sender) the replay log (hub/replay-log.ts)
+//     dedupe           (id, seq, ts)                     ids of trimmed messages, for the dedupe window
+//     edges            (name)                            edges holding the channel's sockets (hub/edge-links.ts)
+//     remote_members   (cid, edge, sub, info)            presence members on edges (hub/presence.ts)
+//     webhook_outbox   (id, event)                       webhook events not yet delivered (hub/webhooks.ts)
+//   RoomObject, KV: occupancy, edges-behind, webhook-inflight, directory-due, schema-version
+//   EdgeObject, KV: position:<channel> (edge/channel-edge.ts), pusher-pool (dialects/pusher.ts)
+//   DirectoryObject, SQLite: occupied (channel)
+
+/** The version this code writes. Version 1 is 0.3.0's layout, which needs no step. */
+export const SCHEMA_VERSION = 1;
+const VERSION_KEY = "schema-version";
+
+export const OCCUPANCY_KEY = "occupancy";
+export const EDGES_BEHIND_KEY = "edges-behind";
+export const WEBHOOK_INFLIGHT_KEY = "webhook-inflight";
+export const DIRECTORY_DUE_KEY = "directory-due";
+export const positionKey = (channel: string) => `position:${channel}`;
+export const PUSHER_POOL_KEY = "pusher-pool";
+
+export const TABLES = {
+  log: `
+CREATE TABLE IF NOT EXISTS meta (
+  k INTEGER PRIMARY KEY CHECK (k = 0),
+  channel TEXT NOT NULL,
+  epoch TEXT NOT NULL,
+  last_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL,
+  event TEXT NOT NULL,
+  data TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  sender TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS log_id ON log (id);
+CREATE TABLE IF NOT EXISTS dedupe (
+  id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  ts INTEGER NOT NULL
+) WITHOUT ROWID;`,
+  edges: "CREATE TABLE IF NOT EXISTS edges (name TEXT PRIMARY KEY) WITHOUT ROWID",
+  remoteMembers: "CREATE TABLE IF NOT EXISTS remote_members (cid TEXT PRIMARY KEY, edge TEXT NOT NULL, sub TEXT NOT NULL, info TEXT) WITHOUT ROWID",
+  webhookOutbox: "CREATE TABLE IF NOT EXISTS webhook_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL)",
+  occupied: "CREATE TABLE IF NOT EXISTS occupied (channel TEXT PRIMARY KEY) WITHOUT ROWID",
+} as const;
+
+/** Whether a table exists (the one probe every lazily made table uses). */
+export function hasTable(sql: SqlStorage, name: string): boolean {
+  return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", name).toArray().length > 0;
+}
+
+/**
+ * The steps from each version to the next: `steps[v]` takes storage at version v to v + 1. Each
+ * runs once, in the constructor's synchronous turn (before any request), then the version is
+ * stored. An object with no storage yet has nothing to migrate and writes nothing.
+ */
+const steps: Record<number, (storage: DurableObjectStorage) => void> = {};
+
+export function migrate(storage: DurableObjectStorage): void {
+  let version = storage.kv.get<number>(VERSION_KEY);
+  if (version === SCHEMA_VERSION) return;
+  if (version === undefined) {
+    // Never migrated: 0.3.0's layout (version 1) if it has any table, else nothing to do yet.
+    if (!hasTable(storage.sql, "meta") && !hasTable(storage.sql, "edges") && !hasTable(storage.sql, "remote_members") && !hasTable(storage.sql, "webhook_outbox")) return;
+    version = 1;
+  }
+  for (; version < SCHEMA_VERSION; version++) steps[version]!(storage);
+  storage.kv.put(VERSION_KEY, SCHEMA_VERSION);
+}
