@@ -12,15 +12,7 @@ import type { MsgFrame, PublishResult, ServerFrame, WelcomeFrame } from "../src/
 export type Frame = ServerFrame | { t?: undefined; raw: string };
 /** The frame of type `T`. */
 export type FrameOf<T extends ServerFrame["t"]> = Extract<ServerFrame, { t: T }>;
-/** A batch publish's result for one message. */
-export type BatchResult = ({ channel: string } & PublishResult) | { channel: string; id: string; error: { code: string; message: string } };
-/** A history page. */
-export interface HistoryPage {
-  messages: MsgFrame[];
-  seq: number;
-  epoch: string;
-  reset: boolean;
-}
+export type { BatchResult, HistoryPage } from "../src/protocol";
 
 export const seqsOf = (frames: { seq: number }[]) => frames.map((f) => f.seq);
 

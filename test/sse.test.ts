@@ -83,7 +83,7 @@ describe("Server-Sent Events", () => {
 
   it("ends the stream when the room closes it (token expired), after an err event", async () => {
     const ch = channelName("private-expiring");
-    const t = await token({ sub: "u", ch: [ch] }, { expiresIn: Math.floor(Date.now() / 1000) + 1 });
+    const t = await token({ sub: "u", ch: [ch] }, { expiresIn: Math.floor(Date.now() / 1000) + 2 });
     const s = await sse(ch, `?token=${t}`);
     await s.frame();
     expect(await s.frame(3000)).toMatchObject({ event: "err", frame: { code: "unauthorized", message: "token expired" } });

@@ -2,7 +2,8 @@
 import { backoffDelay, DEFAULT_BACKOFF, randomId, sleep, type BackoffOptions } from "./backoff.js";
 import { HibercastError } from "./errors.js";
 import type { ErrorBody, ErrorCode } from "../protocol/errors.js";
-import type { MsgFrame, PublishResult } from "../protocol/frames.js";
+import type { PublishResult } from "../protocol/frames.js";
+import type { BatchResult, HistoryPage } from "../protocol/http.js";
 
 export { HibercastError, type ClientErrorCode } from "./errors.js";
 export type { ErrorCode } from "../protocol/errors.js";
@@ -28,19 +29,13 @@ export interface BatchMessage {
   data: unknown;
   id?: string;
 }
-export type BatchResult = ({ channel: string } & PublishResult) | { channel: string; id: string; error: { code: ErrorCode; message: string } };
+export type { BatchResult, HistoryPage };
 
 export interface HistoryQuery {
   since?: number;
   epoch?: string | null;
   before?: number;
   limit?: number;
-}
-export interface HistoryPage {
-  messages: MsgFrame[];
-  seq: number;
-  epoch: string | null;
-  reset: boolean;
 }
 
 export interface Publisher {

@@ -1,4 +1,4 @@
-import { CHANNEL_RULE, isValidChannel, LIMITS, type HttpErrorCode, type PublishResult } from "../protocol/index.js";
+import { CHANNEL_RULE, isValidChannel, LIMITS, type BatchResult } from "../protocol/index.js";
 import { checkId, isObject, toPublishInput, type PublishInput } from "../server/input.js";
 import { ServiceError } from "../server/service-error.js";
 
@@ -8,7 +8,7 @@ export interface BatchItem {
   input: PublishInput;
 }
 
-export type BatchResult = ({ channel: string } & PublishResult) | { channel: string; id: string; error: { code: HttpErrorCode; message: string } };
+export type { BatchResult };
 
 const bad = (message: string) => new ServiceError("bad_request", message);
 

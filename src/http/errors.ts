@@ -2,6 +2,7 @@
 // socket that says why (browsers cannot read the status of a failed handshake).
 import type { IRequest } from "itty-router";
 import type { Env } from "../env.js";
+import { refuseSocket } from "../connections/refuse.js";
 import { log } from "../server/log.js";
 import { originAllowed } from "./cors.js";
 import { count } from "../server/metrics.js";
@@ -19,13 +20,8 @@ export function requireSocket(request: Request, env: Env): void {
  * A refused upgrade is still accepted, by the Worker and never by the room, so the browser can
  * read why: one `err` frame, then close with 4000 + the HTTP status.
  */
-export function refuseSocket(err: ServiceError): Response {
-  const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
-  server.accept();
-  server.send(JSON.stringify(err.toFrame(err.refusalClose)));
-  // A close reason is at most 123 bytes.
-  server.close(err.refusalClose, err.message.slice(0, 120));
-  return new Response(null, { status: 101, webSocket: client });
+export function refuseWithError(err: ServiceError): Response {
+  return refuseSocket(JSON.stringify(err.toFrame(err.refusalClose)), err.refusalClose, err.message);
 }
 
 /** The router's catch: every thrown error becomes its answer, and one log line. */
@@ -37,6 +33,6 @@ export function toErrorResponse(thrown: unknown, request: IRequest, env: Env): R
   else log("error", { method: request.method, path, channel, error: String(thrown) });
   if (channel) count(env, channel, "refused");
   const err = known ?? new ServiceError("internal", "internal error");
-  if (isUpgrade(request) && request.method === "GET") return refuseSocket(err);
+  if (isUpgrade(request) && request.method === "GET") return refuseWithError(err);
   return err.toResponse();
 }

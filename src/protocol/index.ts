@@ -5,6 +5,7 @@ export * from "./close-codes.js";
 export * from "./cursor.js";
 export * from "./errors.js";
 export * from "./frames.js";
+export * from "./http.js";
 export * from "./limits.js";
 
 /** Version of the single-channel socket's frames, sent in `welcome`. */

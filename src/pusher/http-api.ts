@@ -17,16 +17,10 @@ import { md5Hex, verifyHmacHex } from "./signature.js";
 /** How far a request's auth_timestamp may be from the server's clock, either way. */
 const TIMESTAMP_WINDOW_S = 600;
 
-/** A refusal as Pusher words it: a status and a plain-text reason. */
-class PusherHttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-const badRequest = (message: string) => new PusherHttpError(400, message);
+/** Refusals are ServiceErrors like any other; this surface renders them as Pusher does (plain text). */
+const STATUS_CODES = { 400: "bad_request", 401: "unauthorized", 403: "forbidden", 413: "too_large" } as const;
+const refused = (status: keyof typeof STATUS_CODES, message: string) => new ServiceError(STATUS_CODES[status], message);
+const badRequest = (message: string) => refused(400, message);
 
 
 /** A presence channel's members, from its hub. */
@@ -52,15 +46,15 @@ async function verifySigned(app: PusherApp, request: IRequest, url: URL, body: s
   const signature = param("auth_signature");
   const timestamp = param("auth_timestamp");
   if (param("auth_key") === undefined || timestamp === undefined || signature === undefined) {
-    throw new PusherHttpError(401, "Missing auth parameters: auth_key, auth_timestamp, auth_version and auth_signature are required");
+    throw refused(401, "Missing auth parameters: auth_key, auth_timestamp, auth_version and auth_signature are required");
   }
-  if (param("auth_key") !== app.key) throw new PusherHttpError(401, "Unknown auth_key");
-  if (param("auth_version") !== "1.0") throw new PusherHttpError(401, "Unsupported auth_version: use 1.0");
+  if (param("auth_key") !== app.key) throw refused(401, "Unknown auth_key");
+  if (param("auth_version") !== "1.0") throw refused(401, "Unsupported auth_version: use 1.0");
   const now = Math.floor(Date.now() / 1000);
   if (!/^\d+$/.test(timestamp) || Math.abs(now - Number(timestamp)) > TIMESTAMP_WINDOW_S) {
-    throw new PusherHttpError(401, `Timestamp expired: Given timestamp (${timestamp.slice(0, 20)}) not within ${TIMESTAMP_WINDOW_S}s of server time (${now})`);
+    throw refused(401, `Timestamp expired: Given timestamp (${timestamp.slice(0, 20)}) not within ${TIMESTAMP_WINDOW_S}s of server time (${now})`);
   }
-  if (body !== "" && param("body_md5") !== (await md5Hex(body))) throw new PusherHttpError(401, "body_md5 does not match the body");
+  if (body !== "" && param("body_md5") !== (await md5Hex(body))) throw refused(401, "body_md5 does not match the body");
   const query = pairs
     .filter(([n]) => n !== "auth_signature")
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -68,9 +62,9 @@ async function verifySigned(app: PusherApp, request: IRequest, url: URL, body: s
     .join("&");
   const signed = `${request.method}\n${url.pathname}\n${query}`;
   if (!(await verifyHmacHex(app.secret, signed, signature))) {
-    throw new PusherHttpError(401, `Invalid signature: Expected HMAC SHA256 hex digest of ${JSON.stringify(signed)}`);
+    throw refused(401, `Invalid signature: Expected HMAC SHA256 hex digest of ${JSON.stringify(signed)}`);
   }
-  if (decodeURIComponent(request.params.id ?? "") !== app.id) throw new PusherHttpError(403, "Wrong app id: this server answers for another app");
+  if (decodeURIComponent(request.params.id ?? "") !== app.id) throw refused(403, "Wrong app id: this server answers for another app");
 }
 
 type Handler = (request: IRequest, env: Env, url: URL, body: string) => Promise<unknown>;
@@ -85,7 +79,7 @@ function route(handler: Handler) {
       await verifySigned(app, request, url, body);
       return Response.json(await handler(request, env, url, body));
     } catch (err) {
-      if (err instanceof PusherHttpError || err instanceof ServiceError) {
+      if (err instanceof ServiceError) {
         return new Response(err.message, { status: err.status, headers: { "content-type": "text/plain; charset=utf-8" } });
       }
       throw err;
@@ -116,7 +110,7 @@ function eventInput(env: Env, channel: string, item: Record<string, unknown>): {
   if (socketId !== undefined && (typeof socketId !== "string" || !SOCKET_ID_RE.test(socketId))) throw badRequest("Invalid socket_id");
   const stored = storedData(data);
   const max = configFor(env, channel).maxMessageBytes;
-  if (new TextEncoder().encode(stored).byteLength > max) throw new PusherHttpError(413, `Event data is over MAX_MESSAGE_BYTES (${max})`);
+  if (new TextEncoder().encode(stored).byteLength > max) throw refused(413, `Event data is over MAX_MESSAGE_BYTES (${max})`);
   return { input: { event: name, data: stored, id: crypto.randomUUID() }, exclude: (socketId as string | undefined) ?? null };
 }
 

@@ -6,19 +6,14 @@ import type { Env } from "../env.js";
 import { connectionEdge } from "../http/connection-edges.js";
 import { requireSocket } from "../http/errors.js";
 import { connectRequest } from "../connections/connect.js";
+import { refuseSocket } from "../connections/refuse.js";
 import { requirePusherApp } from "./app.js";
 import { PUSHER_CLOSE, pusherError } from "./frames.js";
 
 /** Protocol versions whose frames this endpoint speaks (pusher-js 8 sends 7). */
 const PROTOCOLS = new Set(["5", "6", "7"]);
 
-function refuse(code: number, message: string): Response {
-  const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
-  server.accept();
-  server.send(pusherError(code, message));
-  server.close(code, message.slice(0, 120));
-  return new Response(null, { status: 101, webSocket: client });
-}
+const refuse = (code: number, message: string) => refuseSocket(pusherError(code, message), code, message);
 
 export async function pusherSocket(request: IRequest, env: Env): Promise<Response> {
   const app = requirePusherApp(env);

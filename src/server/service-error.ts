@@ -10,8 +10,10 @@ export class ServiceError extends Error {
     message: string,
     /** The `pub` (or other request) this answers, when it came in a frame with an id. */
     readonly id?: string,
+    /** What caused it (kept for the log, never sent). */
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 
   /** The HTTP status; `bad_frame` only happens on sockets and reads as a 400. */
@@ -50,6 +52,6 @@ export class ServiceError extends Error {
 export function asServiceError(err: unknown): ServiceError | null {
   if (err instanceof ServiceError) return err;
   const flags = err as { overloaded?: boolean; retryable?: boolean } | null;
-  if (flags?.overloaded || flags?.retryable) return new ServiceError("unavailable", "the channel is busy; retry with the same id");
+  if (flags?.overloaded || flags?.retryable) return new ServiceError("unavailable", "the channel is busy; retry with the same id", undefined, { cause: err });
   return null;
 }

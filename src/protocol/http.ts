@@ -1,0 +1,14 @@
+// What the HTTP API answers, as the server builds it and the SDK and tests read it.
+import type { ErrorCode } from "./errors.js";
+import type { MsgFrame, PublishResult } from "./frames.js";
+
+/** One message's result in a batch publish: its seq, or why it was not published. */
+export type BatchResult = ({ channel: string } & PublishResult) | { channel: string; id: string; error: { code: ErrorCode; message: string } };
+
+/** A history page (`GET /v1/channels/:channel/messages`). */
+export interface HistoryPage {
+  messages: MsgFrame[];
+  seq: number;
+  epoch: string | null;
+  reset: boolean;
+}
