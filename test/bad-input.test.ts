@@ -49,6 +49,7 @@ const rows: [string, () => Promise<Answer>, Answer][] = [
   ["publish without a credential", async () => http(await publish(CH, { event: "e", data: 1 }, { key: null })), { status: 401, code: "unauthorized" }],
   ["wrong publish key", async () => http(await publish(CH, { event: "e", data: 1 }, { key: "not-the-key" })), { status: 403, code: "forbidden" }],
   ["token without a pub grant", async () => http(await publish(CH, { event: "e", data: 1 }, { key: await token({ sub: "u", ch: ["*"] }) })), { status: 403, code: "forbidden" }],
+  ["event name reserved for the server", async () => http(await publish(CH, { event: "pusher_internal:member_added", data: { user_id: "ceo" } })), { status: 400, code: "bad_request" }],
   // Channel names
   ["empty channel name", async () => http(await call("/v1/channels//messages")), { status: 404, code: "not_found" }],
   ["channel name of 129 characters", async () => http(await call(`/v1/channels/${"c".repeat(129)}`)), { status: 400, code: "bad_request" }],
@@ -69,6 +70,7 @@ const rows: [string, () => Promise<Answer>, Answer][] = [
   ["unknown frame type", () => socket(`/v1/channels/${CH}/ws`, ['{"t":"subscribe-all"}']), { frame: null }],
   ["frame over MAX_MESSAGE_BYTES", () => socket(`/v1/channels/${CH}/ws`, [JSON.stringify({ t: "pub", e: "e", d: "x".repeat(70_000) })]), { close: 1009, code: "too_large" }],
   ["socket publish without a pub grant", () => socket(`/v1/channels/${CH}/ws`, ['{"t":"pub","e":"e","d":1,"id":"nope"}']), { code: "forbidden" }],
+  ["socket publish of a reserved event name", async () => socket(`/v1/channels/${CH}/ws?token=${await token({ sub: "m", ch: [CH], pub: [CH] })}`, ['{"t":"pub","e":"hibercast:append","d":1,"id":"forged"}']), { code: "bad_frame" }],
   ["flood of publish frames", async () => {
     const t = await token({ sub: "flooder", pub: [CH] });
     const flood = Array.from({ length: 60 }, (_, i) => JSON.stringify({ t: "pub", e: "flood", d: i, id: `flood-${i}` }));

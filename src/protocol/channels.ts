@@ -14,3 +14,8 @@ export const isPresenceChannel = (channel: string) => channel.startsWith("presen
 
 /** Channels that need a subscribe token whatever the settings: `private-` and `presence-`. */
 export const isPrivateChannel = (channel: string) => channel.startsWith("private-") || isPresenceChannel(channel);
+
+/** Event name prefixes only the server sends: Pusher's protocol events and hibercast's own. */
+export const RESERVED_EVENT_PREFIXES = ["pusher:", "pusher_internal:", "hibercast:"] as const;
+
+export const isReservedEvent = (event: string) => RESERVED_EVENT_PREFIXES.some((p) => event.startsWith(p));

@@ -1,7 +1,7 @@
 // Validation of what clients send: a publish (HTTP body or socket `pub`) and socket frames.
 // Failures are ServiceErrors phrased for the client.
 import { ServiceError } from "./service-error.js";
-import { CHANNEL_RULE, isValidChannel } from "../protocol/channels.js";
+import { CHANNEL_RULE, isReservedEvent, isValidChannel, RESERVED_EVENT_PREFIXES } from "../protocol/channels.js";
 import { LIMITS } from "../protocol/limits.js";
 import { isObject } from "../protocol/json.js";
 import type { PublishInput } from "../rpc.js";
@@ -26,6 +26,8 @@ export function checkId(value: unknown): string {
 /** Validates `{event, data, id?}` from an HTTP publish (or the socket's `{e, d, id?}`). */
 export function toPublishInput(event: unknown, data: unknown, id: unknown, dataPresent: boolean): PublishInput {
   const e = checkName("event", event, LIMITS.eventName);
+  // Clients act on these (pusher-js adds a member on pusher_internal:member_added): only the server sends them.
+  if (isReservedEvent(e)) throw invalid(`event names starting ${RESERVED_EVENT_PREFIXES.join(", ")} are reserved for the server`);
   if (!dataPresent) throw invalid("data is required (use null for none)");
   return { event: e, data: JSON.stringify(data), id: checkId(id) };
 }
