@@ -18,6 +18,7 @@ import { stateOf, type SocketState } from "./connections/sockets.js";
 import { ChannelEdge } from "./edge/channel-edge.js";
 import type { Env } from "./env.js";
 import { isPresenceChannel } from "./protocol/index.js";
+import { accepted } from "./server/service-error.js";
 
 export class EdgeObject extends SocketHost implements EdgeRpc {
   /** This edge's name: `channel#k` or a pool's (`ctx.id.name`; old sockets' attachments as a fallback). */
@@ -96,7 +97,7 @@ export class EdgeObject extends SocketHost implements EdgeRpc {
   // ---- clients' publishes go to the hub; leaving ------------------------------------------------
 
   async publishFor(channel: string, input: PublishInput, options: PublishOptions): Promise<PublishResult> {
-    return hubStub(this.env, channel).publish(input, options);
+    return accepted(await hubStub(this.env, channel).publish(input, options));
   }
 
   /** Every channel the socket was in: it leaves the channel's presence, and the edge maybe the hub's list. */

@@ -10,7 +10,7 @@ import { optionsInForce, type ChannelConfig } from "./settings/config.js";
 import { log } from "./server/log.js";
 import { count } from "./server/metrics.js";
 import { isPresenceChannel, type Cursor, type Member, type PublishResult } from "./protocol/index.js";
-import { directoryStub, edgeStub, ownName, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start } from "./rpc.js";
+import { directoryStub, edgeStub, ownName, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start } from "./rpc.js";
 import type { Env } from "./env.js";
 import { readConnect, rewindOf } from "./connections/connect.js";
 import { ChannelSockets } from "./connections/dialects/channel-socket.js";
@@ -22,7 +22,9 @@ import { EdgeLinks } from "./hub/edge-links.js";
 import { historyBody } from "./hub/history.js";
 import { Occupancy } from "./hub/occupancy.js";
 import { Presence, RemoteMembers } from "./hub/presence.js";
-import { publish } from "./hub/publish.js";
+import { publish, refusal } from "./hub/publish.js";
+import { PublishRate } from "./connections/rate-limit.js";
+import { accepted } from "./server/service-error.js";
 import { ReplayLog, type Retention } from "./hub/replay-log.js";
 import { migrate, DIRECTORY_DUE_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
@@ -184,14 +186,18 @@ export class RoomObject extends SocketHost implements HubRpc {
   // ---- publish: record, then deliver -------------------------------------------------------
 
   /** The one publish entry point: every surface comes here, or to publishMany. */
-  async publish(input: PublishInput, options: PublishOptions): Promise<PublishResult> {
+  async publish(input: PublishInput, options: PublishOptions): Promise<PublishAnswer> {
+    const refused = refusal(this, options);
+    if (refused !== null) return refused;
     const result = publish(this, input, options);
     await this.alarms.ifNone("trim");
     return result;
   }
 
   /** Several messages to this channel, in order (batch publish: one room call per channel). */
-  async publishMany(inputs: PublishInput[], options: PublishOptions): Promise<PublishResult[]> {
+  async publishMany(inputs: PublishInput[], options: PublishOptions): Promise<PublishAnswer[]> {
+    const refused = refusal(this, options, inputs.length);
+    if (refused !== null) return inputs.map(() => refused);
     const results = inputs.map((input) => publish(this, input, options));
     await this.alarms.ifNone("trim");
     return results;
@@ -199,7 +205,14 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   /** A client's publish on this hub's own socket. */
   async publishFor(_channel: string, input: PublishInput, options: PublishOptions): Promise<PublishResult> {
-    return this.publish(input, options);
+    return accepted(await this.publish(input, options));
+  }
+
+  /** Token publishes over HTTP, per token, this second (in memory: a hibernated hub had none). */
+  readonly tokenRate = new PublishRate();
+
+  get clientPubPerS(): number {
+    return this.config(this.channel).clientPubPerS;
   }
 
   /** What publishing reaches here: this hub's own sockets (edges get the push). */

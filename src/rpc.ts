@@ -3,7 +3,7 @@
 // imports no object class (so nothing below the objects depends on them) and no module above
 // protocol/ and settings/: every side of a call reads the same types from here.
 import type { ChannelOptions } from "./settings/channel-options.js";
-import type { Cursor, Member, PublishResult } from "./protocol/index.js";
+import type { Cursor, HttpErrorCode, Member, PublishResult } from "./protocol/index.js";
 
 /** What a publisher sends, after validation. */
 export interface PublishInput {
@@ -24,7 +24,21 @@ export interface PublishOptions {
    * `client` (a socket `pub` or a Pusher client event: told to webhooks as `client_event`).
    */
   by: "origin" | "client";
+  /**
+   * The publisher's id space for idempotency ids: "" for the publish key (and Pusher's HTTP API),
+   * `u:<sub>` for a token's user, `t:<digest>` for an anonymous token, `c:<cid>` for an anonymous
+   * socket (absent: ""). A client can never make an origin's id a duplicate; a retry by the same
+   * publisher is one.
+   */
+  scope?: string;
 }
+
+/** A publish the hub refused (errors do not keep their class across RPC, so it answers this). */
+export interface Refused {
+  refused: { code: HttpErrorCode; message: string };
+}
+
+export type PublishAnswer = PublishResult | Refused;
 
 /** A message as the log stores it and pushes carry it; `data` stays serialized JSON. */
 export interface LoggedMessage {
@@ -98,9 +112,9 @@ export interface RoomStats {
 export interface HubRpc extends Rpc.DurableObjectBranded {
   /** Takes a socket (the Worker's connect request, see connections/connect.ts). */
   fetch(request: Request): Promise<Response>;
-  publish(input: PublishInput, options: PublishOptions): Promise<PublishResult>;
+  publish(input: PublishInput, options: PublishOptions): Promise<PublishAnswer>;
   /** Several messages in order (batch publish: one hub call per channel). */
-  publishMany(inputs: PublishInput[], options: PublishOptions): Promise<PublishResult[]>;
+  publishMany(inputs: PublishInput[], options: PublishOptions): Promise<PublishAnswer[]>;
   purge(): Promise<{ seq: number; epoch: string }>;
   history(query: HistoryQuery): Promise<string>;
   members(): Promise<MemberList>;

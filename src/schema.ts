@@ -4,8 +4,8 @@
 //
 //   RoomObject (a channel's hub), SQLite:
 //     meta             (k, channel, epoch, last_seq)     the log's head; one row, never trimmed
-//     log              (seq, id, event, data, ts, sender) the replay log (hub/replay-log.ts)
-//     dedupe           (id, seq, ts)                     ids of trimmed messages, for the dedupe window
+//     log              (seq, id, event, data, ts, sender, scope) the replay log (hub/replay-log.ts)
+//     dedupe           (scope, id, seq, ts)              ids of trimmed messages, for the dedupe window
 //     edges            (name)                            edges holding the channel's sockets (hub/edge-links.ts)
 //     remote_members   (cid, edge, sub, info)            presence members on edges (hub/presence.ts)
 //     webhook_outbox   (id, event)                       webhook events not yet delivered (hub/webhooks.ts)
@@ -13,8 +13,12 @@
 //   EdgeObject, KV: position:<channel> (edge/channel-edge.ts), pusher-pool (dialects/pusher.ts)
 //   DirectoryObject, SQLite: occupied (channel)
 
-/** The version this code writes. Version 1 is 0.3.0's layout, which needs no step. */
-export const SCHEMA_VERSION = 1;
+/**
+ * The version this code writes. 1: 0.3.0's layout. 2 (0.4.0): idempotency ids are scoped by
+ * publisher (`scope`: "" for the publish key, `u:<sub>` for a token's user, …), so no client can
+ * make an origin's publish a duplicate.
+ */
+export const SCHEMA_VERSION = 2;
 const VERSION_KEY = "schema-version";
 
 export const OCCUPANCY_KEY = "occupancy";
@@ -38,13 +42,16 @@ CREATE TABLE IF NOT EXISTS log (
   event TEXT NOT NULL,
   data TEXT NOT NULL,
   ts INTEGER NOT NULL,
-  sender TEXT
+  sender TEXT,
+  scope TEXT NOT NULL DEFAULT ''
 );
-CREATE UNIQUE INDEX IF NOT EXISTS log_id ON log (id);
+CREATE UNIQUE INDEX IF NOT EXISTS log_scope_id ON log (scope, id);
 CREATE TABLE IF NOT EXISTS dedupe (
-  id TEXT PRIMARY KEY,
+  scope TEXT NOT NULL DEFAULT '',
+  id TEXT NOT NULL,
   seq INTEGER NOT NULL,
-  ts INTEGER NOT NULL
+  ts INTEGER NOT NULL,
+  PRIMARY KEY (scope, id)
 ) WITHOUT ROWID;`,
   edges: "CREATE TABLE IF NOT EXISTS edges (name TEXT PRIMARY KEY) WITHOUT ROWID",
   remoteMembers: "CREATE TABLE IF NOT EXISTS remote_members (cid TEXT PRIMARY KEY, edge TEXT NOT NULL, sub TEXT NOT NULL, info TEXT) WITHOUT ROWID",
@@ -62,15 +69,33 @@ export function hasTable(sql: SqlStorage, name: string): boolean {
  * runs once, in the constructor's synchronous turn (before any request), then the version is
  * stored. An object with no storage yet has nothing to migrate and writes nothing.
  */
-const steps: Record<number, (storage: DurableObjectStorage) => void> = {};
+const steps: Record<number, (storage: DurableObjectStorage) => void> = {
+  // 1 → 2: a scope on every id; what was published before counts as the publish key's.
+  1: ({ sql }) => {
+    if (!hasTable(sql, "log")) return;
+    sql.exec(`ALTER TABLE log ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+DROP INDEX IF EXISTS log_id;
+CREATE UNIQUE INDEX IF NOT EXISTS log_scope_id ON log (scope, id);
+CREATE TABLE dedupe_v2 (scope TEXT NOT NULL DEFAULT '', id TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (scope, id)) WITHOUT ROWID;
+INSERT INTO dedupe_v2 (scope, id, seq, ts) SELECT '', id, seq, ts FROM dedupe;
+DROP TABLE dedupe;
+ALTER TABLE dedupe_v2 RENAME TO dedupe;`);
+  },
+};
+
+/** The version of storage that never recorded one: 0.3.0 wrote none; this code writes tables of the current shape. */
+function unstampedVersion(sql: SqlStorage): number {
+  const log = sql.exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'log'").toArray()[0];
+  return log !== undefined && !log.sql.includes("scope") ? 1 : SCHEMA_VERSION;
+}
 
 export function migrate(storage: DurableObjectStorage): void {
   let version = storage.kv.get<number>(VERSION_KEY);
   if (version === SCHEMA_VERSION) return;
   if (version === undefined) {
-    // Never migrated: 0.3.0's layout (version 1) if it has any table, else nothing to do yet.
-    if (!hasTable(storage.sql, "meta") && !hasTable(storage.sql, "edges") && !hasTable(storage.sql, "remote_members") && !hasTable(storage.sql, "webhook_outbox")) return;
-    version = 1;
+    // Never stamped: nothing to do for an object with no log yet; else its log tells its shape.
+    if (!hasTable(storage.sql, "log")) return;
+    version = unstampedVersion(storage.sql);
   }
   for (; version < SCHEMA_VERSION; version++) steps[version]!(storage);
   storage.kv.put(VERSION_KEY, SCHEMA_VERSION);

@@ -45,7 +45,7 @@ it("writes at most 2 SQLite rows per publish in steady state", async () => {
     const before = counter.written;
     expect(before).toBeGreaterThan(0); // the counter sees writes at all
     for (let i = 1; i <= 100; i++) {
-      expect(log.findId(`id-${i}`, now)).toBeNull();
+      expect(log.findId("", `id-${i}`, now)).toBeNull();
       log.append("c", input(i), null, now);
     }
     expect(counter.written - before).toBeGreaterThanOrEqual(100);
@@ -61,7 +61,7 @@ it("creates no storage for reads of a channel that never had a publish", async (
     expect(log.since({ seq: 0, epoch: null }, Date.now())).toEqual({ reset: false, messages: [] });
     expect(log.last(10, Date.now())).toEqual([]);
     expect(log.stats(Date.now())).toEqual({ count: 0, oldestSeq: null });
-    expect(log.findId("x", Date.now())).toBeNull();
+    expect(log.findId("", "x", Date.now())).toBeNull();
     log.purge(Date.now());
     expect(state.storage.sql.databaseSize).toBeLessThanOrEqual(4096 * 2);
     const tables = state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name IN ('log', 'meta', 'dedupe')").toArray();
@@ -80,7 +80,7 @@ it("keeps seqs counting and the epoch new after a purge", async () => {
     expect(log.epoch).not.toBe(epoch);
     expect(log.stats(now)).toEqual({ count: 0, oldestSeq: null });
     expect(log.since({ seq: 3, epoch }, now)).toEqual({ reset: true });
-    expect(log.findId("id-2", now)).toBe(2);
+    expect(log.findId("", "id-2", now)).toBe(2);
     expect(log.append("c", input(4), null, now).seq).toBe(4);
     // A fresh instance reads the same state back from storage.
     const again = new ReplayLog(state.storage.sql, retention);

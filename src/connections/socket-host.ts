@@ -104,7 +104,8 @@ export abstract class SocketHost extends DurableObject<Env> implements DialectHo
       return null;
     }
     if (verdict === "refuse") throw new ServiceError("rate_limited", `at most ${perS} publishes per second`, input.id);
-    return this.publishFor(channel, input, { sender: grant.sub, exclude: null, by: "client" });
+    // A client's ids are its own: its user's, or this connection's when it has no user.
+    return this.publishFor(channel, input, { sender: grant.sub, exclude: null, by: "client", scope: grant.sub === null ? `c:${state.cid}` : `u:${grant.sub}` });
   }
 
   // ---- close: one path for every socket ----------------------------------------------------

@@ -8,7 +8,7 @@ import { CONSOLE_CSP, CONSOLE_HTML } from "../console/bundle.generated.js";
 import { log } from "../server/log.js";
 import { CHANNEL_RULE, isPresenceChannel, isValidChannel, LIMITS, type HttpErrorCode } from "../protocol/index.js";
 import { isObject, toPublishInput, type PublishInput } from "../server/input.js";
-import { ServiceError } from "../server/service-error.js";
+import { accepted, ServiceError } from "../server/service-error.js";
 import { connectRequest } from "../connections/connect.js";
 import { edgeName, edgeStub, hubStub } from "../rpc.js";
 import { byChannel, parseBatch, type BatchResult } from "./batch.js";
@@ -104,7 +104,7 @@ async function publish(request: IRequest, env: Env): Promise<Response> {
   const exclude = new URL(request.url).searchParams.get("exclude");
   // A cid, or a Pusher socket_id ("digits.digits"): both name a connection.
   if (exclude !== null && !/^[A-Za-z0-9.]{1,64}$/.test(exclude)) throw new ServiceError("bad_request", "exclude must be a connection id (cid or Pusher socket_id)");
-  const result = await hubStub(env, channel).publish(input, { sender: publisher.sub, exclude, by: "origin" });
+  const result = accepted(await hubStub(env, channel).publish(input, { sender: publisher.sub, exclude, by: "origin", scope: publisher.scope }));
   return Response.json(result);
 }
 
@@ -122,8 +122,11 @@ async function publishBatch(request: IRequest, env: Env): Promise<Response> {
       };
       if (!publisher.may(channel)) return fail("forbidden", `token does not grant publishing to ${channel}`);
       try {
-        const answers = await hubStub(env, channel).publishMany(indexes.map((i) => items[i]!.input), { sender: publisher.sub, exclude: null, by: "origin" });
-        answers.forEach((answer, k) => (results[indexes[k]!] = { channel, ...answer }));
+        const answers = await hubStub(env, channel).publishMany(indexes.map((i) => items[i]!.input), { sender: publisher.sub, exclude: null, by: "origin", scope: publisher.scope });
+        answers.forEach((answer, k) => {
+          const i = indexes[k]!;
+          results[i] = "refused" in answer ? { channel, id: items[i]!.input.id, error: answer.refused } : { channel, ...answer };
+        });
       } catch (err) {
         log("error", { where: "batch publish", channel, error: String(err) });
         fail("unavailable", "the channel did not answer; retry with the same ids");

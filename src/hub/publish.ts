@@ -3,7 +3,8 @@
 // through `publish(input, options)`, which records the message, then delivers it to the hub's
 // own sockets and pushes it to the channel's edges, with no await in between.
 import type { PublishResult } from "../protocol/index.js";
-import type { LoggedMessage, PublishInput, PublishOptions } from "../rpc.js";
+import type { LoggedMessage, PublishAnswer, PublishInput, PublishOptions } from "../rpc.js";
+import type { PublishRate } from "../connections/rate-limit.js";
 import type { ChannelEvent } from "../connections/dialects/dialect.js";
 import { log } from "../server/log.js";
 import { count } from "../server/metrics.js";
@@ -23,6 +24,24 @@ export interface PublishSide {
   fanOut(event: ChannelEvent, skip: string | null): number;
   /** One webhook outbox row, in the caller's step. */
   webhook(event: WebhookEvent): void;
+  /** Publishes per token (its scope) per second, for HTTP publishes made with a token. */
+  readonly tokenRate: PublishRate;
+  /** The channel's `clientPubPerS`. */
+  readonly clientPubPerS: number;
+}
+
+/**
+ * Refuses what no publisher may do however it came in: an HTTP publish with a token over the
+ * channel's clientPubPerS (per token `sub`, as a socket is limited per socket; the publish key is
+ * not limited). Answers the refusal, or null to go on.
+ */
+export function refusal(hub: PublishSide, options: PublishOptions, count = 1): PublishAnswer | null {
+  const scope = options.scope ?? "";
+  if (options.by !== "origin" || scope === "") return null;
+  for (let i = 0; i < count; i++) {
+    if (hub.tokenRate.take(scope, hub.clientPubPerS) !== "ok") return { refused: { code: "rate_limited", message: `at most ${hub.clientPubPerS} publishes per second with one token (clientPubPerS)` } };
+  }
+  return null;
 }
 
 /**
@@ -33,7 +52,7 @@ export interface PublishSide {
  */
 export function publish(hub: PublishSide, input: PublishInput, options: PublishOptions): PublishResult {
   const { channel } = hub;
-  const recorded = hub.log.record(channel, input, options.sender, Date.now());
+  const recorded = hub.log.record(channel, input, options.sender, Date.now(), options.scope ?? "");
   if (recorded.duplicate) {
     log("publish", { channel, seq: recorded.seq, duplicate: true });
     return { seq: recorded.seq, id: input.id, delivered: 0, duplicate: true };

@@ -132,12 +132,12 @@ export class ReplayLog implements ReplaySource {
   }
 
   /** The seq an id was first published with, while the log or the dedupe window remembers it. */
-  findId(id: string, now: number): number | null {
+  findId(scope: string, id: string, now: number): number | null {
     if (!this.created) return null;
-    const inLog = this.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE id = ?", id).toArray()[0];
+    const inLog = this.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE scope = ? AND id = ?", scope, id).toArray()[0];
     if (inLog) return inLog.seq;
     const cutoff = now - this.retention.dedupeWindowS * 1000;
-    const remembered = this.sql.exec<{ seq: number }>("SELECT seq FROM dedupe WHERE id = ? AND ts >= ?", id, cutoff).toArray()[0];
+    const remembered = this.sql.exec<{ seq: number }>("SELECT seq FROM dedupe WHERE scope = ? AND id = ? AND ts >= ?", scope, id, cutoff).toArray()[0];
     return remembered?.seq ?? null;
   }
 
@@ -145,19 +145,19 @@ export class ReplayLog implements ReplaySource {
    * Records a publish: an id seen before (in the log or the dedupe window) answers its first
    * seq; anything else is appended. Delivery is the caller's, after this returns.
    */
-  record(channel: string, input: PublishInput, sender: string | null, now: number): Recorded {
-    const seen = this.findId(input.id, now);
+  record(channel: string, input: PublishInput, sender: string | null, now: number, scope = ""): Recorded {
+    const seen = this.findId(scope, input.id, now);
     if (seen !== null) return { duplicate: true, seq: seen };
-    return { duplicate: false, message: this.append(channel, input, sender, now) };
+    return { duplicate: false, message: this.append(channel, input, sender, now, scope) };
   }
 
   /** Writes one message and returns it with its seq. Callers check `findId` first. */
-  append(channel: string, input: PublishInput, sender: string | null, now: number): LoggedMessage {
+  append(channel: string, input: PublishInput, sender: string | null, now: number, scope = ""): LoggedMessage {
     this.ensureCreated(channel);
     // Monotonic timestamps let reads find the age boundary by walking seqs in order.
     const ts = Math.max(now, this.lastTs);
     const m: LoggedMessage = { seq: this.lastSeq + 1, id: input.id, event: input.event, data: input.data, ts, sender };
-    this.sql.exec(`INSERT INTO log (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`, m.seq, m.id, m.event, m.data, m.ts, m.sender);
+    this.sql.exec(`INSERT INTO log (${COLUMNS}, scope) VALUES (?, ?, ?, ?, ?, ?, ?)`, m.seq, m.id, m.event, m.data, m.ts, m.sender, scope);
     this.lastSeq = m.seq;
     this.lastTs = ts;
     this.oldest ??= { seq: m.seq, ts };
@@ -230,7 +230,7 @@ export class ReplayLog implements ReplaySource {
   private retireThrough(seq: number, now: number): void {
     this.sql.exec("UPDATE meta SET last_seq = ?", this.lastSeq);
     const windowStart = now - this.retention.dedupeWindowS * 1000;
-    this.sql.exec("INSERT OR IGNORE INTO dedupe (id, seq, ts) SELECT id, seq, ts FROM log WHERE seq <= ? AND ts >= ?", seq, windowStart);
+    this.sql.exec("INSERT OR IGNORE INTO dedupe (scope, id, seq, ts) SELECT scope, id, seq, ts FROM log WHERE seq <= ? AND ts >= ?", seq, windowStart);
     this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
     this.loadOldest();
   }

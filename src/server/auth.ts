@@ -161,7 +161,16 @@ export async function authorizeSubscribe(env: Env, channel: string, credential: 
 /** Who may publish where: the publish key may publish anywhere, a token where `pub` grants. */
 export interface Publisher {
   sub: string | null;
+  /** Its id space for idempotency ids (see PublishOptions.scope): "" for the publish key. */
+  scope: string;
   may(channel: string): boolean;
+}
+
+/** A token's id space: its user's, or for a token with no `sub` the token's own (a digest of it). */
+async function tokenScope(sub: string | undefined, token: string): Promise<string> {
+  if (sub !== undefined) return `u:${sub}`;
+  const bytes = new Uint8Array(await digest(token)).slice(0, 12);
+  return `t:${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 const KEY_HOLDER: Identity = { sub: null, canPublish: true, exp: null, info: null };
@@ -169,10 +178,10 @@ const KEY_HOLDER: Identity = { sub: null, canPublish: true, exp: null, info: nul
 /** Authenticates an HTTP publisher: the publish key, or a valid token (checked per channel). */
 export async function authenticatePublisher(env: Env, credential: string | null): Promise<Publisher> {
   if (credential === null) throw new ServiceError("unauthorized", "publishing needs 'Authorization: Bearer <publish key or token>'");
-  if (await isPublishKey(env, credential)) return { sub: null, may: () => true };
+  if (await isPublishKey(env, credential)) return { sub: null, scope: "", may: () => true };
   if (!looksLikeJwt(credential)) throw new ServiceError("forbidden", "wrong publish key");
   const claims = await verifyToken(env, credential);
-  return { sub: claims.sub ?? null, may: (channel) => mayPublish(env, claims, channel) };
+  return { sub: claims.sub ?? null, scope: await tokenScope(claims.sub, credential), may: (channel) => mayPublish(env, claims, channel) };
 }
 
 /** Publishing one channel over HTTP. */

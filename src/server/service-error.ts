@@ -2,7 +2,8 @@
 // `err` frame and the close code of a connection it ends. Thrown anywhere on the server; each
 // surface renders it with one function (src/server/render.ts) without translating codes.
 import { ERROR_STATUS, type ErrorBody, type ErrorCode } from "../protocol/errors.js";
-import type { ErrFrame } from "../protocol/frames.js";
+import type { ErrFrame, PublishResult } from "../protocol/frames.js";
+import type { PublishAnswer } from "../rpc.js";
 
 export class ServiceError extends Error {
   constructor(
@@ -54,4 +55,10 @@ export function asServiceError(err: unknown): ServiceError | null {
   const flags = err as { overloaded?: boolean; retryable?: boolean } | null;
   if (flags?.overloaded || flags?.retryable) return new ServiceError("unavailable", "the channel is busy; retry with the same id", undefined, { cause: err });
   return null;
+}
+
+/** A hub's answer to a publish: its result, or its refusal thrown as the error it is. */
+export function accepted(answer: PublishAnswer): PublishResult {
+  if ("refused" in answer) throw new ServiceError(answer.refused.code, answer.refused.message);
+  return answer;
 }

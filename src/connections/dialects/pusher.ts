@@ -223,7 +223,7 @@ export class PusherConnections implements Dialect {
     const perS = this.host.config(ch).clientPubPerS;
     if (this.clientEvents.take(state.cid, perS) !== "ok") return void send(ws, pusher.pusherError(pusher.CLIENT_EVENT_RATE, `Client event rejected - more than ${perS} per second`));
     const input = { event: frame.event, data: pusher.storedData(frame.data), id: crypto.randomUUID() };
-    await this.host.publishFor(ch, input, { sender: sub.sub, exclude: state.cid, by: "client" });
+    await this.host.publishFor(ch, input, { sender: sub.sub, exclude: state.cid, by: "client", scope: sub.sub === null ? `c:${state.cid}` : `u:${sub.sub}` });
   }
 
   /** Presence connections silent past PING_AFTER_MS get a server ping (pusher-js answers pong). */
