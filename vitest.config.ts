@@ -39,6 +39,8 @@ export default defineConfig({
             MAX_SOCKETS: "3",
             CLIENT_PUB_PER_S: "3",
             PRESENCE_MAX_MEMBERS: "2",
+            // One connection edge, so MAX_SOCKETS applies to every /v1/ws connection here.
+            CONNECTION_EDGES: "1",
           }),
         ],
         test: { name: "strict", include: ["test/strict/*.test.ts"], setupFiles: ["test/logs.ts"] },

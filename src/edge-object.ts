@@ -43,6 +43,7 @@ export class EdgeObject extends SocketHost implements EdgeRpc {
     return {
       expiry: (now: number) => this.closeExpired(now),
       subscriptions: (now: number) => this.mux.endExpired(now),
+      idle: (now: number) => this.closeIdle(now),
       presence: (now: number) => this.sweepSilent(now),
     };
   }
@@ -107,6 +108,16 @@ export class EdgeObject extends SocketHost implements EdgeRpc {
   }
 
   // ---- alarm jobs ----------------------------------------------------------------------------
+
+  /** `/v1/ws` connections that held no subscription for 5 minutes are closed (4408). */
+  private closeIdle(now: number): number | null {
+    const { due, next } = this.mux.idleOnes(now);
+    for (const [ws, state] of due) {
+      this.end(ws, state, "silent", "no subscription for 5 minutes");
+      log("swept", { cid: state.cid, idleMs: now - state.idle! });
+    }
+    return next;
+  }
 
   /**
    * Closes connections on presence channels that stopped pinging, so a vanished client does not

@@ -371,7 +371,8 @@ export class RoomObject extends SocketHost implements HubRpc {
     const sockets = this.sockets.members();
     for (const ws of sockets) {
       const state = stateOf(ws);
-      if (state === null) continue;
+      // An SSE stream's socket never pings: its relay notices a vanished client itself.
+      if (state === null || state.tr === "sse") continue;
       const silent = silentFor(this.ctx, ws, state, now);
       if (silent <= PRESENCE_TIMEOUT_MS) continue;
       this.end(ws, state, "silent", "no ping received");

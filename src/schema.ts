@@ -10,6 +10,7 @@
 //     remote_members   (cid, edge, sub, info)            presence members on edges (hub/presence.ts)
 //     webhook_outbox   (id, event)                       webhook events not yet delivered (hub/webhooks.ts)
 //   RoomObject, KV: occupancy, edges-behind, webhook-inflight, directory-due, schema-version
+//   RoomObject and EdgeObject, KV: late-expiry (sockets granted by an `auth` frame after accept)
 //   EdgeObject, KV: position:<channel> (edge/channel-edge.ts), pusher-pool (dialects/pusher.ts)
 //   DirectoryObject, SQLite: occupied (channel)
 
@@ -27,6 +28,7 @@ export const WEBHOOK_INFLIGHT_KEY = "webhook-inflight";
 export const DIRECTORY_DUE_KEY = "directory-due";
 export const positionKey = (channel: string) => `position:${channel}`;
 export const PUSHER_POOL_KEY = "pusher-pool";
+export const LATE_EXPIRY_KEY = "late-expiry";
 
 export const TABLES = {
   log: `

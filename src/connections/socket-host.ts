@@ -135,7 +135,7 @@ export abstract class SocketHost extends DurableObject<Env> implements DialectHo
   forget(ws: WebSocket): SocketState | null {
     try {
       const state = stateOf(ws);
-      if (state === null || !this.sockets.gone(ws)) return null;
+      if (state === null || !this.sockets.gone(ws, state.cid)) return null;
       this.pubRate.forget(state.cid);
       this.dialectOf(state)?.gone(ws, state);
       this.gone(ws, state);

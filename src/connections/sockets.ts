@@ -2,6 +2,7 @@
 // rest of the room asks for "the sockets of user u" or "this socket's state" and never spells a
 // tag. State lives in the runtime (tags + attachments), so it survives hibernation.
 import { isPresenceChannel } from "../protocol/channels.js";
+import { LATE_EXPIRY_KEY } from "../schema.js";
 
 /** How a socket's frames leave the room: as JSON text, or pre-formatted for the SSE relay. */
 export type Transport = "ws" | "sse";
@@ -36,6 +37,8 @@ export interface SocketState {
   info: string | null;
   /** Accepted at (ms): the liveness baseline until the first auto-responded ping. */
   at: number;
+  /** A multiplexed connection holding no subscription: since when (ms); absent while it holds one. */
+  idle?: number;
   /** The edge's own name, on sockets an edge holds (it leaves its hub's list by this name). */
   edge?: string;
   /** Takes `batch` frames (`?batch=1`). */
@@ -120,9 +123,10 @@ export class Sockets {
    * Call when a socket goes (its close or error, or the server's own close); answers false when
    * it was already reported, so its cleanup runs once.
    */
-  gone(ws: WebSocket): boolean {
+  gone(ws: WebSocket, cid?: string): boolean {
     if (this.uncounted.has(ws)) return false;
     this.uncounted.add(ws);
+    if (cid !== undefined) this.unlist(cid);
     if (this.counted !== undefined) this.counted = Math.max(0, this.counted - 1);
     return true;
   }
@@ -148,8 +152,31 @@ export class Sockets {
     return this.ctx.getWebSockets(PRESENCE_TAG);
   }
 
+  /** Sockets whose grant expires: tagged at accept, or granted later by an `auth` frame. */
   expiring(): WebSocket[] {
-    return this.ctx.getWebSockets(EXPIRES_TAG);
+    const late = Object.keys(this.ctx.storage.kv.get<Record<string, true>>(LATE_EXPIRY_KEY) ?? {});
+    return [...this.ctx.getWebSockets(EXPIRES_TAG), ...late.map((cid) => this.byCid(cid)).filter((ws): ws is WebSocket => ws !== null)];
+  }
+
+  /**
+   * A socket accepted without a token got one (an `auth` frame): tags cannot change after
+   * accept, so it is listed in storage, and its grant dies with that token like any other.
+   */
+  expiresLater(ws: WebSocket, cid: string): void {
+    if (this.ctx.getTags(ws).includes(EXPIRES_TAG)) return;
+    const late = this.ctx.storage.kv.get<Record<string, true>>(LATE_EXPIRY_KEY) ?? {};
+    if (late[cid]) return;
+    late[cid] = true;
+    this.ctx.storage.kv.put(LATE_EXPIRY_KEY, late);
+  }
+
+  /** A socket went: it leaves the late-expiry list, if it was on it. */
+  private unlist(cid: string): void {
+    const late = this.ctx.storage.kv.get<Record<string, true>>(LATE_EXPIRY_KEY);
+    if (late?.[cid] === undefined) return;
+    delete late[cid];
+    if (Object.keys(late).length === 0) this.ctx.storage.kv.delete(LATE_EXPIRY_KEY);
+    else this.ctx.storage.kv.put(LATE_EXPIRY_KEY, late);
   }
 
   countOf(transport: Transport): number {

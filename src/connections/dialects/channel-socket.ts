@@ -138,8 +138,11 @@ export class ChannelSockets implements Dialect {
     if (claims.sub !== undefined && state.sub !== null && claims.sub !== state.sub) {
       throw new ServiceError("forbidden", "a fresh token must be for the same sub");
     }
+    // The grant lives as long as this token, also on a socket that connected without one.
+    if (state.exp === null) this.host.sockets.expiresLater(ws, state.cid);
     state.exp = claims.exp;
     state.pub = mayPublish(env, claims, state.ch);
+    if (state.sub === null && claims.sub !== undefined) state.sub = claims.sub;
     this.host.sockets.save(ws, state);
     await this.host.alarms.by(claims.exp * 1000);
   }

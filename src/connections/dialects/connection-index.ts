@@ -72,6 +72,7 @@ export class ConnectionIndex {
   add(ws: WebSocket, channel: string, sub: MuxSub): void {
     const state = stateOf(ws)!;
     (state.subs ??= {})[channel] = sub;
+    delete state.idle;
     this.sockets.save(ws, state);
     this.built();
     this.entry(channel).set(state.cid, ws);
@@ -80,6 +81,8 @@ export class ConnectionIndex {
   remove(ws: WebSocket, channel: string): void {
     const state = stateOf(ws)!;
     if (state.subs !== undefined) delete state.subs[channel];
+    // A multiplexed connection left with no subscription starts counting as idle.
+    if (!state.pz && Object.keys(state.subs ?? {}).length === 0) state.idle = Date.now();
     this.sockets.save(ws, state);
     this.built().get(channel)?.delete(state.cid);
   }

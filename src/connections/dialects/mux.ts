@@ -32,6 +32,9 @@ export function render(event: ChannelEvent): Out {
 
 const ENDINGS: Record<Ending, (typeof CLOSE)[keyof typeof CLOSE]> = { expired: CLOSE.unauthorized, silent: CLOSE.noPing, full: CLOSE.unavailable };
 
+/** A connection that holds no subscription this long is closed (4408): idle sockets cost a pool its room. */
+export const IDLE_MS = 5 * 60_000;
+
 export class MuxConnections implements Dialect {
   readonly kind = "mux";
   readonly index: ConnectionIndex;
@@ -44,14 +47,24 @@ export class MuxConnections implements Dialect {
     this.index = new ConnectionIndex(host.sockets, "mx");
   }
 
-  /** Accepts a connection with no channel yet: welcome v2; channels come with `sub` frames. */
-  accept(connect: ConnectRequest): Response {
+  /**
+   * Accepts a connection with no channel yet: welcome v2; channels come with `sub` frames. An
+   * edge at MAX_SOCKETS refuses it (4503), as a channel's room does.
+   */
+  async accept(connect: ConnectRequest): Promise<Response> {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    if (this.host.sockets.count() >= this.host.config("").maxSockets) {
+      server.accept();
+      this.host.delivery.close(server, "ws", CLOSE.unavailable, "this connection edge is full, retry later");
+      return new Response(null, { status: 101, webSocket: client });
+    }
     const claims = connect.mux!.claims;
-    const state = newState({ ch: "", tr: "ws", sub: claims?.sub ?? null, b: true, subs: {}, claims });
+    const now = Date.now();
+    const state = newState({ ch: "", tr: "ws", sub: claims?.sub ?? null, b: true, subs: {}, claims, idle: now });
     this.host.sockets.accept(server, state);
     this.host.delivery.to(server, state, out({ t: "welcome", v: 2, cid: state.cid }));
     count(this.host.bindings, "", "connect");
+    await this.host.alarms.by(now + IDLE_MS);
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -189,6 +202,20 @@ export class MuxConnections implements Dialect {
     this.index.remove(ws, ch);
     delivery.to(ws, state, out(why === null ? { t: "unsubscribed", ch } : { t: "unsubscribed", ch, code: why.code, message: why.message }));
     void this.edge.left(ch, state.cid, isPresenceChannel(ch));
+  }
+
+  /** The alarm's job: connections idle (no subscription) past IDLE_MS; answers when to look again. */
+  idleOnes(now: number): { due: [WebSocket, SocketState][]; next: number | null } {
+    const due: [WebSocket, SocketState][] = [];
+    let next: number | null = null;
+    for (const ws of this.host.sockets.connections("mx")) {
+      const state = stateOf(ws);
+      if (state?.idle === undefined) continue;
+      const at = state.idle + IDLE_MS;
+      if (at <= now) due.push([ws, state]);
+      else next = next === null ? at : Math.min(next, at);
+    }
+    return { due, next };
   }
 
   /** The alarm's job: ends the subscriptions whose token expired; answers the next expiry. */

@@ -11,6 +11,7 @@ import { requirePusherApp } from "../../pusher/app.js";
 import { authorizePusherChannel, type PusherGrant } from "../../pusher/channel-auth.js";
 import * as pusher from "../../pusher/frames.js";
 import { overLimit } from "../frame-size.js";
+import { refuseSocket } from "../refuse.js";
 import type { DialectHost } from "../host.js";
 import { PRESENCE_SWEEP_MS } from "../liveness.js";
 import { PublishRate } from "../rate-limit.js";
@@ -71,6 +72,11 @@ export class PusherConnections implements Dialect {
 
   /** Accepts a Pusher connection: its socket id is its cid; channels come with `pusher:subscribe`. */
   accept(): Response {
+    if (this.host.sockets.count() >= this.host.config("").maxSockets) {
+      // Over capacity, as Pusher says it: 4100, reconnect after a while.
+      const code = pusher.PUSHER_CLOSE.overCapacity;
+      return refuseSocket(pusher.pusherError(code, "Over capacity"), code, "Over capacity");
+    }
     const kv = this.host.runtime.storage.kv;
     if (kv.get(PUSHER_POOL_KEY) !== true) {
       kv.put(PUSHER_POOL_KEY, true);

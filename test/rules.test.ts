@@ -1,0 +1,85 @@
+// The rules of DESIGN v1.3 "One rule set for every surface" that a connection meets, each forced
+// from outside: grants that die with their token on every connection kind, an unsub that
+// overtakes its sub, internal names no channel can reach, presence SSE not swept as silent.
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { edgeName, poolEdgeName, shardChannel } from "../src/rpc";
+import { isValidChannel } from "../src/protocol";
+import { call, channelName, hubOf, publishOk, SseReader, TestSocket, token } from "./helpers";
+
+const inSeconds = (s: number) => Math.floor(Date.now() / 1000) + s;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("a grant lives as long as its token", () => {
+  it("an expired /v1/ws connection token subscribes to nothing (no replay of a private log)", async () => {
+    const ch = channelName("private-exp");
+    await publishOk(ch, "secret", 1);
+    const s = await TestSocket.open(`/v1/ws?token=${await token({ sub: "u", ch: [ch] }, { expiresIn: inSeconds(2) })}`);
+    await s.expect("welcome");
+    await sleep(2500);
+    s.send({ t: "sub", ch, since: 0 });
+    expect(await s.next()).toMatchObject({ t: "err", ch, code: "unauthorized" });
+    expect((await s.settle(200)).filter((f) => f.t === "msg" || f.t === "subscribed")).toEqual([]);
+    s.close();
+  });
+
+  it("a pub grant an auth frame gave a socket that connected without a token ends with that token", async () => {
+    const ch = channelName("news");
+    const [s] = await TestSocket.subscribe(ch);
+    s.send({ t: "auth", token: await token({ ch: [ch], pub: [ch] }, { expiresIn: inSeconds(2) }) });
+    s.send({ t: "pub", e: "e", d: 1, id: "while-granted" });
+    expect((await s.take("ack", 1))[0]).toMatchObject({ id: "while-granted" });
+    await sleep(2500);
+    await runDurableObjectAlarm(hubOf(ch));
+    expect(await s.next()).toMatchObject({ t: "err", code: "unauthorized", close: 4401 });
+    expect((await s.closed).code).toBe(4401);
+  });
+});
+
+describe("an unsub that overtakes its sub wins", () => {
+  it("on /v1/ws: sub then unsub back to back leaves no subscription and delivers nothing", async () => {
+    const ch = channelName("race");
+    const s = await TestSocket.open("/v1/ws");
+    await s.expect("welcome");
+    s.send({ t: "sub", ch });
+    s.send({ t: "unsub", ch });
+    expect(await s.next()).toMatchObject({ t: "unsubscribed", ch });
+    await publishOk(ch, "late", 1);
+    expect((await s.settle(300)).filter((f) => f.t !== "unsubscribed")).toEqual([]);
+    const stats = await (await call(`/v1/channels/${ch}`)).json<{ subscribers: number; edges?: number }>();
+    expect(stats).toMatchObject({ subscribers: 0 });
+    expect(stats.edges ?? 0).toBe(0);
+    s.close();
+  });
+});
+
+describe("internal names", () => {
+  it("no channel's shard edge can be a connection pool's edge", () => {
+    // Pools are named from '#', which a channel name cannot hold; shards are channel#k.
+    for (const pool of ["conn", "pusher"] as const) {
+      const name = poolEdgeName(pool, 3);
+      expect(shardChannel(name)).toBeNull();
+      expect(isValidChannel(name.slice(0, name.lastIndexOf("#")) || name)).toBe(false);
+      for (const ch of [pool, `${pool}:EU`, `${pool}/3`.replace("/", "-")]) if (isValidChannel(ch)) expect(edgeName(ch, 3)).not.toBe(name);
+    }
+    expect(shardChannel(edgeName("conn", 0))).toBe("conn");
+  });
+});
+
+describe("presence SSE streams", () => {
+  it("are not swept as silent: the relay keeps them alive", async () => {
+    const ch = channelName("presence-sse");
+    const sse = await SseReader.open(`/v1/channels/${ch}/sse?token=${await token({ sub: "s", ch: [ch] })}`);
+    await sse.expect("welcome");
+    await sse.expect("members");
+    // As if the stream had been open for 5 minutes with no ping (SSE streams never ping).
+    await runInDurableObject(hubOf(ch), (_room, state) => {
+      for (const ws of state.getWebSockets()) ws.serializeAttachment({ ...(ws.deserializeAttachment() as object), at: Date.now() - 300_000 });
+    });
+    await runDurableObjectAlarm(hubOf(ch));
+    await publishOk(ch, "still-here", 1);
+    const next = await sse.frame(2000);
+    expect(next.frame).toMatchObject({ t: "msg", e: "still-here" });
+    await sse.cancel();
+  });
+});

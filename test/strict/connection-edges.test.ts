@@ -1,0 +1,53 @@
+// Connection edges keep the limits a channel's room keeps (DESIGN v1.3): MAX_SOCKETS (3 here, with
+// one connection edge) refuses with 4503, and a /v1/ws connection that holds no subscription for
+// 5 minutes is closed with 4408.
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { poolEdgeName } from "../../src/rpc";
+import { channelName, edgeOf, TestSocket, token } from "../helpers";
+
+describe("connection edges", () => {
+  it("refuse a connection past MAX_SOCKETS with 4503, and take one again after a close", async () => {
+    const open: TestSocket[] = [];
+    // Other tests' connections may still be held by the edge: fill it up to the limit first.
+    for (let i = 0; i < 4; i++) {
+      const s = await TestSocket.open("/v1/ws");
+      const first = await s.next();
+      if (first.t === "welcome") open.push(s);
+      else {
+        expect(first).toMatchObject({ t: "err", code: "unavailable", close: 4503 });
+        expect((await s.closed).code).toBe(4503);
+        break;
+      }
+    }
+    expect(open.length).toBeLessThanOrEqual(3);
+    open.pop()!.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const again = await TestSocket.open("/v1/ws");
+    expect((await again.next()).t).toBe("welcome");
+    for (const s of [...open, again]) s.close();
+  });
+
+  it("close a /v1/ws connection that held no subscription for 5 minutes (4408), and keep one that holds one", async () => {
+    const idle = await TestSocket.open("/v1/ws");
+    await idle.expect("welcome");
+    const busy = await TestSocket.open("/v1/ws");
+    await busy.expect("welcome");
+    const ch = channelName("private-kept");
+    busy.send({ t: "sub", ch, token: await token({ sub: "b", ch: [ch] }) });
+    await busy.expect("subscribed");
+    // As if 5 minutes had passed since each connection was accepted.
+    await runInDurableObject(edgeOf(poolEdgeName("conn", 0)), (_edge, state) => {
+      for (const ws of state.getWebSockets("mx")) {
+        const a = ws.deserializeAttachment() as { idle?: number };
+        if (a.idle !== undefined) ws.serializeAttachment({ ...a, idle: Date.now() - 301_000 });
+      }
+    });
+    await runDurableObjectAlarm(edgeOf(poolEdgeName("conn", 0)));
+    expect(await idle.next()).toMatchObject({ t: "err", close: 4408 });
+    expect((await idle.closed).code).toBe(4408);
+    busy.send("ping");
+    expect(await busy.next()).toEqual({ raw: "pong" });
+    busy.close();
+  });
+});
