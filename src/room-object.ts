@@ -10,7 +10,7 @@ import { optionsInForce, type ChannelConfig } from "./settings/config.js";
 import { log } from "./server/log.js";
 import { count } from "./server/metrics.js";
 import { isPresenceChannel, type Cursor, type Member, type PublishResult } from "./protocol/index.js";
-import { directoryStub, edgeStub, ownName, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start } from "./rpc.js";
+import { directoryStub, edgeStub, ownName, RECONCILE_MS, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start } from "./rpc.js";
 import type { Env } from "./env.js";
 import { readConnect, rewindOf } from "./connections/connect.js";
 import { ChannelSockets } from "./connections/dialects/channel-socket.js";
@@ -64,7 +64,7 @@ export class RoomObject extends SocketHost implements HubRpc {
     this.channelSockets = new ChannelSockets(this, this.channel);
     this.dialects = { channel: this.channelSockets };
     this.presence = new Presence(this.sockets, new RemoteMembers(ctx.storage.sql));
-    this.edges = new EdgeLinks(ctx, env, (at) => this.alarms.by(at));
+    this.edges = new EdgeLinks(ctx, env, (at) => this.alarms.by(at), (name) => this.edgeGone(name));
     this.webhooks = new Webhooks(ctx.storage, env);
     this.occupancy = new Occupancy(ctx.storage, (channel, occupied, now) => this.occupancyChanged(channel, occupied, now));
     if (!this.log.hasStoredEpoch) this.recallEpoch();
@@ -79,6 +79,7 @@ export class RoomObject extends SocketHost implements HubRpc {
       occupancy: (now: number) => this.checkOccupancy(now),
       directory: () => this.tellDirectory(),
       webhooks: (now: number) => this.webhooks.deliver(now),
+      reconcile: (now: number) => this.reconcile(now),
     };
   }
 
@@ -166,6 +167,7 @@ export class RoomObject extends SocketHost implements HubRpc {
     const joined = this.presence.joinRemote(cid, edge, sub, info);
     const list = this.presence.list(this.maxMembers);
     this.joined(joined, null, cid);
+    await this.alarms.by(Date.now() + RECONCILE_MS);
     return list;
   }
 
@@ -240,6 +242,7 @@ export class RoomObject extends SocketHost implements HubRpc {
   async attachEdge(edge: string, start: Start, edgeCursor: Cursor | null): Promise<Attached> {
     this.log.ensureStored(this.channel); // the epoch edges' sockets are welcomed with must not change
     this.edges.add(edge);
+    await this.alarms.by(Date.now() + RECONCILE_MS);
     if (this.tracksOccupancy()) this.occupancy.arrived(this.channel, Date.now());
     const catchUp = edgeCursor === null ? null : this.log.since(edgeCursor, Date.now());
     return { seq: this.log.lastSeq, epoch: this.log.epoch, opening: this.opening(start), catchUp };
@@ -249,6 +252,40 @@ export class RoomObject extends SocketHost implements HubRpc {
   async detachEdge(edge: string): Promise<void> {
     this.edges.remove(edge);
     await this.mayBeEmpty();
+  }
+
+  /** An edge holds none of the channel's subscribers (it was reset, say): it and its members go. */
+  private edgeGone(edge: string): void {
+    for (const cid of this.presence.remoteByEdge().get(edge) ?? []) this.left(this.presence.leaveRemote(cid), null, cid);
+    this.edges.remove(edge);
+    void this.mayBeEmpty();
+  }
+
+  /**
+   * The alarm's job while edges or members on edges are listed: each edge says whether it still
+   * holds the channel's subscribers and which listed members are still connected to it, so an
+   * edge reset without close events leaves no stale link and no ghost member (with the due
+   * member_removed and channel_vacated webhooks). An edge that does not answer is asked again.
+   */
+  private async reconcile(now: number): Promise<number | null> {
+    const byEdge = this.presence.remoteByEdge();
+    const edges = new Set([...this.edges.names(), ...byEdge.keys()]);
+    if (edges.size === 0) return null;
+    await Promise.all(
+      [...edges].map(async (edge) => {
+        const cids = byEdge.get(edge) ?? [];
+        let answer: { holds: boolean; live: string[] };
+        try {
+          answer = await edgeStub(this.env, edge).holds(this.channel, cids);
+        } catch (err) {
+          return log("error", { where: "reconcile", channel: this.channel, edge, error: String(err) });
+        }
+        for (const cid of cids) if (!answer.live.includes(cid)) this.left(this.presence.leaveRemote(cid), null, cid);
+        if (!answer.holds) this.edges.remove(edge);
+      }),
+    );
+    await this.mayBeEmpty();
+    return this.edges.count > 0 || this.presence.remoteByEdge().size > 0 ? now + RECONCILE_MS : null;
   }
 
   async replayFor(cursor: Cursor): Promise<{ seq: number; epoch: string; replay: Replay }> {

@@ -138,7 +138,18 @@ export interface EdgeRpc extends Rpc.DurableObjectBranded {
   sync(channel: string): Promise<void>;
   /** This edge's sockets of a channel, by transport (the hub sums its edges for stats). */
   counts(channel: string): Promise<{ ws: number; sse: number }>;
+  /**
+   * The hub's reconciliation: whether this edge still holds subscribers of `channel`, and which of
+   * `cids` (connections the hub lists as presence members here) are still connected to it.
+   */
+  holds(channel: string, cids: string[]): Promise<{ holds: boolean; live: string[] }>;
 }
+
+/** What an edge's `receive` answers for a channel it holds no subscriber of: the hub drops it. */
+export const NOT_HERE = -1;
+
+/** How often a hub checks its edges and its members on them (DESIGN v1.3: within a minute). */
+export const RECONCILE_MS = 60_000;
 
 /** The occupied channels, for Pusher's channel list. */
 export interface DirectoryRpc extends Rpc.DurableObjectBranded {

@@ -6,7 +6,7 @@
 import { log } from "../server/log.js";
 import { count } from "../server/metrics.js";
 import type { Cursor } from "../protocol/index.js";
-import { hubStub, type LoggedMessage, type Opening, type Push, type Pushed, type Replay, type Start } from "../rpc.js";
+import { hubStub, NOT_HERE, type LoggedMessage, type Opening, type Push, type Pushed, type Replay, type Start } from "../rpc.js";
 import type { ChannelEvent } from "../connections/dialects/dialect.js";
 import { rewindOf } from "../connections/connect.js";
 import type { Env } from "../env.js";
@@ -116,7 +116,12 @@ export class ChannelEdge {
   receive(channel: string, push: Push): Promise<number> {
     return this.inTurn(channel, async () => {
       const tail = this.tailOf(channel);
-      if (tail === null) return 0; // no subscribers here: the hub drops us from its list on detach
+      // No subscribers here (gone without close events, as after a reset): not here, so the hub
+      // drops this edge, and this edge forgets the channel instead of rewriting its position.
+      if (tail === null || this.edge.subscribersOf(channel) === 0) {
+        this.forget(channel);
+        return NOT_HERE;
+      }
       if ("reset" in push) {
         this.reset(channel, tail, push.reset, push.epoch);
       } else if ("presence" in push) {
@@ -196,9 +201,13 @@ export class ChannelEdge {
       // tailOf, not the in-memory map: an edge woken from eviction must leave its hub's list too.
       if (this.edge.subscribersOf(channel) > 0 || this.tailOf(channel) === null) return;
       await this.hub(channel).detachEdge(this.edge.name);
-      this.tails.delete(channel);
-      this.edge.dropChannel(channel);
-      this.kv.delete(positionKey(channel));
+      this.forget(channel);
     });
+  }
+
+  private forget(channel: string): void {
+    this.tails.delete(channel);
+    this.edge.dropChannel(channel);
+    this.kv.delete(positionKey(channel));
   }
 }

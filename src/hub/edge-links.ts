@@ -6,7 +6,7 @@
 import type { Env } from "../env.js";
 import { log } from "../server/log.js";
 import type { Member } from "../protocol/index.js";
-import { edgeStub, type LoggedMessage, type Push, type Pushed } from "../rpc.js";
+import { edgeStub, NOT_HERE, type LoggedMessage, type Push, type Pushed } from "../rpc.js";
 import { EDGES_BEHIND_KEY, hasTable, TABLES } from "../schema.js";
 
 const RETRY_MS = 1000;
@@ -21,6 +21,8 @@ export class EdgeLinks {
     private readonly ctx: DurableObjectState,
     private readonly env: Env,
     private readonly wakeBy: (at: number) => Promise<void>,
+    /** An edge answered that it holds none of the channel's subscribers. */
+    private readonly notHere: (name: string) => void,
   ) {}
 
   private list(): Set<string> {
@@ -96,6 +98,7 @@ export class EdgeLinks {
       // call keeps the hub in memory until it settles.
       edgeStub(this.env, name)
         .receive(channel, push)
+        .then((seq) => seq === NOT_HERE && this.notHere(name))
         .catch((err: unknown) => this.behind(name, err));
     }
   }

@@ -65,6 +65,11 @@ export class Presence {
     return this.joined(sub, info, first);
   }
 
+  /** Connections on edges, by edge: what the hub asks each edge to confirm. */
+  remoteByEdge(): Map<string, string[]> {
+    return this.remote.byEdge();
+  }
+
   leaveRemote(cid: string): Member | null {
     const gone = this.remote.remove(cid);
     if (gone === null || this.present(gone.sub, null, cid)) return null;
@@ -124,6 +129,12 @@ export class RemoteMembers {
 
   all(): { sub: string; info: string | null }[] {
     return [...this.load().values()];
+  }
+
+  byEdge(): Map<string, string[]> {
+    const edges = new Map<string, string[]>();
+    for (const [cid, r] of this.load()) edges.set(r.edge, [...(edges.get(r.edge) ?? []), cid]);
+    return edges;
   }
 
   hasUser(sub: string, exceptCid: string | null): boolean {

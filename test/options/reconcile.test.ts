@@ -1,0 +1,71 @@
+// Nothing outlives its owner (DESIGN v1.3): an edge reset without close events leaves its hub
+// with links and presence members nobody holds. The hub reconciles them with its edges (on its
+// alarm, within a minute), and drops an edge that answers a push with "not here".
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { poolEdgeName } from "../../src/rpc";
+import { call, channelName, hubOf, publishOk, TestSocket, token } from "../helpers";
+
+const KEY = { authorization: "Bearer test-publish-key" };
+const presence = async (ch: string) => (await call(`/v1/channels/${ch}/presence`, { headers: KEY })).json<{ count: number; members: { id: string }[] }>();
+const stats = async (ch: string) => (await call(`/v1/channels/${ch}`, { headers: KEY })).json<{ subscribers: number; edges?: number }>();
+const outbox = (ch: string) =>
+  runInDurableObject(hubOf(ch), (_room, state) => state.storage.sql.exec<{ event: string }>("SELECT event FROM webhook_outbox ORDER BY id").toArray().map((r) => JSON.parse(r.event) as { name: string; user_id?: string }));
+
+describe("the hub reconciles its edges and its members on them", () => {
+  it("drops members and links an edge no longer holds (as after a reset), with member_removed", async () => {
+    const ch = channelName("presence-ghost");
+    // A real member on some pool edge, and what a reset edge left behind: a member and a link of an
+    // edge that holds nobody.
+    const s = await TestSocket.open("/v1/ws");
+    await s.expect("welcome");
+    s.send({ t: "sub", ch, token: await token({ sub: "alive", ch: [ch] }) });
+    await s.take("members", 1);
+    const ghostEdge = poolEdgeName("conn", 999);
+    await hubOf(ch).attachEdge(ghostEdge, { cursor: null, rewind: 0 }, null);
+    await hubOf(ch).presenceJoin(ghostEdge, "ghost-cid", "ghost", null, null);
+    expect((await outbox(ch)).filter((e) => e.name === "member_added").map((e) => e.user_id)).toEqual(["alive", "ghost"]);
+
+    // The ghost edge answers the presence push of its own member "not here", and the alarm's
+    // reconciliation asks every edge in any case: either way the ghost is gone after it.
+    await runDurableObjectAlarm(hubOf(ch));
+    expect((await presence(ch)).members.map((m) => m.id)).toEqual(["alive"]);
+    expect((await stats(ch)).edges).toBe(1);
+    expect((await outbox(ch)).filter((e) => e.name === "member_removed")).toEqual([expect.objectContaining({ user_id: "ghost" })]);
+    // The real member was told the ghost left.
+    expect(await s.take("leave", 1)).toEqual([expect.objectContaining({ ch, member: expect.objectContaining({ id: "ghost" }) })]);
+    s.close();
+  });
+
+  it("asks the edges on its alarm: a member row nobody holds goes, with no push to reveal it", async () => {
+    const ch = channelName("presence-ghost");
+    const s = await TestSocket.open("/v1/ws");
+    await s.expect("welcome");
+    s.send({ t: "sub", ch, token: await token({ sub: "alive", ch: [ch] }) });
+    await s.take("members", 1);
+    // A row as a hub keeps it across its own restart, for a connection its edge lost in a reset.
+    await runInDurableObject(hubOf(ch), (_room, state) => {
+      state.storage.sql.exec("INSERT INTO remote_members (cid, edge, sub, info) VALUES ('lost', ?, 'lost-user', NULL)", poolEdgeName("conn", 997));
+    });
+    const { evictDurableObject } = await import("cloudflare:test");
+    await evictDurableObject(hubOf(ch));
+    expect((await presence(ch)).members.map((m) => m.id).sort()).toEqual(["alive", "lost-user"]);
+    await runDurableObjectAlarm(hubOf(ch));
+    expect((await presence(ch)).members.map((m) => m.id)).toEqual(["alive"]);
+    expect((await outbox(ch)).some((e) => e.name === "member_removed" && e.user_id === "lost-user")).toBe(true);
+    s.close();
+  });
+
+  it("drops an edge that answers a push with 'not here', and the channel becomes empty", async () => {
+    const ch = channelName("reset-edge");
+    await hubOf(ch).attachEdge(poolEdgeName("conn", 998), { cursor: null, rewind: 0 }, null);
+    expect((await stats(ch)).edges).toBe(1);
+    await publishOk(ch, "e", 1);
+    let edges: number | undefined = 1;
+    for (let i = 0; i < 40 && edges !== undefined; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      edges = (await stats(ch)).edges;
+    }
+    expect(edges).toBeUndefined();
+  });
+});
