@@ -1,6 +1,6 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ReplayLog } from "../src/hub/replay-log";
 import { channelName, hubOf } from "./helpers";
 import { replaySourceContract } from "./replay-log.case";
@@ -99,5 +99,23 @@ replaySourceContract("an edge's tail", async (maxMessages, body) => {
         tail.push({ seq, id: `tail-${seq}`, event: "e", data: String(seq), ts: Date.now(), sender: null });
       }
     },
+  });
+});
+
+describe("an edge's tail is bounded in bytes", () => {
+  it("keeps the newest frames within its byte budget, and answers reset for what it dropped", async () => {
+    const { ChannelTail } = await import("../src/edge/tail");
+    const tail = new ChannelTail("e", 0, 512, () => 256 * 1024);
+    const big = "x".repeat(60 * 1024);
+    for (let seq = 1; seq <= 20; seq++) tail.push({ seq, id: `b-${seq}`, event: "e", data: JSON.stringify(big), ts: Date.now(), sender: null });
+    // 20 × 60 KiB would be 1.2 MiB: only the last few fit in 256 KiB.
+    expect(tail.bytes).toBeLessThanOrEqual(256 * 1024);
+    const kept = tail.last(20, Date.now()).map((m) => m.seq);
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.at(-1)).toBe(20);
+    expect(kept).toEqual(Array.from({ length: kept.length }, (_, i) => 21 - kept.length + i));
+    // A cursor before the kept frames is the hub's to serve: the tail says reset, never a gap.
+    expect(tail.since({ seq: 1, epoch: "e" }, Date.now())).toEqual({ reset: true });
+    expect(tail.since({ seq: kept[0]! - 1, epoch: "e" }, Date.now())).toMatchObject({ reset: false });
   });
 });

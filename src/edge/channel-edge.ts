@@ -17,6 +17,9 @@ import { positionKey } from "../schema.js";
 
 /** Frames an edge keeps per channel to serve resumes without asking the hub. */
 const TAIL_FRAMES = 512;
+/** Bytes of frames kept per channel, and per edge over all its channels (DESIGN v1.3). */
+const TAIL_BYTES = 1024 * 1024;
+const EDGE_TAIL_BYTES = 32 * 1024 * 1024;
 
 /** Where an edge is in a channel, kept in its storage: survives eviction and restarts. */
 interface Position {
@@ -68,10 +71,15 @@ export class ChannelEdge {
     if (tail === null) {
       const at = this.kv.get<Position>(positionKey(channel));
       if (at === undefined) return null;
-      tail = new ChannelTail(at.epoch, at.seq, TAIL_FRAMES);
+      tail = this.newTail(at.epoch, at.seq);
       this.tails.set(channel, tail);
     }
     return tail;
+  }
+
+  /** A channel's tail, with its share of the edge's byte budget (fewer channels, more each). */
+  private newTail(epoch: string, seq: number): ChannelTail {
+    return new ChannelTail(epoch, seq, TAIL_FRAMES, () => Math.min(TAIL_BYTES, EDGE_TAIL_BYTES / Math.max(1, this.tails.size)));
   }
 
   private remember(channel: string, tail: ChannelTail): void {
@@ -90,7 +98,7 @@ export class ChannelEdge {
     const cursor: Cursor | null = tail === null ? null : { seq: tail.lastSeq, epoch: tail.epoch };
     const attached = await this.hub(channel).attachEdge(this.edge.name, start, cursor);
     if (tail === null) {
-      tail = new ChannelTail(attached.epoch, attached.seq, TAIL_FRAMES);
+      tail = this.newTail(attached.epoch, attached.seq);
       this.tails.set(channel, tail);
     } else if (attached.catchUp !== null) {
       this.catchUp(channel, tail, attached.catchUp, attached.seq, attached.epoch);

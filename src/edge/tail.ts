@@ -5,8 +5,13 @@
 import type { Cursor } from "../protocol/index.js";
 import type { LoggedMessage, Replay, ReplaySource } from "../hub/replay-log.js";
 
+/** What one kept frame costs in memory, about: its data and names, and a little for the object. */
+const sizeOf = (m: LoggedMessage) => m.data.length + m.id.length + m.event.length + 64;
+
 export class ChannelTail implements ReplaySource {
   private frames: LoggedMessage[] = [];
+  /** Bytes of the frames kept (see sizeOf). */
+  private size = 0;
 
   constructor(
     /** The epoch of the frames kept. */
@@ -14,19 +19,35 @@ export class ChannelTail implements ReplaySource {
     /** The last seq the edge has delivered (frames up to it, as many as kept). */
     public lastSeq: number,
     private readonly capacity: number,
+    /** Bytes the kept frames may take now (the edge shares its budget over its channels). */
+    private readonly maxBytes: () => number = () => Infinity,
   ) {}
 
-  /** Appends the next message; it must follow `lastSeq` (the edge repairs gaps first). */
+  /** Bytes the kept frames take. */
+  get bytes(): number {
+    return this.size;
+  }
+
+  /**
+   * Appends the next message; it must follow `lastSeq` (the edge repairs gaps first). The oldest
+   * frames go past the frame count or the byte budget: a resume older than what is kept is
+   * served by the hub's log instead, so a smaller tail costs a round trip, never a message.
+   */
   push(m: LoggedMessage): void {
     if (m.seq !== this.lastSeq + 1) throw new Error(`tail: seq ${m.seq} does not follow ${this.lastSeq}`);
     this.frames.push(m);
-    if (this.frames.length > this.capacity) this.frames.splice(0, this.frames.length - this.capacity);
+    this.size += sizeOf(m);
     this.lastSeq = m.seq;
+    const maxBytes = this.maxBytes();
+    let drop = 0;
+    while (this.frames.length - drop > this.capacity || (this.size > maxBytes && drop < this.frames.length)) this.size -= sizeOf(this.frames[drop++]!);
+    if (drop > 0) this.frames.splice(0, drop);
   }
 
   /** Starts over after a reset: nothing kept, live continues after `seq`. */
   restart(seq: number, epoch: string): void {
     this.frames = [];
+    this.size = 0;
     this.lastSeq = seq;
     this.epoch = epoch;
   }
