@@ -1,6 +1,6 @@
 import type { Cursor } from "../protocol/index.js";
 import { msgFrame } from "../connections/outgoing.js";
-import type { ReplayLog } from "./replay-log.js";
+import type { LoggedMessage, ReplayLog } from "./replay-log.js";
 
 /** History: `?since=&epoch=` oldest first, `?before=` newest first, or the last `limit`. */
 export interface HistoryQuery {
@@ -9,19 +9,114 @@ export interface HistoryQuery {
   limit: number;
 }
 
-/** History as the JSON body of the answer: frames are spliced in as stored, never re-parsed. */
-export function historyBody(log: ReplayLog, channel: string, query: HistoryQuery, now: number): string {
-  let messages;
-  let reset = false;
-  if (query.cursor !== null) {
-    const replay = log.since(query.cursor, now, query.limit);
-    reset = replay.reset;
-    messages = replay.reset ? [] : replay.messages;
-  } else if (query.before !== null) {
-    messages = log.before(query.before, query.limit, now);
-  } else {
-    messages = log.last(query.limit, now);
+/**
+ * The most bytes (UTF-8) a history answer holds (DESIGN.md v1.3 "Bounded memory and time per
+ * request"): `limit` 1000 of 64 KiB messages would otherwise be a 64 MiB string in the hub.
+ */
+export const HISTORY_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Rows read from the log at a time, so the hub holds about one page plus one read of messages,
+ * never `limit` of them, whatever the page is cut to.
+ */
+const READ_ROWS = 32;
+
+/** UTF-8 length of a string, without encoding it (a frame is counted as it goes on the wire). */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4; // a surrogate pair is one code point of 4 bytes
+      i++;
+    } else n += 3; // the rest of the BMP, and a lone surrogate (sent as U+FFFD)
   }
-  const frames = messages.map((m) => msgFrame(channel, m)).join(",");
-  return `{"messages":[${frames}],"seq":${log.lastSeq},"epoch":${JSON.stringify(log.epoch)},"reset":${reset}}`;
+  return n;
+}
+
+/**
+ * The page's messages in the order it answers them, read `n` at a time: after the cursor oldest
+ * first, before `before` newest first, or the last `limit` oldest first. Null: a reset.
+ */
+function reader(log: ReplayLog, query: HistoryQuery, now: number): ((n: number) => LoggedMessage[]) | null {
+  if (query.before !== null) {
+    let before = query.before;
+    return (n) => {
+      const rows = log.before(before, n, now);
+      if (rows.length > 0) before = rows[rows.length - 1]!.seq;
+      return rows;
+    };
+  }
+  let after: Cursor;
+  if (query.cursor !== null) {
+    // The cursor is checked once (epoch, retention); later reads go on from the last row read,
+    // in this same synchronous turn, so nothing can change between them.
+    const first = log.since(query.cursor, now, 0);
+    if (first.reset) return null;
+    after = { seq: query.cursor.seq, epoch: null };
+  } else {
+    // The last `limit`: from the first of them, oldest first (what `log.last` answers).
+    const { count, oldestSeq } = log.stats(now);
+    if (count === 0 || oldestSeq === null) return () => [];
+    after = { seq: Math.max(oldestSeq, log.lastSeq - query.limit + 1) - 1, epoch: null };
+  }
+  return (n) => {
+    const replay = log.since(after, now, n);
+    const rows = replay.reset ? [] : replay.messages;
+    if (rows.length > 0) after = { seq: rows[rows.length - 1]!.seq, epoch: null };
+    return rows;
+  };
+}
+
+/**
+ * History as the JSON body of the answer: frames are spliced in as stored, never re-parsed.
+ *
+ * At most HISTORY_MAX_BYTES: a page that would pass it ends before the frame that would, and
+ * says `"more": true` (absent otherwise, so an uncut page reads as it always did). It is cut at
+ * its far end, so the cursors stay what they were: an oldest-first page (`since`, or the last
+ * `limit`) goes on with `?since=<its last seq>`, a `before` page with `?before=<its last seq>`
+ * — never from the answer's `seq`, which stays the channel's newest. One message bigger than the
+ * cap still goes out alone (only possible with MAX_MESSAGE_BYTES near 4 MiB), or no page could
+ * ever pass it.
+ */
+export function historyBody(log: ReplayLog, channel: string, query: HistoryQuery, now: number, maxBytes = HISTORY_MAX_BYTES): string {
+  const read = reader(log, query, now);
+  const frames: string[] = [];
+  const sizes: number[] = [];
+  let more = false;
+  if (read !== null) {
+    let used = utf8Length(envelope([], log, false, false));
+    let left = query.limit;
+    reading: while (left > 0) {
+      const n = Math.min(left, READ_ROWS);
+      const rows = read(n);
+      for (const m of rows) {
+        const frame = msgFrame(channel, m);
+        const bytes = utf8Length(frame) + (frames.length > 0 ? 1 : 0); // and its comma
+        if (frames.length > 0 && used + bytes > maxBytes) {
+          more = true;
+          break reading;
+        }
+        frames.push(frame);
+        sizes.push(bytes);
+        used += bytes;
+      }
+      left -= rows.length;
+      if (rows.length < n) break;
+    }
+    // A cut page also says so: make room for `,"more":true` too.
+    while (more && frames.length > 1 && used + MORE.length > maxBytes) {
+      frames.pop();
+      used -= sizes.pop()!;
+    }
+  }
+  return envelope(frames, log, read === null, more);
+}
+
+const MORE = ',"more":true';
+
+function envelope(frames: string[], log: ReplayLog, reset: boolean, more: boolean): string {
+  return `{"messages":[${frames.join(",")}],"seq":${log.lastSeq},"epoch":${JSON.stringify(log.epoch)},"reset":${reset}${more ? MORE : ""}}`;
 }

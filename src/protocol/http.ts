@@ -11,4 +11,10 @@ export interface HistoryPage {
   seq: number;
   epoch: string | null;
   reset: boolean;
+  /**
+   * True when the page was cut short of `limit` to stay within 4 MiB: go on from its last
+   * message's seq (`since` for an oldest-first page, `before` for a `before` page), not from
+   * `seq`. Absent on a page that was not cut.
+   */
+  more?: boolean;
 }

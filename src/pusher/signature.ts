@@ -34,7 +34,15 @@ export async function verifyHmacHex(secret: string, text: string, hex: string): 
   return crypto.subtle.verify("HMAC", await hmacKey(secret), signature, encoder.encode(text));
 }
 
-/** Hex MD5 of a body (Pusher's body_md5; the Workers runtime offers MD5 for this). */
-export async function md5Hex(body: string): Promise<string> {
-  return toHex(await crypto.subtle.digest("MD5", encoder.encode(body)));
+/**
+ * Hex MD5 of a body (Pusher's body_md5; the Workers runtime offers MD5 for this). Given the bytes
+ * as received, so a body is checked as sent (a leading BOM, which decoding drops, included).
+ */
+export async function md5Hex(body: string | Uint8Array): Promise<string> {
+  return toHex(await crypto.subtle.digest("MD5", typeof body === "string" ? encoder.encode(body) : body));
+}
+
+/** Hex SHA-256 of `text`: a fixed-length name for something too long to use as one. */
+export async function sha256Hex(text: string): Promise<string> {
+  return toHex(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
 }
