@@ -31,7 +31,7 @@ async function freePort() {
 }
 
 /** Starts workerd; answers { url, pid, stop }. `vars` add to / override wrangler.toml's. */
-export async function serveOnWorkerd(vars = {}, { logs = "ignore" } = {}) {
+export async function serveOnWorkerd(vars = {}, { logs = "ignore", v8Flags = [] } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "hibercast-workerd-"));
   await build({
     entryPoints: [path.join(root, "src/worker.ts")], outfile: path.join(dir, "worker.mjs"), bundle: true,
@@ -43,6 +43,7 @@ export async function serveOnWorkerd(vars = {}, { logs = "ignore" } = {}) {
   const port = await freePort();
   writeFileSync(path.join(dir, "config.capnp"), `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
+  v8Flags = [${v8Flags.map((f) => JSON.stringify(f)).join(", ")}],
   services = [ (name = "main", worker = .w), (name = "do-disk", disk = (path = ${JSON.stringify(path.join(dir, "do"))}, writable = true)) ],
   sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "main") ],
 );
