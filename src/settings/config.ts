@@ -11,6 +11,8 @@ export interface ChannelConfig extends ChannelOptions {
   maxSubscriptions: number;
   /** Edges in the pool that holds multiplexed connections (per region in production). */
   connectionEdges: number;
+  /** Webhook events a channel's outbox holds at most; beyond it the oldest are dropped (global only). */
+  webhookMaxPending: number;
   /** The CHANNEL_OPTIONS rule in force (its `match`), or null for the global vars alone. */
   rule: string | null;
 }
@@ -28,6 +30,7 @@ const VARS = {
   SSE_MAX_BACKLOG_BYTES: { key: "sseMaxBacklogBytes", spec: { kind: "int", min: 1024 }, fallback: 1024 * 1024 },
   MAX_SUBSCRIPTIONS: { key: "maxSubscriptions", spec: { kind: "int", min: 1, max: 1000 }, fallback: 100 },
   CONNECTION_EDGES: { key: "connectionEdges", spec: { kind: "int", min: 1, max: 1024 }, fallback: 16 },
+  WEBHOOK_MAX_PENDING: { key: "webhookMaxPending", spec: { kind: "int", min: 1 }, fallback: 10_000 },
 } as const;
 
 /** Options no var sets: a rule may. */

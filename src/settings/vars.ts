@@ -29,5 +29,7 @@ export interface Vars {
   /** Webhooks (DESIGN.md "Webhooks"): on when both are set (the secret with `wrangler secret put`). */
   WEBHOOK_URL?: string;
   WEBHOOK_SECRET?: string;
+  /** Webhook events one channel's outbox holds at most (default 10000); the oldest beyond it are dropped. */
+  WEBHOOK_MAX_PENDING?: string;
 }
 

@@ -118,7 +118,12 @@ it("loses nothing and keeps the order while the receiver is down, and across a r
   const ch = channelName("presence-hooks-down");
   receiver.down = true;
   const ann = await member(ch, "ann");
+  let echoed = 0;
+  ann.on("message", (raw) => (echoed += (JSON.parse(String(raw)) as { t: string }).t === "msg" ? 1 : 0));
   for (let i = 1; i <= 5; i++) ann.send(JSON.stringify({ t: "pub", e: "n", d: i }));
+  // Each publish is in the outbox once its echo comes back (storage confirms before a send): only
+  // then may the server stop. (The first refused attempt can come before them: it holds the join.)
+  await until(() => echoed === 5, 10_000, "the five publishes");
   await until(() => receiver.attempts.some((a) => a.status === 503 && a.events.some((e) => e.channel === ch)), 10_000, "a refused attempt");
   const refused = receiver.attempts.find((a) => a.status === 503 && a.events.some((e) => e.channel === ch))!;
 

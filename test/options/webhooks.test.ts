@@ -14,7 +14,13 @@ const hub = hubOf;
 async function outbox(ch: string): Promise<WebhookEvent[]> {
   return runInDurableObject(hub(ch), (_room, state) => {
     const exists = state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'webhook_outbox'").toArray().length > 0;
-    return exists ? state.storage.sql.exec<{ event: string }>("SELECT event FROM webhook_outbox ORDER BY id").toArray().map((r) => JSON.parse(r.event) as WebhookEvent) : [];
+    const rows = exists ? state.storage.sql.exec<{ event: string }>("SELECT event FROM webhook_outbox ORDER BY id").toArray() : [];
+    // A row is the event's JSON with the time it was written in front (`{"at":<ms>,...`).
+    return rows.map((r) => {
+      const { at, ...event } = JSON.parse(r.event) as WebhookEvent & { at: number };
+      expect(at).toBeTypeOf("number");
+      return event as WebhookEvent;
+    });
   });
 }
 
@@ -47,6 +53,18 @@ describe("webhooks: the outbox", () => {
     await eventually(ch, () => loggedEvents("webhook").length > 0, 5000);
     expect(loggedEvents("webhook")[0]).toMatchObject({ event: "webhook", attempt: 1, status: 503 });
     expect(await outbox(ch)).toHaveLength(2);
+  });
+
+  it("posts channel_occupied at once for a first subscriber whose token lasts an hour (not at the token's expiry)", async () => {
+    const ch = channelName("private-hook-exp");
+    // Three wake-ups in one turn: the webhook's and the directory's (now), then the token's (in 1 h).
+    await TestSocket.subscribe(ch, `?token=${await token({ sub: "ann", ch: [ch] }, { expiresIn: "1h" })}`);
+    expect(names(await outbox(ch))).toEqual(["channel_occupied"]);
+    const due = await runInDurableObject(hub(ch), (_room, state) => state.storage.getAlarm());
+    // Due now, or (after the first attempt met the down receiver) at the first retry, ≤ 1 s on.
+    expect(due).not.toBeNull();
+    expect(due! - Date.now()).toBeLessThan(2500);
+    await eventually(ch, () => loggedEvents("webhook").some((l) => l.channel === ch && l.status === 503), 3000);
   });
 
   it("sends channel_vacated 5 s after the last subscriber leaves, and neither event when it refills sooner", async () => {
