@@ -48,6 +48,8 @@ export interface LoggedMessage {
   data: string;
   ts: number;
   sender: string | null;
+  /** A connection (cid or Pusher socket_id) this message is not delivered to, kept in the log so gap repair and catch-up skip it too. */
+  skip?: string;
 }
 
 /** What a cursor gets: the messages after it, or a reset when the log cannot serve it. */
@@ -75,8 +77,8 @@ export interface MemberList {
   count: number;
 }
 
-/** A message as pushed to edges: `skip` names a connection (cid) not to deliver it to. */
-export type Pushed = LoggedMessage & { skip?: string };
+/** A message as pushed to edges (its `skip` names a connection not to deliver it to). */
+export type Pushed = LoggedMessage;
 
 /** What a hub sends an edge: the next messages, a reset after a purge, or a presence change. */
 export type Push =

@@ -4,7 +4,7 @@
 //
 //   RoomObject (a channel's hub), SQLite:
 //     meta             (k, channel, epoch, last_seq)     the log's head; one row, never trimmed
-//     log              (seq, id, event, data, ts, sender, scope) the replay log (hub/replay-log.ts)
+//     log              (seq, id, event, data, ts, sender, scope, skip) the replay log (hub/replay-log.ts)
 //     dedupe           (scope, id, seq, ts)              ids of trimmed messages, for the dedupe window
 //     edges            (name)                            edges holding the channel's sockets (hub/edge-links.ts)
 //     remote_members   (cid, edge, sub, info)            presence members on edges (hub/presence.ts)
@@ -17,7 +17,8 @@
 /**
  * The version this code writes. 1: 0.3.0's layout. 2 (0.4.0): idempotency ids are scoped by
  * publisher (`scope`: "" for the publish key, `u:<sub>` for a token's user, …), so no client can
- * make an origin's publish a duplicate.
+ * make an origin's publish a duplicate; the log keeps the connection a message skips, so gap
+ * repair skips it too.
  */
 export const SCHEMA_VERSION = 2;
 const VERSION_KEY = "schema-version";
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS log (
   data TEXT NOT NULL,
   ts INTEGER NOT NULL,
   sender TEXT,
-  scope TEXT NOT NULL DEFAULT ''
+  scope TEXT NOT NULL DEFAULT '',
+  skip TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS log_scope_id ON log (scope, id);
 CREATE TABLE IF NOT EXISTS dedupe (
@@ -72,10 +74,12 @@ export function hasTable(sql: SqlStorage, name: string): boolean {
  * stored. An object with no storage yet has nothing to migrate and writes nothing.
  */
 const steps: Record<number, (storage: DurableObjectStorage) => void> = {
-  // 1 → 2: a scope on every id; what was published before counts as the publish key's.
+  // 1 → 2: a scope on every id (what was published before counts as the publish key's), and
+  // the connection a message skips (none, before).
   1: ({ sql }) => {
     if (!hasTable(sql, "log")) return;
     sql.exec(`ALTER TABLE log ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+ALTER TABLE log ADD COLUMN skip TEXT;
 DROP INDEX IF EXISTS log_id;
 CREATE UNIQUE INDEX IF NOT EXISTS log_scope_id ON log (scope, id);
 CREATE TABLE dedupe_v2 (scope TEXT NOT NULL DEFAULT '', id TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (scope, id)) WITHOUT ROWID;

@@ -181,7 +181,8 @@ export class ChannelEdge {
    */
   private catchUp(channel: string, tail: ChannelTail, replay: Replay, seq: number, epoch: string, upTo = Infinity): void {
     if (replay.reset) return this.reset(channel, tail, Math.min(seq, upTo), epoch);
-    for (const m of replay.messages) if (m.seq === tail.lastSeq + 1 && m.seq <= upTo) this.deliver(channel, tail, m);
+    // The log kept whom each message skips: repair and catch-up skip them too.
+    for (const m of replay.messages) if (m.seq === tail.lastSeq + 1 && m.seq <= upTo) this.deliver(channel, tail, m, m.skip ?? null);
   }
 
   private deliver(channel: string, tail: ChannelTail, m: LoggedMessage, skip: string | null = null): void {

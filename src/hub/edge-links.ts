@@ -57,13 +57,13 @@ export class EdgeLinks {
   }
 
   /**
-   * Queues a message for every edge (but connection `skip`); the queue goes out in one push per
+   * Queues a message for every edge (its `skip` comes with it); the queue goes out in one push per
    * edge on the next turn.
    */
-  push(channel: string, epoch: string, m: LoggedMessage, skip: string | null = null): void {
+  push(channel: string, epoch: string, m: LoggedMessage): void {
     if (this.list().size === 0) return;
     if (this.queued !== null && this.queued.epoch !== epoch) this.flush();
-    this.queue.push(skip === null ? m : { ...m, skip });
+    this.queue.push(m);
     if (this.queued === null) {
       this.queued = { channel, epoch };
       setTimeout(() => this.flush(), 0);

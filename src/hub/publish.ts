@@ -52,7 +52,7 @@ export function refusal(hub: PublishSide, options: PublishOptions, count = 1): P
  */
 export function publish(hub: PublishSide, input: PublishInput, options: PublishOptions): PublishResult {
   const { channel } = hub;
-  const recorded = hub.log.record(channel, input, options.sender, Date.now(), options.scope ?? "");
+  const recorded = hub.log.record(channel, input, options.sender, Date.now(), options.scope ?? "", options.exclude);
   if (recorded.duplicate) {
     log("publish", { channel, seq: recorded.seq, duplicate: true });
     return { seq: recorded.seq, id: input.id, delivered: 0, duplicate: true };
@@ -74,7 +74,7 @@ export function publish(hub: PublishSide, input: PublishInput, options: PublishO
 function deliver(hub: PublishSide, m: LoggedMessage, exclude: string | null): number {
   const { channel, log: replayLog } = hub;
   const delivered = hub.fanOut({ t: "msg", ch: channel, epoch: replayLog.epoch, m }, exclude);
-  hub.edges.push(channel, replayLog.epoch, m, exclude);
+  hub.edges.push(channel, replayLog.epoch, m);
   count(hub.bindings, channel, "publish");
   count(hub.bindings, channel, "delivered", delivered);
   return delivered;

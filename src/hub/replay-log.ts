@@ -1,16 +1,10 @@
 import type { Cursor } from "../protocol/index.js";
 import type { PublishInput } from "../server/input.js";
+import type { LoggedMessage, Replay } from "../rpc.js";
 import { hasTable, TABLES } from "../schema.js";
 
-/** A message as the log stores it; `data` stays serialized JSON so delivery never re-encodes it. */
-export interface LoggedMessage {
-  seq: number;
-  id: string;
-  event: string;
-  data: string;
-  ts: number;
-  sender: string | null;
-}
+// The message and replay shapes are the objects' contract (src/rpc.ts): edges hold them too.
+export type { LoggedMessage, Replay };
 
 /** What recording a publish answers: the new message, or the seq its id was first given. */
 export type Recorded = { duplicate: false; message: LoggedMessage } | { duplicate: true; seq: number };
@@ -22,12 +16,9 @@ export interface Retention {
   dedupeWindowS: number;
 }
 
-/** What a cursor gets: the messages after it, or a reset when the log cannot serve it. */
-export type Replay = { reset: false; messages: LoggedMessage[] } | { reset: true };
-
 /**
  * What serving a cursor takes, whatever keeps the messages: the channel's SQLite log here, an
- * edge's tail cache later. test/replay-log.case.ts is the contract every implementation passes.
+ * edge's tail. test/replay-log.case.ts is the contract every implementation passes.
  */
 export interface ReplaySource {
   readonly lastSeq: number;
@@ -38,7 +29,7 @@ export interface ReplaySource {
   last(n: number, now: number): LoggedMessage[];
 }
 
-const COLUMNS = "seq, id, event, data, ts, sender";
+const COLUMNS = "seq, id, event, data, ts, sender, skip";
 
 function newEpoch(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
@@ -145,19 +136,20 @@ export class ReplayLog implements ReplaySource {
    * Records a publish: an id seen before (in the log or the dedupe window) answers its first
    * seq; anything else is appended. Delivery is the caller's, after this returns.
    */
-  record(channel: string, input: PublishInput, sender: string | null, now: number, scope = ""): Recorded {
+  record(channel: string, input: PublishInput, sender: string | null, now: number, scope = "", skip: string | null = null): Recorded {
     const seen = this.findId(scope, input.id, now);
     if (seen !== null) return { duplicate: true, seq: seen };
-    return { duplicate: false, message: this.append(channel, input, sender, now, scope) };
+    return { duplicate: false, message: this.append(channel, input, sender, now, scope, skip) };
   }
 
   /** Writes one message and returns it with its seq. Callers check `findId` first. */
-  append(channel: string, input: PublishInput, sender: string | null, now: number, scope = ""): LoggedMessage {
+  append(channel: string, input: PublishInput, sender: string | null, now: number, scope = "", skip: string | null = null): LoggedMessage {
     this.ensureCreated(channel);
     // Monotonic timestamps let reads find the age boundary by walking seqs in order.
     const ts = Math.max(now, this.lastTs);
     const m: LoggedMessage = { seq: this.lastSeq + 1, id: input.id, event: input.event, data: input.data, ts, sender };
-    this.sql.exec(`INSERT INTO log (${COLUMNS}, scope) VALUES (?, ?, ?, ?, ?, ?, ?)`, m.seq, m.id, m.event, m.data, m.ts, m.sender, scope);
+    if (skip !== null) m.skip = skip;
+    this.sql.exec(`INSERT INTO log (${COLUMNS}, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, m.seq, m.id, m.event, m.data, m.ts, m.sender, skip, scope);
     this.lastSeq = m.seq;
     this.lastTs = ts;
     this.oldest ??= { seq: m.seq, ts };
@@ -176,7 +168,9 @@ export class ReplayLog implements ReplaySource {
   }
 
   private rows(query: string, ...bindings: SqlStorageValue[]): LoggedMessage[] {
-    return this.sql.exec<Record<string, SqlStorageValue>>(`SELECT ${COLUMNS} FROM log ${query}`, ...bindings).toArray() as unknown as LoggedMessage[];
+    const rows = this.sql.exec<Record<string, SqlStorageValue>>(`SELECT ${COLUMNS} FROM log ${query}`, ...bindings).toArray() as unknown as (LoggedMessage & { skip: string | null })[];
+    for (const r of rows) if (r.skip === null) delete (r as LoggedMessage).skip;
+    return rows;
   }
 
   /** Up to `limit` messages after `seq`, oldest first (-1: no limit). */

@@ -149,6 +149,21 @@ describe("a sharded channel", () => {
     expect(loggedEvents("gap")).toMatchObject([{ channel: ch, to: 2, reset: false }]);
   });
 
+  it("keeps a publish's exclusion through gap repair: the log says whom it skips", async () => {
+    const ch = channelName("shard");
+    const [skipped, welcome] = await onEdge(ch, 0);
+    const [other] = await onEdge(ch, 0);
+    await publishOk(ch, "m", 1);
+    for (const s of [skipped, other]) expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    dropPushes(1);
+    // Seq 2 skips the first socket, and its push is lost: the edge gets it back from the log.
+    expect((await call(`/v1/channels/${ch}/messages?exclude=${welcome.cid}`, { method: "POST", headers: { authorization: `Bearer ${PUBLISH_KEY}`, "content-type": "application/json" }, body: JSON.stringify({ event: "m", data: 2 }) })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 50));
+    await publishOk(ch, "m", 3);
+    expect((await seqsUntil(other, 3)).seqs).toEqual([2, 3]);
+    expect((await seqsUntil(skipped, 3)).seqs).toEqual([3]);
+  });
+
   it("retries a failed push from the hub's alarm when no further publish comes", async () => {
     const ch = channelName("shard");
     const [s] = await onEdge(ch, 2);
