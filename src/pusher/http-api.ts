@@ -7,7 +7,7 @@ import { configFor } from "../settings/config.js";
 import type { Env } from "../env.js";
 import { readBytes, utf8Text } from "../http/body.js";
 import { isObject, type PublishInput } from "../server/input.js";
-import { CHANNEL_RULE, isPresenceChannel, isValidChannel, LIMITS } from "../protocol/index.js";
+import { CHANNEL_RULE, isPresenceChannel, isValidChannel, LIMITS, isReservedEvent, RESERVED_EVENT_PREFIXES } from "../protocol/index.js";
 import { ServiceError } from "../server/service-error.js";
 import { directoryStub, hubStub, type PublishAnswer, type PublishOptions } from "../rpc.js";
 import { requirePusherApp, type PusherApp } from "./app.js";
@@ -149,6 +149,8 @@ async function eventId(signature: string, channel: string, position: number): Pr
 function eventInput(env: Env, channel: string, item: Record<string, unknown>, id: string): { input: PublishInput; exclude: string | null } {
   const { name, data, socket_id: socketId } = item;
   if (typeof name !== "string" || name.length < 1 || name.length > LIMITS.eventName) throw badRequest(`Invalid event name: 1-${LIMITS.eventName} characters`);
+  // The same rule as every other publisher: pusher-js acts on these, only the server sends them.
+  if (isReservedEvent(name)) throw badRequest(`Invalid event name: names starting ${RESERVED_EVENT_PREFIXES.join(", ")} are reserved for the server`);
   if (data === undefined) throw badRequest("Missing data");
   if (socketId !== undefined && (typeof socketId !== "string" || !SOCKET_ID_RE.test(socketId))) throw badRequest("Invalid socket_id");
   const stored = storedData(data);

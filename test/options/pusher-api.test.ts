@@ -168,3 +168,15 @@ describe("Pusher HTTP API: a replayed signed request publishes once", () => {
     expect((await historyOf(ch)).length).toBe(2);
   });
 });
+
+it("refuses an event name only the server may send (pusher_internal:, pusher:, hibercast:), as every publisher is refused", async () => {
+  const ch = channelName("reserved");
+  for (const name of ["pusher_internal:member_added", "pusher:subscription_succeeded", "hibercast:append"]) {
+    const body = JSON.stringify({ name, channel: ch, data: JSON.stringify({ user_id: "ceo" }) });
+    const path = `/apps/${APP}/events`;
+    const res = await call(`${path}?${await signedQuery("POST", path, { md5: await md5(body) })}`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("reserved");
+  }
+  expect(await historyOf(ch)).toEqual([]);
+});
