@@ -7,7 +7,7 @@
 // Nothing that must survive hibernation lives in memory: sockets and their state are held by
 // the runtime (tags + attachments), the log and the edge list by SQLite; fields here are caches.
 import { optionsInForce, type ChannelConfig } from "./settings/config.js";
-import { log } from "./server/log.js";
+import { errorText, log } from "./server/log.js";
 import { count } from "./server/metrics.js";
 import { isPresenceChannel, type Cursor, type Member, type PublishResult } from "./protocol/index.js";
 import { directoryStub, edgeStub, ownName, RECONCILE_MS, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start } from "./rpc.js";
@@ -278,7 +278,7 @@ export class RoomObject extends SocketHost implements HubRpc {
         try {
           answer = await edgeStub(this.env, edge).holds(this.channel, cids);
         } catch (err) {
-          return log("error", { where: "reconcile", channel: this.channel, edge, error: String(err) });
+          return log("error", { where: "reconcile", channel: this.channel, edge, error: errorText(err) });
         }
         for (const cid of cids) if (!answer.live.includes(cid)) this.left(this.presence.leaveRemote(cid), null, cid);
         if (!answer.holds) this.edges.remove(edge);
@@ -346,7 +346,7 @@ export class RoomObject extends SocketHost implements HubRpc {
     try {
       await directoryStub(this.env).set(due.channel, due.occupied);
     } catch (err) {
-      log("error", { where: "directory", channel: due.channel, error: String(err) });
+      log("error", { where: "directory", channel: due.channel, error: errorText(err) });
       return Date.now() + 5000;
     }
     // A change made meanwhile is told on the next run.
@@ -374,7 +374,7 @@ export class RoomObject extends SocketHost implements HubRpc {
         edgeStub(this.env, name)
           .counts(this.channel)
           .catch((err: unknown) => {
-            log("error", { where: "edge counts", channel: this.channel, edge: name, error: String(err) });
+            log("error", { where: "edge counts", channel: this.channel, edge: name, error: errorText(err) });
             return { ws: 0, sse: 0 };
           }),
       ),

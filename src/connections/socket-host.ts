@@ -6,7 +6,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.js";
 import { CLOSE, type PublishResult } from "../protocol/index.js";
 import type { PublishInput, PublishOptions } from "../rpc.js";
-import { log } from "../server/log.js";
+import { errorText, log } from "../server/log.js";
 import { ServiceError } from "../server/service-error.js";
 import { configFor, type ChannelConfig } from "../settings/config.js";
 import { Alarm, type AlarmJob } from "./alarms.js";
@@ -141,7 +141,7 @@ export abstract class SocketHost extends DurableObject<Env> implements DialectHo
       this.gone(ws, state);
       return state;
     } catch (err) {
-      log("error", { where: "close cleanup", error: String(err) });
+      log("error", { where: "close cleanup", error: errorText(err) });
       return null;
     }
   }

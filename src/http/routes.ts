@@ -5,7 +5,7 @@ import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscr
 import { checkConfig, configFor } from "../settings/config.js";
 import type { Env } from "../env.js";
 import { CONSOLE_CSP, CONSOLE_HTML } from "../console/bundle.generated.js";
-import { log } from "../server/log.js";
+import { errorText, log } from "../server/log.js";
 import { CHANNEL_RULE, isPresenceChannel, isValidChannel, LIMITS, type HttpErrorCode } from "../protocol/index.js";
 import { isObject, toPublishInput, type PublishInput } from "../server/input.js";
 import { accepted, ServiceError } from "../server/service-error.js";
@@ -16,8 +16,6 @@ import { mediaType, readJson, readText } from "./body.js";
 import { preflight, withCors } from "./cors.js";
 import { connectionEdge } from "./connection-edges.js";
 import { requireSocket, toErrorResponse } from "./errors.js";
-import { pusherApp } from "../pusher/app.js";
-import { webhookTarget } from "../hub/webhooks.js";
 import { pusherApi } from "../pusher/http-api.js";
 import { pusherSocket } from "../pusher/socket-route.js";
 import { parseBatchOption, parseHistory, parseSseStart, parseStart } from "./params.js";
@@ -128,7 +126,7 @@ async function publishBatch(request: IRequest, env: Env): Promise<Response> {
           results[i] = "refused" in answer ? { channel, id: items[i]!.input.id, error: answer.refused } : { channel, ...answer };
         });
       } catch (err) {
-        log("error", { where: "batch publish", channel, error: String(err) });
+        log("error", { where: "batch publish", channel, error: errorText(err) });
         fail("unavailable", "the channel did not answer; retry with the same ids");
       }
     }),
@@ -184,12 +182,8 @@ const allow = (methods: string) => () => {
 export const router = Router<IRequest, Args>({
   // A configuration mistake answers every request with a 500 that names it.
   before: [
-    (_request: IRequest, env: Env) => {
-      checkConfig(env);
-      // Some PUSHER_* set but not all, or one WEBHOOK_* alone: a mistake, named.
-      pusherApp(env);
-      webhookTarget(env);
-    },
+    // Every setting's reader (CHANNEL_OPTIONS, vars, PUSHER_*, WEBHOOK_*): a mistake, named.
+    (_request: IRequest, env: Env) => checkConfig(env),
   ],
   catch: toErrorResponse,
   finally: [(response: Response, request: IRequest, env: Env) => withCors(response, request, env)],

@@ -4,7 +4,7 @@
 // behind in storage and the alarm tells them to catch up from the log; edges drop seqs they
 // already have and fetch gaps themselves, so a lost push never becomes a lost message.
 import type { Env } from "../env.js";
-import { log } from "../server/log.js";
+import { errorText, log } from "../server/log.js";
 import type { Member } from "../protocol/index.js";
 import { edgeStub, NOT_HERE, type LoggedMessage, type Push, type Pushed } from "../rpc.js";
 import { EDGES_BEHIND_KEY, hasTable, TABLES } from "../schema.js";
@@ -105,7 +105,7 @@ export class EdgeLinks {
 
   /** A push failed: remember it in storage, and let the alarm tell the edges to catch up. */
   private behind(name: string, err: unknown): void {
-    log("error", { where: "push to edge", edge: name, error: String(err) });
+    log("error", { where: "push to edge", edge: name, error: errorText(err) });
     this.ctx.storage.kv.put(EDGES_BEHIND_KEY, true);
     void this.wakeBy(Date.now() + RETRY_MS);
   }

@@ -9,13 +9,12 @@
 // oldest undelivered event was written; any other status (a 3xx too: redirects are not
 // followed) is logged and dropped. The outbox holds at most WEBHOOK_MAX_PENDING events; beyond
 // it the oldest waiting ones are dropped, counted and logged. Nothing is created until the first event.
-import { perEnv } from "../settings/per-env.js";
+import { ConfigError, perEnv } from "../settings/per-env.js";
 import { configFor } from "../settings/config.js";
 import type { Env } from "../env.js";
-import { log } from "../server/log.js";
+import { errorText, log } from "../server/log.js";
 import { pusherApp } from "../pusher/app.js";
 import { hmacHex } from "../pusher/signature.js";
-import { ServiceError } from "../server/service-error.js";
 import { hasTable, TABLES, WEBHOOK_INFLIGHT_KEY } from "../schema.js";
 
 /** An event in Pusher's webhook shape. */
@@ -36,8 +35,8 @@ function readTarget(env: Partial<Env>): WebhookTarget | null {
   const url = (env.WEBHOOK_URL ?? "").trim();
   const secret = (env.WEBHOOK_SECRET ?? "").trim();
   if (!url && !secret) return null;
-  if (!url || !secret) throw new ServiceError("internal", `configuration error: webhooks need both WEBHOOK_URL and WEBHOOK_SECRET (missing ${url ? "WEBHOOK_SECRET" : "WEBHOOK_URL"})`);
-  if (!/^https?:\/\//.test(url)) throw new ServiceError("internal", "configuration error: WEBHOOK_URL must be an http(s) URL");
+  if (!url || !secret) throw new ConfigError(`webhooks need both WEBHOOK_URL and WEBHOOK_SECRET (missing ${url ? "WEBHOOK_SECRET" : "WEBHOOK_URL"})`);
+  if (!/^https?:\/\//.test(url)) throw new ConfigError("WEBHOOK_URL must be an http(s) URL");
   return { url, secret };
 }
 
@@ -275,7 +274,7 @@ export class Webhooks {
       res = await this.fetcher(target.url, { method: "POST", headers, body, signal: abort.signal, redirect: "manual" });
       await res.body?.cancel();
     } catch (err) {
-      log("webhook", { channel, delivery: record.delivery, attempt, error: String(err) });
+      log("webhook", { channel, delivery: record.delivery, attempt, error: errorText(err) });
       return { kind: "retry", retryAfterMs: null };
     } finally {
       clearTimeout(timer);

@@ -1,7 +1,7 @@
 // The Pusher app this deployment answers as (DESIGN.md "Pusher-compatible endpoint"): on when
 // PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET are all set, off when none is. Some but not all is
 // a configuration mistake, answered like any other (500 naming it), never a half-on endpoint.
-import { perEnv } from "../settings/per-env.js";
+import { ConfigError, perEnv } from "../settings/per-env.js";
 import type { Env } from "../env.js";
 import { ServiceError } from "../server/service-error.js";
 
@@ -21,7 +21,7 @@ function readApp(env: Partial<Env>): PusherApp | null {
   if (!id && !key && !secret) return null;
   if (!id || !key || !secret) {
     const missing = NAMES.filter((name) => !(env[name] ?? "").trim()).join(", ");
-    throw new ServiceError("internal", `configuration error: the Pusher endpoint needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET (missing ${missing})`);
+    throw new ConfigError(`the Pusher endpoint needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET (missing ${missing})`);
   }
   return { id, key, secret };
 }

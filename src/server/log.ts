@@ -74,3 +74,9 @@ export class LogBudget {
     this.suppressed = 0;
   }
 }
+
+/** An error as a log field: its message and, where it has one, its cause's (never a stack). */
+export function errorText(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  return err.cause === undefined ? String(err) : `${String(err)} (cause: ${errorText(err.cause)})`;
+}

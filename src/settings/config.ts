@@ -1,6 +1,5 @@
-import { checkOption, ConfigError, OPTION_SPECS, parseRules, ruleFor, type ChannelOptions, type Rule } from "./channel-options.js";
-import { log } from "../server/log.js";
-import { ServiceError } from "../server/service-error.js";
+import { checkOption, OPTION_SPECS, parseRules, ruleFor, type ChannelOptions, type Rule } from "./channel-options.js";
+import { checkSettings, perEnv } from "./per-env.js";
 import type { Vars } from "./vars.js";
 
 /** Settings that apply to one channel. Read only through `configFor`. */
@@ -58,7 +57,6 @@ interface Parsed {
   byChannel: Map<string, ChannelConfig>;
 }
 
-const parsed = new WeakMap<object, Parsed | ServiceError>();
 const CHANNEL_CACHE = 1000;
 
 function parse(env: Partial<Vars>): Parsed {
@@ -69,22 +67,8 @@ function parse(env: Partial<Vars>): Parsed {
   return { global, rules: parseRules(env.CHANNEL_OPTIONS), byChannel: new Map() };
 }
 
-function load(env: Partial<Vars>): Parsed {
-  let entry = parsed.get(env);
-  if (entry === undefined) {
-    try {
-      entry = parse(env);
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      // Said once per isolate, and then by every request (500) until the config is fixed.
-      entry = new ServiceError("internal", `configuration error: ${err.message}`);
-      log("config", { error: entry.message });
-    }
-    parsed.set(env, entry);
-  }
-  if (entry instanceof ServiceError) throw entry;
-  return entry;
-}
+/** Parsed once per env object; a mistake is said once and answered by every request (per-env.ts). */
+const load = perEnv(parse);
 
 /**
  * Every setting is read through here: the global vars, with the options of the first
@@ -104,10 +88,8 @@ export function configFor(env: Partial<Vars>, channel: string): ChannelConfig {
   return config;
 }
 
-/** Throws the configuration error, if there is one (the Worker checks before any route). */
-export function checkConfig(env: Partial<Vars>): void {
-  load(env);
-}
+/** Throws the configuration error of any setting, if there is one (the Worker checks before any route). */
+export const checkConfig = checkSettings;
 
 /** The options in force for a channel, as stats show them (no secrets are among them). */
 export function optionsInForce(config: ChannelConfig): ChannelOptions & { rule: string | null } {
