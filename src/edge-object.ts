@@ -114,8 +114,10 @@ export class EdgeObject extends SocketHost implements EdgeRpc {
 
   /** Every channel the socket was in: it leaves the channel's presence, and the edge maybe the hub's list. */
   override async afterClose(state: SocketState): Promise<void> {
-    const channels = state.pz || state.subs !== undefined ? Object.keys(state.subs ?? {}) : [state.ch];
-    await Promise.all(channels.map((ch) => this.channels.left(ch, state.cid, isPresenceChannel(ch) && state.ch === "")));
+    // Presence channels cannot be sharded: only connections (which name their channels) are members here.
+    const member = (ch: string) => isPresenceChannel(ch) && state.subs !== undefined;
+    const channels = this.dialectOf(state)?.channelsOf(state) ?? [];
+    await Promise.all(channels.map((ch) => this.channels.left(ch, state.cid, member(ch))));
   }
 
   // ---- alarm jobs ----------------------------------------------------------------------------

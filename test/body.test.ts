@@ -2,46 +2,9 @@
 // and time per request"): past MAX_MESSAGE_BYTES (65536 here) the answer is 413 `too_large` as
 // soon as the cap is passed, without reading the rest, and the cap counts bytes, not characters.
 import { describe, expect, it } from "vitest";
-import { call, channelName, type HistoryPage, PUBLISH_KEY } from "./helpers";
+import { call, channelName, chunkedBody as chunked, type HistoryPage, PUBLISH_KEY } from "./helpers";
 
 const MAX = 65536;
-
-/**
- * `bytes` as a chunked upload (no content-length) in `size`-byte chunks; `open` holds it open
- * after them, never closing until `stop()` (a body that never ends). `pulled`: bytes read.
- */
-function chunked(bytes: Uint8Array, size: number, open = false) {
-  let at = 0;
-  let wake: (() => void) | null = null;
-  let stopped = false;
-  const state = {
-    pulled: 0,
-    stop: () => {
-      stopped = true;
-      wake?.();
-    },
-  };
-  const stream = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const close = () => {
-        try {
-          controller.close();
-        } catch {
-          // already cancelled by the reader
-        }
-      };
-      if (at >= bytes.byteLength) {
-        if (!open || stopped) return close();
-        return new Promise<void>((resolve) => (wake = () => (close(), resolve())));
-      }
-      const piece = bytes.subarray(at, at + size);
-      at += piece.byteLength;
-      state.pulled += piece.byteLength;
-      controller.enqueue(piece);
-    },
-  });
-  return { stream, state };
-}
 
 /** POSTs a streamed body to the channel and answers within `ms`, or says it did not. */
 async function post(ch: string, body: ReadableStream<Uint8Array>, contentType: string, stop: () => void, ms = 3000) {

@@ -233,3 +233,40 @@ export class SseReader {
     await this.reader.cancel().catch(() => {});
   }
 }
+
+/**
+ * `bytes` as a chunked upload (no content-length) in `size`-byte chunks; `open` holds it open
+ * after them, never closing until `stop()` (a body that never ends). `pulled`: bytes read.
+ */
+export function chunkedBody(bytes: Uint8Array, size: number, open = false) {
+  let at = 0;
+  let wake: (() => void) | null = null;
+  let stopped = false;
+  const state = {
+    pulled: 0,
+    stop: () => {
+      stopped = true;
+      wake?.();
+    },
+  };
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const close = () => {
+        try {
+          controller.close();
+        } catch {
+          // already cancelled by the reader
+        }
+      };
+      if (at >= bytes.byteLength) {
+        if (!open || stopped) return close();
+        return new Promise<void>((resolve) => (wake = () => (close(), resolve())));
+      }
+      const piece = bytes.subarray(at, at + size);
+      at += piece.byteLength;
+      state.pulled += piece.byteLength;
+      controller.enqueue(piece);
+    },
+  });
+  return { stream, state };
+}

@@ -56,7 +56,7 @@ export abstract class SocketHost extends DurableObject<Env> implements DialectHo
     await this.alarms.fire();
   }
 
-  private dialectOf(state: SocketState): Dialect | null {
+  protected dialectOf(state: SocketState): Dialect | null {
     return this.dialects[kindOf(state)] ?? null;
   }
 

@@ -3,7 +3,7 @@
 // the body is read with a hard cap, and a replayed signed request publishes once.
 import { describe, expect, it } from "vitest";
 import { hmacHex } from "../../src/pusher/signature";
-import { call, channelName, type HistoryPage } from "../helpers";
+import { call, channelName, chunkedBody, type HistoryPage } from "../helpers";
 
 const APP = "77";
 const KEY = "test-pusher-key";
@@ -40,32 +40,7 @@ async function signedQuery(method: string, path: string, o: { md5?: string; secr
  * isolate free to run the test's timer).
  */
 function endlessBody() {
-  const chunk = new TextEncoder().encode("x".repeat(65536));
-  let stopped = false;
-  let wake: (() => void) | null = null;
-  const state = {
-    pulled: 0,
-    stop: () => {
-      stopped = true;
-      wake?.();
-    },
-  };
-  const stream = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const close = () => {
-        try {
-          controller.close();
-        } catch {
-          // already cancelled by the reader
-        }
-      };
-      if (stopped) return close();
-      if (state.pulled >= 2 * CAP) return new Promise<void>((resolve) => (wake = () => (close(), resolve())));
-      state.pulled += chunk.byteLength;
-      controller.enqueue(chunk);
-    },
-  });
-  return { stream, state };
+  return chunkedBody(new Uint8Array(2 * CAP).fill(0x78), 65536, true);
 }
 
 /** POSTs `body` (no content-length: chunked) and answers within `ms`, or says it did not. */

@@ -6,6 +6,7 @@
 // batch frames per channel; it is made only for a channel a connection is subscribed to.
 import { Delivery, sendEach } from "../delivery.js";
 import type { ConnectionTag, MuxSub, SocketState, Sockets } from "../sockets.js";
+import type { Dialect } from "./dialect.js";
 import { stateOf } from "../sockets.js";
 
 export class ConnectionIndex {
@@ -118,5 +119,34 @@ export class ConnectionIndex {
       }
     }
     return { due, next };
+  }
+}
+
+/**
+ * What the dialects of connections that name their channels (`/v1/ws`, Pusher) share: their
+ * subscribers are this index's, by channel.
+ */
+export abstract class IndexedConnections implements Pick<Dialect, "count" | "channelsOf" | "gone"> {
+  readonly index: ConnectionIndex;
+
+  constructor(sockets: Sockets, tag: ConnectionTag) {
+    this.index = new ConnectionIndex(sockets, tag);
+  }
+
+  count(channel: string): number {
+    return this.index.count(channel);
+  }
+
+  channelsOf(state: SocketState): string[] {
+    return Object.keys(state.subs ?? {});
+  }
+
+  gone(_ws: WebSocket, state: SocketState): void {
+    this.index.drop(state);
+  }
+
+  /** The edge no longer serves a channel: what the index keeps for it goes. */
+  dropChannel(channel: string): void {
+    this.index.forget(channel);
   }
 }

@@ -14,7 +14,7 @@ import type { DialectHost } from "../host.js";
 import { PRESENCE_SWEEP_MS } from "../liveness.js";
 import { msgOut, out, type Out } from "../outgoing.js";
 import { newState, stateOf, type MuxSub, type SocketState } from "../sockets.js";
-import { ConnectionIndex } from "./connection-index.js";
+import { IndexedConnections } from "./connection-index.js";
 import type { ChannelEvent, Dialect, Ending } from "./dialect.js";
 import { Reservations } from "./reservations.js";
 
@@ -35,16 +35,15 @@ const ENDINGS: Record<Ending, (typeof CLOSE)[keyof typeof CLOSE]> = { expired: C
 /** A connection that holds no subscription this long is closed (4408): idle sockets cost a pool its room. */
 export const IDLE_MS = 5 * 60_000;
 
-export class MuxConnections implements Dialect {
+export class MuxConnections extends IndexedConnections implements Dialect {
   readonly kind = "mux";
-  readonly index: ConnectionIndex;
   private readonly reservations = new Reservations();
 
   constructor(
     private readonly host: DialectHost,
     private readonly edge: ChannelEdge,
   ) {
-    this.index = new ConnectionIndex(host.sockets, "mx");
+    super(host.sockets, "mx");
   }
 
   /**
@@ -73,24 +72,8 @@ export class MuxConnections implements Dialect {
     return this.index.delivery(event.ch).toAll(render(event), this.index.byCid(event.ch, skip));
   }
 
-  count(channel: string): number {
-    return this.index.count(channel);
-  }
-
-  channelsOf(state: SocketState): string[] {
-    return Object.keys(state.subs ?? {});
-  }
-
-  gone(_ws: WebSocket, state: SocketState): void {
-    this.index.drop(state);
-  }
-
   end(ws: WebSocket, state: SocketState, why: Ending, message: string): void {
     this.host.delivery.close(ws, state.tr, ENDINGS[why], message);
-  }
-
-  dropChannel(channel: string): void {
-    this.index.forget(channel);
   }
 
   /** An error about channel `ch` (or the connection) as this connection's `err` frame. */

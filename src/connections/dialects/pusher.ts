@@ -16,7 +16,7 @@ import type { DialectHost } from "../host.js";
 import { PRESENCE_SWEEP_MS } from "../liveness.js";
 import { PublishRate } from "../rate-limit.js";
 import { newState, stateOf, type SocketState } from "../sockets.js";
-import { ConnectionIndex } from "./connection-index.js";
+import { IndexedConnections } from "./connection-index.js";
 import type { ChannelEvent, Dialect, Ending } from "./dialect.js";
 import { Reservations } from "./reservations.js";
 import { PUSHER_POOL_KEY } from "../../schema.js";
@@ -51,9 +51,8 @@ function send(ws: WebSocket, text: string): void {
   }
 }
 
-export class PusherConnections implements Dialect {
+export class PusherConnections extends IndexedConnections implements Dialect {
   readonly kind = "pusher";
-  readonly index: ConnectionIndex;
   private readonly reservations = new Reservations();
   private readonly clientEvents = new PublishRate();
 
@@ -61,7 +60,7 @@ export class PusherConnections implements Dialect {
     private readonly host: DialectHost,
     private readonly edge: ChannelEdge,
   ) {
-    this.index = new ConnectionIndex(host.sockets, "pz");
+    super(host.sockets, "pz");
     if (host.runtime.storage.kv.get(PUSHER_POOL_KEY) === true) this.answerPings();
   }
 
@@ -96,16 +95,8 @@ export class PusherConnections implements Dialect {
     return text === null ? 0 : this.index.sendAll(event.ch, text, skip);
   }
 
-  count(channel: string): number {
-    return this.index.count(channel);
-  }
-
-  channelsOf(state: SocketState): string[] {
-    return Object.keys(state.subs ?? {});
-  }
-
-  gone(_ws: WebSocket, state: SocketState): void {
-    this.index.drop(state);
+  override gone(ws: WebSocket, state: SocketState): void {
+    super.gone(ws, state);
     this.clientEvents.forget(state.cid);
   }
 
@@ -117,10 +108,6 @@ export class PusherConnections implements Dialect {
     } catch {
       // already closed
     }
-  }
-
-  dropChannel(channel: string): void {
-    this.index.forget(channel);
   }
 
   async onFrame(ws: WebSocket, state: SocketState, message: string | ArrayBuffer): Promise<void> {
