@@ -4,6 +4,7 @@
 // subscriptions live in each socket's attachment and this index is rebuilt from them once per
 // wake. Each channel gets its own Delivery, so its frames keep their order and coalesce into
 // batch frames per channel; it is made only for a channel a connection is subscribed to.
+import { ServiceError } from "../../server/service-error.js";
 import { Delivery, sendEach } from "../delivery.js";
 import type { ConnectionTag, MuxSub, SocketState, Sockets } from "../sockets.js";
 import type { Dialect } from "./dialect.js";
@@ -68,13 +69,18 @@ export class ConnectionIndex {
   /**
    * Adds a channel to a connection. The attachment is read afresh and written back with no await
    * between: `sub` frames are handled concurrently, and each handler's copy of the state may be
-   * older than another's write.
+   * older than another's write. An attachment past the runtime's 16 KiB is refused (too_large),
+   * and nothing of the channel is kept.
    */
   add(ws: WebSocket, channel: string, sub: MuxSub): void {
     const state = stateOf(ws)!;
     (state.subs ??= {})[channel] = sub;
     delete state.idle;
-    this.sockets.save(ws, state);
+    try {
+      this.sockets.save(ws, state);
+    } catch (err) {
+      throw new ServiceError("too_large", `this connection holds as many channels as fit its state (${Object.keys(state.subs).length - 1}); unsubscribe from some first`, undefined, { cause: err });
+    }
     this.built();
     this.entry(channel).set(state.cid, ws);
   }

@@ -151,9 +151,16 @@ export class MuxConnections extends IndexedConnections implements Dialect {
       // An unsubscribe (or a close) that came while attaching wins: nothing is added.
       if (this.reservations.cancelled(state.cid, ch) || ws.readyState !== WebSocket.READY_STATE_OPEN) return;
       // From here to the last replayed frame nothing is awaited: no live frame can overtake.
+      // What is pending for the channel goes first: this socket's replay is not in it.
       const delivery = this.index.delivery(ch);
       delivery.flush();
-      this.index.add(ws, ch, sub);
+      try {
+        this.index.add(ws, ch, sub);
+      } catch (err) {
+        // Refused: the attach is undone (the edge leaves the hub's list if nobody else is here).
+        void this.edge.left(ch, state.cid, false);
+        throw err;
+      }
       delivery.to(ws, state, out({ t: "subscribed", ch, seq: head.seq, epoch: head.epoch }));
       if (opening.reset) delivery.to(ws, state, out({ t: "reset", ch, seq: head.seq, epoch: head.epoch }));
       else for (const m of opening.messages) delivery.to(ws, state, msgOut(ch, m, head.epoch));

@@ -186,7 +186,12 @@ export class PusherConnections extends IndexedConnections implements Dialect {
       if (gone()) return void this.edge.left(ch, state.cid, true);
     }
     // From here to the last frame nothing is awaited: no live event can come before them.
-    this.index.add(ws, ch, { sub: grant.member?.id ?? null, pub: grant.clientEvents && this.host.config(ch).clientPublish, exp: null });
+    try {
+      this.index.add(ws, ch, { sub: grant.member?.id ?? null, pub: grant.clientEvents && this.host.config(ch).clientPublish, exp: null });
+    } catch (err) {
+      void this.edge.left(ch, state.cid, grant.member !== null);
+      throw err;
+    }
     send(ws, pusher.subscriptionSucceeded(ch, members));
     if (!opening.reset) for (const m of opening.messages) send(ws, pusher.channelEvent(ch, m));
     if (members !== undefined) await this.host.alarms.by(Date.now() + PRESENCE_SWEEP_MS);

@@ -1,0 +1,42 @@
+// A connection's state lives in its socket's attachment, which the runtime caps at 16 KiB
+// (local workerd does not enforce it, so the test does, as production would). A subscribe that
+// would not fit is refused with too_large, and nothing of it is left: the edge is not left
+// listed by the channel's hub (security review finding 20).
+import { describe, expect, it, onTestFinished } from "vitest";
+import { call, channelName, TestSocket } from "../helpers";
+
+const LIMIT = 16 * 1024;
+
+describe("a /v1/ws connection whose attachment is full", () => {
+  it("refuses the subscribe that does not fit with too_large, and leaves no edge attached to that channel", async () => {
+    const original = WebSocket.prototype.serializeAttachment;
+    onTestFinished(() => void (WebSocket.prototype.serializeAttachment = original));
+    const s = await TestSocket.open("/v1/ws");
+    await s.expect("welcome");
+    const names = [channelName("att"), channelName("att"), channelName("att")].map((n) => n.padEnd(128, "z"));
+    for (const ch of names.slice(0, 2)) {
+      s.send({ t: "sub", ch });
+      await s.expect("subscribed");
+    }
+    // The third subscribe is the one that no longer fits: the runtime refuses to store it.
+    const last = names[2]!;
+    WebSocket.prototype.serializeAttachment = function (this: WebSocket, value: unknown) {
+      const subs = (value as { subs?: Record<string, unknown> }).subs ?? {};
+      if (subs[last] !== undefined) throw new Error(`attachment over ${LIMIT} bytes`);
+      return original.call(this, value);
+    };
+    s.send({ t: "sub", ch: last });
+    expect(await s.next()).toMatchObject({ t: "err", ch: last, code: "too_large" });
+    // The hub lists no edge for the refused channel (wait for the undo to reach it).
+    let edges: number | undefined = 1;
+    for (let i = 0; i < 40 && edges !== undefined; i++) {
+      edges = (await (await call(`/v1/channels/${last}`)).json<{ edges?: number }>()).edges;
+      if (edges !== undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(edges).toBeUndefined();
+    // The connection and its other channels go on.
+    s.send("ping");
+    expect(await s.next()).toEqual({ raw: "pong" });
+    s.close();
+  });
+});
