@@ -119,3 +119,16 @@ describe("an edge's tail is bounded in bytes", () => {
     expect(tail.since({ seq: kept[0]! - 1, epoch: "e" }, Date.now())).toMatchObject({ reset: false });
   });
 });
+
+describe("an edge's tail keeps the channel's retention", () => {
+  it("serves nothing older than LOG_MAX_AGE_S: a cursor or rewind into expired frames goes to the hub", async () => {
+    const { ChannelTail } = await import("../src/edge/tail");
+    const now = Date.now();
+    const tail = new ChannelTail("e", 0, 512, () => Infinity, () => 60);
+    for (let seq = 1; seq <= 4; seq++) tail.push({ seq, id: `r-${seq}`, event: "e", data: "1", ts: seq <= 2 ? now - 120_000 : now, sender: null });
+    expect(tail.last(4, now).map((m) => m.seq)).toEqual([3, 4]);
+    expect(tail.since({ seq: 1, epoch: "e" }, now)).toEqual({ reset: true });
+    expect(tail.since({ seq: 2, epoch: "e" }, now)).toMatchObject({ reset: false, messages: [{ seq: 3 }, { seq: 4 }] });
+    expect(tail.holdsLast(3, now)).toBe(false);
+  });
+});

@@ -71,15 +71,16 @@ export class ChannelEdge {
     if (tail === null) {
       const at = this.kv.get<Position>(positionKey(channel));
       if (at === undefined) return null;
-      tail = this.newTail(at.epoch, at.seq);
+      tail = this.newTail(channel, at.epoch, at.seq);
       this.tails.set(channel, tail);
     }
     return tail;
   }
 
   /** A channel's tail, with its share of the edge's byte budget (fewer channels, more each). */
-  private newTail(epoch: string, seq: number): ChannelTail {
-    return new ChannelTail(epoch, seq, TAIL_FRAMES, () => Math.min(TAIL_BYTES, EDGE_TAIL_BYTES / Math.max(1, this.tails.size)));
+  private newTail(channel: string, epoch: string, seq: number): ChannelTail {
+    const bytes = () => Math.min(TAIL_BYTES, EDGE_TAIL_BYTES / Math.max(1, this.tails.size));
+    return new ChannelTail(epoch, seq, TAIL_FRAMES, bytes, () => this.edge.config(channel).logMaxAgeS);
   }
 
   private remember(channel: string, tail: ChannelTail): void {
@@ -98,7 +99,7 @@ export class ChannelEdge {
     const cursor: Cursor | null = tail === null ? null : { seq: tail.lastSeq, epoch: tail.epoch };
     const attached = await this.hub(channel).attachEdge(this.edge.name, start, cursor);
     if (tail === null) {
-      tail = this.newTail(attached.epoch, attached.seq);
+      tail = this.newTail(channel, attached.epoch, attached.seq);
       this.tails.set(channel, tail);
     } else if (attached.catchUp !== null) {
       this.catchUp(channel, tail, attached.catchUp, attached.seq, attached.epoch);
@@ -115,7 +116,7 @@ export class ChannelEdge {
       return replay.reset ? null : { reset: false, messages: replay.messages };
     }
     const rewind = rewindOf(start, latest);
-    return tail.holdsLast(rewind) ? { reset: false, messages: tail.last(rewind, now) } : null;
+    return tail.holdsLast(rewind, now) ? { reset: false, messages: tail.last(rewind, now) } : null;
   }
 
   // ---- pushes from the hub -----------------------------------------------------------------
@@ -158,11 +159,13 @@ export class ChannelEdge {
   /** Delivers messages in seq order: drops what was delivered, fetches a gap from the hub first. */
   private async apply(channel: string, tail: ChannelTail, epoch: string, messages: Pushed[]): Promise<void> {
     for (const m of messages) {
+      // Seqs are never reused, across purges too: one at or before the tail's is old news, even
+      // in another epoch (a push from before a purge that the purge's reset overtook).
+      if (m.seq <= tail.lastSeq) continue;
       if (epoch !== tail.epoch) {
         // A purge this edge did not hear of: reset, and live continues with this message.
         this.reset(channel, tail, m.seq - 1, epoch);
       }
-      if (m.seq <= tail.lastSeq) continue;
       if (m.seq > tail.lastSeq + 1) {
         const repaired = await this.hub(channel).replayFor({ seq: tail.lastSeq, epoch: tail.epoch });
         this.catchUp(channel, tail, repaired.replay, m.seq - 1, epoch, m.seq - 1);

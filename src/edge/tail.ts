@@ -21,7 +21,17 @@ export class ChannelTail implements ReplaySource {
     private readonly capacity: number,
     /** Bytes the kept frames may take now (the edge shares its budget over its channels). */
     private readonly maxBytes: () => number = () => Infinity,
+    /** The channel's LOG_MAX_AGE_S: an older frame is not served from here, as the log would not serve it. */
+    private readonly maxAgeS: () => number = () => Infinity,
   ) {}
+
+  /** Drops frames past the channel's retention, so the tail never serves what the log no longer does. */
+  private expire(now: number): void {
+    const cutoff = now - this.maxAgeS() * 1000;
+    let drop = 0;
+    while (drop < this.frames.length && this.frames[drop]!.ts < cutoff) this.size -= sizeOf(this.frames[drop++]!);
+    if (drop > 0) this.frames.splice(0, drop);
+  }
 
   /** Bytes the kept frames take. */
   get bytes(): number {
@@ -57,7 +67,8 @@ export class ChannelTail implements ReplaySource {
     return this.frames[0]?.seq ?? this.lastSeq + 1;
   }
 
-  since(cursor: Cursor, _now: number, limit = -1): Replay {
+  since(cursor: Cursor, now: number, limit = -1): Replay {
+    this.expire(now);
     if (cursor.epoch !== null && cursor.epoch !== this.epoch) return { reset: true };
     if (cursor.seq > this.lastSeq || cursor.seq + 1 < this.first) return { reset: true };
     const from = cursor.seq + 1 - this.first;
@@ -65,12 +76,15 @@ export class ChannelTail implements ReplaySource {
     return { reset: false, messages };
   }
 
-  last(n: number, _now: number): LoggedMessage[] {
+  last(n: number, now: number): LoggedMessage[] {
+    this.expire(now);
     return n <= 0 ? [] : this.frames.slice(-n);
   }
 
-  /** Whether the last `n` messages of the channel are all here. */
-  holdsLast(n: number): boolean {
-    return this.frames.length >= Math.min(n, this.lastSeq);
+  /** Whether the last `n` messages of the channel are all here (none expired: else the hub answers). */
+  holdsLast(n: number, now: number): boolean {
+    const kept = this.frames.length;
+    this.expire(now);
+    return this.frames.length === kept && kept >= Math.min(n, this.lastSeq);
   }
 }

@@ -188,6 +188,20 @@ describe("a sharded channel", () => {
     expect(await (await call(`/v1/channels/${ch}/messages`)).json()).toMatchObject({ messages: [{ seq: 1, u: "writer", d: "hi" }] });
   });
 
+  it("keeps the purge's epoch when a push from before the purge arrives after its reset", async () => {
+    const ch = channelName("shard");
+    const [s, welcome] = await onEdge(ch, 0);
+    await publishOk(ch, "m", 1);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    // The purge's reset overtakes a push of the old epoch (each push is its own call).
+    await edge(ch, 0).receive(ch, { epoch: "fresh0000000", reset: 1 });
+    await edge(ch, 0).receive(ch, { epoch: welcome.epoch, messages: [{ seq: 1, id: "old", event: "m", data: "1", ts: Date.now(), sender: null }] });
+    const frames = await s.settle(200);
+    const flat = frames.flatMap((f) => (f.t === "batch" ? f.f : [f]));
+    expect(flat.filter((f) => f.t === "reset")).toEqual([expect.objectContaining({ t: "reset", seq: 1, epoch: "fresh0000000" })]);
+    expect(flat.filter((f) => f.t === "msg")).toEqual([]);
+  });
+
   it("sends reset from every edge on purge, and carries on counting", async () => {
     const ch = channelName("shard");
     const sockets = await Promise.all(range(0, SHARDS - 1).map((k) => onEdge(ch, k)));
