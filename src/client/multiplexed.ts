@@ -130,7 +130,7 @@ export class MultiplexedConnection {
         const error = new HibercastError(frame.code, frame.message);
         // An `err` with no `id` about a channel still subscribing answers its `sub`: on the first
         // subscribe or after a reconnect (an expired per-channel token), a refusal is final.
-        if (entry.sub.state === "subscribing" && frame.id === undefined && REFUSED.includes(frame.code)) {
+        if (entry.sub.subscriptionState === "subscribing" && frame.id === undefined && REFUSED.includes(frame.code)) {
           this.subs.delete(ch);
           return entry.sub.end("refused", error);
         }

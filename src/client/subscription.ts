@@ -110,11 +110,16 @@ export class Subscription<Events extends EventMap = EventMap> {
   }
 
   /** subscribing → subscribed, back to subscribing while the connection is down; unsubscribed is final. */
-  get state(): SubscriptionState {
+  get subscriptionState(): SubscriptionState {
     return this.current;
   }
 
-  /** The carrying connection's state: connecting, open, reconnecting, closed. */
+  /** The carrying connection's state (connecting, open, reconnecting, closed), as in 0.3.0. */
+  get state(): State {
+    return this.link.state;
+  }
+
+  /** The same as `state`: the carrying connection's. */
   get connectionState(): State {
     return this.link.state;
   }

@@ -31,7 +31,7 @@ it("200 subscribers, 1000 publishes, random TCP cuts: every subscriber sees ever
     subs.push(sub);
   }
   cleanup.push(() => subs.forEach((s) => s.close()));
-  await until(() => subs.every((s) => s.state === "subscribed"), 20_000, "all subscribers to connect");
+  await until(() => subs.every((s) => s.state === "open"), 20_000, "all subscribers to connect");
 
   const cut = await publishThroughCuts(publisher(), ch, M, proxy, seen, 60_000);
 
@@ -57,7 +57,7 @@ it("an outage longer than the log produces reset, never a silent gap", { timeout
     events.push(`msg ${m.seq}`);
   });
   sub.connection.on("reset", (r) => events.push(`reset ${r.seq}`));
-  await until(() => sub.state === "subscribed");
+  await until(() => sub.state === "open");
   for (let i = 1; i <= 10; i++) await pub.publish(ch, "m", i);
   await until(() => seqs.length === 10);
 

@@ -101,15 +101,15 @@ describe("multiplexed subscription state (fake socket)", () => {
     const seen = watch(a);
     const s0 = server.sockets[0]!;
     expect(s0.url.href).toBe("wss://rt.example/v1/ws");
-    expect(a.state).toBe("subscribing");
+    expect(a.subscriptionState).toBe("subscribing");
 
     s0.accept({ t: "welcome", v: 2, cid: "c1" });
     expect(s0.sent).toEqual([{ t: "sub", ch: "a" }]);
-    expect(a.state).toBe("subscribing"); // the connection is open, the channel not yet
+    expect(a.subscriptionState).toBe("subscribing"); // the connection is open, the channel not yet
 
     s0.push({ t: "subscribed", ch: "a", seq: 3, epoch: "e1" });
     await expect(a.ready()).resolves.toBeUndefined();
-    expect(a.state).toBe("subscribed");
+    expect(a.subscriptionState).toBe("subscribed");
     expect(a.cid).toBe("c1");
     expect(seen.states).toEqual(["subscribing→subscribed"]);
   });
@@ -125,7 +125,7 @@ describe("multiplexed subscription state (fake socket)", () => {
     s0.push({ t: "subscribed", ch: "a", seq: 3, epoch: "e1" }, { t: "batch", f: [msg("a", 4), msg("a", 5)] });
 
     s0.drop(1006);
-    expect(a.state).toBe("subscribing");
+    expect(a.subscriptionState).toBe("subscribing");
     const s1 = await server.socket(1);
     s1.accept({ t: "welcome", v: 2, cid: "c2" });
     expect(s1.sent).toEqual([{ t: "sub", ch: "a", since: 5, epoch: "e1" }]);
@@ -158,7 +158,7 @@ describe("multiplexed subscription state (fake socket)", () => {
     ]);
     s1.push({ t: "batch", f: [{ t: "err", ch: "a", code: "unauthorized", message: "token expired" }, { t: "subscribed", ch: "b", seq: 0, epoch: "eb" }] });
 
-    expect(a.state).toBe("unsubscribed");
+    expect(a.subscriptionState).toBe("unsubscribed");
     expect(seenA.states).toEqual(["subscribing→subscribed", "subscribed→subscribing (connection_lost)", "subscribing→unsubscribed (refused)"]);
     expect(seenA.changes.at(-1)!.error).toMatchObject({ code: "unauthorized", message: "token expired" });
     expect(seenA.errors.map((e) => e.code)).toEqual(["unauthorized"]);
@@ -168,7 +168,7 @@ describe("multiplexed subscription state (fake socket)", () => {
 
     // b did not notice: subscribed, and its messages keep coming.
     s1.push(msg("b", 1), msg("a", 2));
-    expect(b.state).toBe("subscribed");
+    expect(b.subscriptionState).toBe("subscribed");
     expect(seenB.seqs).toEqual([1]);
     expect(seenA.seqs).toEqual([1]);
 
@@ -181,7 +181,7 @@ describe("multiplexed subscription state (fake socket)", () => {
     const again = conn.subscribe("a", { since: a.cursor!, token: "fresh" });
     expect(s2.sent.at(-1)).toEqual({ t: "sub", ch: "a", since: 1, epoch: "e1", token: "fresh" });
     s2.push({ t: "subscribed", ch: "a", seq: 2, epoch: "e1" }, msg("a", 2));
-    expect(again.state).toBe("subscribed");
+    expect(again.subscriptionState).toBe("subscribed");
   });
 
   it("an err about a subscribed channel that does not answer its sub is reported; it stays subscribed", () => {
@@ -196,7 +196,7 @@ describe("multiplexed subscription state (fake socket)", () => {
     // The late answer to a publish the app already gave up waiting for.
     s0.push({ t: "err", ch: "a", id: "late-pub", code: "forbidden", message: "no pub grant" }, msg("a", 1));
     expect(seen.errors.map((e) => e.code)).toEqual(["forbidden"]);
-    expect(a.state).toBe("subscribed");
+    expect(a.subscriptionState).toBe("subscribed");
     expect(seen.seqs).toEqual([1]);
   });
 
@@ -244,11 +244,11 @@ describe("single-channel subscription state (fake socket)", () => {
     const s0 = server.sockets[0]!;
     expect(s0.url.href).toBe("ws://localhost:8787/v1/channels/room/ws?batch=1");
     s0.accept({ t: "welcome", v: 1, ch: "room", cid: "c1", seq: 7, epoch: "e1" });
-    expect([sub.state, sub.connectionState]).toEqual(["subscribed", "open"]);
+    expect([sub.subscriptionState, sub.connectionState]).toEqual(["subscribed", "open"]);
     s0.push(msg("room", 8));
 
     s0.drop(1006);
-    expect([sub.state, sub.connectionState]).toEqual(["subscribing", "reconnecting"]);
+    expect([sub.subscriptionState, sub.connectionState]).toEqual(["subscribing", "reconnecting"]);
     const s1 = await server.socket(1);
     expect(Object.fromEntries(s1.url.searchParams)).toEqual({ batch: "1", since: "8", epoch: "e1" });
     s1.accept({ t: "welcome", v: 1, ch: "room", cid: "c2", seq: 8, epoch: "e1" });
@@ -279,14 +279,14 @@ describe("single-channel subscription state (fake socket)", () => {
     expect(s0.url.searchParams.get("token")).toBe("t0");
     s0.accept({ t: "welcome", v: 1, ch: "private-x", cid: "c1", seq: 0, epoch: "e1" });
     s0.drop(4401, "token expired");
-    expect(sub.state).toBe("subscribing");
+    expect(sub.subscriptionState).toBe("subscribing");
 
     const s1 = await server.socket(1);
     expect(s1.url.searchParams.get("token")).toBe("t1");
     expect(fetched).toBe(1);
     s1.drop(4401, "token refused"); // the fresh one is refused too, before any welcome
 
-    await vi.waitFor(() => expect(sub.state).toBe("unsubscribed"));
+    await vi.waitFor(() => expect(sub.subscriptionState).toBe("unsubscribed"));
     expect(fetched).toBe(1);
     expect(server.sockets).toHaveLength(2);
     expect(seen.states).toEqual(["subscribing→subscribed", "subscribed→subscribing (connection_lost)", "subscribing→unsubscribed (refused)"]);

@@ -40,7 +40,7 @@ describe("client SDK", () => {
     expect(goals).toEqual([2]);
     expect(closes).toEqual(["the market closed"]);
     expect(w.lifecycle).toEqual(["open", "welcome"]);
-    expect(w.sub.state).toBe("subscribed");
+    expect(w.sub.state).toBe("open");
   });
 
   it("works with the ws package as the WebSocket implementation (Node 20)", async () => {

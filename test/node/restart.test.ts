@@ -27,7 +27,7 @@ it("keeps seq, epoch, history and ids across a restart, and a client resumes exa
     await until(() => seqs.length === 2);
 
     await server.stop(); // the process goes away with the client connected
-    await until(() => sub.state === "subscribing", 10_000, "the client to notice");
+    await until(() => sub.state === "reconnecting", 10_000, "the client to notice");
     server = await startServer({ persist: dir });
     proxy.retarget(server.url);
 

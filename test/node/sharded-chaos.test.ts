@@ -33,7 +33,7 @@ it("K=4, 300 subscribers, 500 publishes, random TCP cuts: every subscriber sees 
     subs.push(sub);
   }
   cleanup.push(() => subs.forEach((s) => s.close()));
-  await until(() => subs.every((s) => s.state === "subscribed"), 30_000, "all subscribers to connect");
+  await until(() => subs.every((s) => s.state === "open"), 30_000, "all subscribers to connect");
   const stats = (await (await fetch(`${server.url}/v1/channels/${ch}`)).json()) as { subscribers: number; edges: number };
   expect(stats).toMatchObject({ subscribers: N, edges: 4 });
 
