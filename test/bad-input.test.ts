@@ -44,6 +44,7 @@ const rows: [string, () => Promise<Answer>, Answer][] = [
   ["id of the wrong type", async () => http(await publish(CH, { event: "e", data: 1, id: { x: 1 } })), { status: 400, code: "bad_request" }],
   ["body over MAX_MESSAGE_BYTES", async () => http(await publish(CH, { event: "e", data: "x".repeat(66_000) })), { status: 413, code: "too_large" }],
   ["declared Content-Length over MAX_MESSAGE_BYTES", async () => http(await post("x".repeat(70_000), { "content-type": "text/plain", "content-length": "70000" })), { status: 413, code: "too_large" }],
+  ["text body over MAX_MESSAGE_BYTES once stored as a JSON string", async () => http(await post("\u0001".repeat(20_000), { "content-type": "text/plain" })), { status: 413, code: "too_large" }],
   ["unsupported content type", async () => http(await publish(CH, "<a/>", { contentType: "application/xml" })), { status: 415, code: "unsupported_media_type" }],
   ["body that is not UTF-8", async () => http(await post(new Uint8Array([0xff, 0xfe, 0xfd]), { "content-type": "text/plain" })), { status: 400, code: "bad_request" }],
   ["publish without a credential", async () => http(await publish(CH, { event: "e", data: 1 }, { key: null })), { status: 401, code: "unauthorized" }],
@@ -90,6 +91,7 @@ const rows: [string, () => Promise<Answer>, Answer][] = [
   ["purge with a token", async () => http(await call(`/v1/channels/${CH}/messages`, { method: "DELETE", headers: { authorization: `Bearer ${await token({ sub: "u", ch: ["*"], pub: ["*"] })}` } })), { status: 403, code: "forbidden" }],
   // Batch
   ["batch of 101 messages", async () => http(await call("/v1/publish", { method: "POST", headers: { authorization: "Bearer test-publish-key", "content-type": "application/json" }, body: JSON.stringify({ channels: Array.from({ length: 101 }, (_, i) => `c${i}`), event: "e", data: 1 }) })), { status: 413, code: "too_large" }],
+  ["batch item over MAX_MESSAGE_BYTES in UTF-8 bytes", async () => http(await call("/v1/publish", { method: "POST", headers: { authorization: "Bearer test-publish-key", "content-type": "application/json" }, body: JSON.stringify({ messages: [{ channel: CH, event: "e", data: "€".repeat(25_000) }] }) })), { status: 413, code: "too_large" }],
   ["batch with a malformed item", async () => http(await call("/v1/publish", { method: "POST", headers: { authorization: "Bearer test-publish-key", "content-type": "application/json" }, body: JSON.stringify({ messages: [{ channel: CH, event: "e", data: 1 }, { channel: CH, event: 5, data: 1 }] }) })), { status: 400, code: "bad_request" }],
   // Routes
   ["socket route without Upgrade", async () => http(await call(`/v1/channels/${CH}/ws`)), { status: 426, code: "upgrade_required" }],

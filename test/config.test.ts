@@ -40,7 +40,8 @@ describe("CHANNEL_OPTIONS", () => {
     ["a wrong type", [{ match: "chat-*", latest: "yes" }], /rule 1 \("chat-\*"\): latest must be true or false \(got "yes"\)/],
     ["a number out of range", [{ match: "chat-*", clientPubPerS: 0 }], /clientPubPerS must be a whole number ≥ 1 \(got 0\)/],
     ["a fraction", [{ match: "chat-*", logMaxAgeS: 1.5 }], /logMaxAgeS must be a whole number/],
-    ["shards over 64", [{ match: "wide-*", shards: 65 }], /shards must be a whole number from 1 to 64/],
+    ["shards over 64", [{ match: "wide-*", shards: 65 }], /shards must be at most 64 \(got 65\)/],
+    ["maxSockets over the platform's 32,768 sockets per object", [{ match: "chat-*", maxSockets: 32_769 }], /rule 1 \("chat-\*"\): maxSockets must be at most 32768 \(got 32769\): the platform's limit of hibernatable sockets per object/],
     ["shards on presence channels", [{ match: "presence-*", shards: 4 }], /presence channels cannot be sharded/],
     ["shards on a rule that covers presence channels", [{ match: "*", shards: 2 }], /presence channels cannot be sharded/],
     ["a match with characters no channel has", [{ match: "chat/*", latest: true }], /"match" can never match a channel/],
@@ -75,7 +76,17 @@ describe("numeric and boolean vars", () => {
     [{ REQUIRE_AUTH: "yes" }, /REQUIRE_AUTH must be true or false \(got "yes"\)/],
     [{ MAX_MESSAGE_BYTES: "64KiB" }, /MAX_MESSAGE_BYTES must be a whole number/],
     [{ SSE_MAX_BACKLOG_BYTES: "100" }, /SSE_MAX_BACKLOG_BYTES must be a whole number ≥ 1024/],
+    // Past what the platform stores or holds: refused here, not as a 500 on some later publish or socket.
+    [{ MAX_MESSAGE_BYTES: "1048577" }, /MAX_MESSAGE_BYTES must be at most 1048576 \(got 1048577\): a stored message .* 2 MB/],
+    [{ MAX_SOCKETS: "32769" }, /MAX_SOCKETS must be at most 32768 \(got 32769\): the platform's limit of hibernatable sockets per object/],
+    [{ MAX_SUBSCRIPTIONS: "101" }, /MAX_SUBSCRIPTIONS must be at most 100 \(got 101\): .*16 KiB socket attachment/],
   ];
+  it("take each platform bound itself", () => {
+    const vars = { MAX_MESSAGE_BYTES: "1048576", MAX_SOCKETS: "32768", MAX_SUBSCRIPTIONS: "100", CHANNEL_OPTIONS: [{ match: "chat-*", maxSockets: 32_768 }] };
+    expect(configFor(vars, "x")).toMatchObject({ maxMessageBytes: 1_048_576, maxSockets: 32_768, maxSubscriptions: 100 });
+    expect(configFor(vars, "chat-1").maxSockets).toBe(32_768);
+  });
+
   for (const [vars, message] of typos) {
     it(`refuses ${JSON.stringify(vars)} loudly`, () => {
       expect(mistake(vars)).toMatch(message);

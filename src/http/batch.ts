@@ -10,6 +10,8 @@ export interface BatchItem {
 
 export type { BatchResult };
 
+const utf8 = new TextEncoder();
+
 const bad = (message: string) => new ServiceError("bad_request", message);
 
 /** Runs a validation of one item, naming the item in its error. */
@@ -26,7 +28,8 @@ function item(where: string, channel: unknown, event: unknown, data: unknown, id
     throw bad(`${where}.channel must be ${CHANNEL_RULE}`);
   }
   const input: PublishInput = within(where, () => toPublishInput(event, data, id, dataPresent));
-  if (input.data.length + input.event.length + input.id.length > maxBytes) {
+  // Bytes, as every MAX_MESSAGE_BYTES check counts them: a UTF-16 unit is 1-3 of them.
+  if (utf8.encode(input.data).byteLength + utf8.encode(input.event).byteLength + utf8.encode(input.id).byteLength > maxBytes) {
     throw new ServiceError("too_large", `${where} is over MAX_MESSAGE_BYTES (${maxBytes})`);
   }
   return { channel, input };

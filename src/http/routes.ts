@@ -89,7 +89,12 @@ async function publishInput(request: Request, max: number): Promise<PublishInput
   if (type !== "json" && type !== "text") {
     throw new ServiceError("unsupported_media_type", `content type ${type} is not supported; use application/json or text/plain`);
   }
-  if (type === "text") return { event: "message", data: JSON.stringify(await readText(request, max)), id: crypto.randomUUID() };
+  if (type === "text") {
+    // Stored as a JSON string: quotes and escapes (a control character is six bytes, \u00XX) count.
+    const data = JSON.stringify(await readText(request, max));
+    if (new TextEncoder().encode(data).byteLength > max) throw new ServiceError("too_large", `body as a JSON string (quoted and escaped, as stored) is over MAX_MESSAGE_BYTES (${max} bytes)`);
+    return { event: "message", data, id: crypto.randomUUID() };
+  }
   const body = await readJson(request, max);
   if (!isObject(body)) throw new ServiceError("bad_request", 'body must be a JSON object {"event", "data", "id"?}');
   return toPublishInput(body.event, body.data, body.id, "data" in body);

@@ -103,10 +103,14 @@ export class EdgeLinks {
     }
   }
 
-  /** A push failed: remember it in storage, and let the alarm tell the edges to catch up. */
+  /**
+   * A push failed: remember it in storage (once: while edges keep failing, a publish still writes
+   * no more than its own rows), and let the alarm tell the edges to catch up.
+   */
   private behind(name: string, err: unknown): void {
     log("error", { where: "push to edge", edge: name, error: errorText(err) });
-    this.ctx.storage.kv.put(EDGES_BEHIND_KEY, true);
+    const kv = this.ctx.storage.kv;
+    if (kv.get(EDGES_BEHIND_KEY) !== true) kv.put(EDGES_BEHIND_KEY, true);
     void this.wakeBy(Date.now() + RETRY_MS);
   }
 

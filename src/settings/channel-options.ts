@@ -24,7 +24,11 @@ export interface ChannelOptions {
   webhooks: boolean;
 }
 
-type Spec = { kind: "int"; min: number; max?: number } | { kind: "bool" };
+/** `why`: what a `max` keeps under (a platform limit), said with the error. */
+type Spec = { kind: "int"; min: number; max?: number; why?: string } | { kind: "bool" };
+
+/** The platform's limit of hibernatable WebSockets per Durable Object (docs/operations.md "Limits"). */
+export const SOCKETS_PER_OBJECT = 32_768;
 
 export const OPTION_SPECS: Record<keyof ChannelOptions, Spec> = {
   logMaxMessages: { kind: "int", min: 1 },
@@ -34,7 +38,7 @@ export const OPTION_SPECS: Record<keyof ChannelOptions, Spec> = {
   clientPublish: { kind: "bool" },
   clientPubPerS: { kind: "int", min: 1 },
   presenceMaxMembers: { kind: "int", min: 0 },
-  maxSockets: { kind: "int", min: 1 },
+  maxSockets: { kind: "int", min: 1, max: SOCKETS_PER_OBJECT, why: "the platform's limit of hibernatable sockets per object" },
   latest: { kind: "bool" },
   shards: { kind: "int", min: 1, max: 64 },
   webhooks: { kind: "bool" },
@@ -50,19 +54,19 @@ export interface Rule {
 /** A configuration mistake, worded for whoever deploys: which var, rule and field. */
 export class ConfigError extends Error {}
 
-export function describeSpec(spec: Spec): string {
-  if (spec.kind === "bool") return "true or false";
-  return spec.max === undefined ? `a whole number ≥ ${spec.min}` : `a whole number from ${spec.min} to ${spec.max}`;
-}
-
-/** Checks one option value against its spec; answers the value, or throws with `where`. */
+/**
+ * Checks one option value against its spec; answers the value, or throws with `where`, naming
+ * the bound it breaks (and, past a `max`, the limit that bound keeps under).
+ */
 export function checkOption(where: string, spec: Spec, value: unknown): number | boolean {
-  const ok =
-    spec.kind === "bool"
-      ? typeof value === "boolean"
-      : typeof value === "number" && Number.isInteger(value) && value >= spec.min && (spec.max === undefined || value <= spec.max);
-  if (!ok) throw new ConfigError(`${where} must be ${describeSpec(spec)} (got ${JSON.stringify(value)})`);
-  return value as number | boolean;
+  const got = `(got ${JSON.stringify(value)})`;
+  if (spec.kind === "bool") {
+    if (typeof value !== "boolean") throw new ConfigError(`${where} must be true or false ${got}`);
+    return value;
+  }
+  if (typeof value !== "number" || !Number.isInteger(value) || value < spec.min) throw new ConfigError(`${where} must be a whole number ≥ ${spec.min} ${got}`);
+  if (spec.max !== undefined && value > spec.max) throw new ConfigError(`${where} must be at most ${spec.max} ${got}${spec.why === undefined ? "" : `: ${spec.why}`}`);
+  return value;
 }
 
 

@@ -19,7 +19,8 @@ export interface ChannelConfig extends ChannelOptions {
 /** The numeric and boolean vars, each with its default and the spec its value must meet. */
 const VARS = {
   REQUIRE_AUTH: { key: "requireAuth", spec: OPTION_SPECS.requireAuth, fallback: false },
-  MAX_MESSAGE_BYTES: { key: "maxMessageBytes", spec: { kind: "int", min: 1 }, fallback: 65536 },
+  // A frame is stored (a SQLite row, a webhook batch in a KV value: 2 MB each) with overhead.
+  MAX_MESSAGE_BYTES: { key: "maxMessageBytes", spec: { kind: "int", min: 1, max: 1024 * 1024, why: "a stored message (SQLite row, KV value) is capped at 2 MB, with overhead" }, fallback: 65536 },
   LOG_MAX_MESSAGES: { key: "logMaxMessages", spec: OPTION_SPECS.logMaxMessages, fallback: 1000 },
   LOG_MAX_AGE_S: { key: "logMaxAgeS", spec: OPTION_SPECS.logMaxAgeS, fallback: 3600 },
   DEDUPE_WINDOW_S: { key: "dedupeWindowS", spec: OPTION_SPECS.dedupeWindowS, fallback: 300 },
@@ -27,7 +28,8 @@ const VARS = {
   PRESENCE_MAX_MEMBERS: { key: "presenceMaxMembers", spec: OPTION_SPECS.presenceMaxMembers, fallback: 1000 },
   MAX_SOCKETS: { key: "maxSockets", spec: OPTION_SPECS.maxSockets, fallback: 30000 },
   SSE_MAX_BACKLOG_BYTES: { key: "sseMaxBacklogBytes", spec: { kind: "int", min: 1024 }, fallback: 1024 * 1024 },
-  MAX_SUBSCRIPTIONS: { key: "maxSubscriptions", spec: { kind: "int", min: 1, max: 1000 }, fallback: 100 },
+  // Each sub is kept in the connection's socket attachment, which must fit in 16 KiB.
+  MAX_SUBSCRIPTIONS: { key: "maxSubscriptions", spec: { kind: "int", min: 1, max: 100, why: "a connection's subscriptions must fit its 16 KiB socket attachment" }, fallback: 100 },
   CONNECTION_EDGES: { key: "connectionEdges", spec: { kind: "int", min: 1, max: 1024 }, fallback: 16 },
   WEBHOOK_MAX_PENDING: { key: "webhookMaxPending", spec: { kind: "int", min: 1 }, fallback: 10_000 },
 } as const;

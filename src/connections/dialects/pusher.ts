@@ -113,7 +113,7 @@ export class PusherConnections extends IndexedConnections implements Dialect {
   async onFrame(ws: WebSocket, state: SocketState, message: string | ArrayBuffer): Promise<void> {
     if (typeof message !== "string") return void send(ws, pusher.pusherError(null, "binary frames are not supported; send JSON text"));
     const max = this.host.config("").maxMessageBytes;
-    if (overLimit(message, max)) return void send(ws, pusher.pusherError(null, `frame over MAX_MESSAGE_BYTES (${max})`));
+    if (overLimit(message, max)) return pusher.closeTooLarge(ws, max);
     const frame = pusher.parsePusherFrame(message);
     if (frame === null) return void send(ws, pusher.pusherError(null, 'frames must be JSON objects {"event", "data"}'));
     const data = (typeof frame.data === "object" && frame.data !== null ? frame.data : {}) as Record<string, unknown>;
