@@ -132,3 +132,19 @@ describe("an edge's tail keeps the channel's retention", () => {
     expect(tail.holdsLast(3, now)).toBe(false);
   });
 });
+
+describe("an alarm's due queue", () => {
+  it("hands out what is due in deadline order, once, and says the next deadline", async () => {
+    const { DueQueue } = await import("../src/connections/due-queue");
+    const q = new DueQueue<string>(() => [
+      { at: 30, key: "c" },
+      { at: 10, key: "a" },
+    ]);
+    q.add(20, "b");
+    q.add(10, "a2");
+    expect(q.next()).toBe(10);
+    expect(q.due(20).map((e) => e.key)).toEqual(["a", "a2", "b"]);
+    expect(q.due(20)).toEqual([]);
+    expect(q.next()).toBe(30);
+  });
+});

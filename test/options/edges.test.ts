@@ -197,7 +197,7 @@ describe("a sharded channel", () => {
     await edge(ch, 0).receive(ch, { epoch: "fresh0000000", reset: 1 });
     await edge(ch, 0).receive(ch, { epoch: welcome.epoch, messages: [{ seq: 1, id: "old", event: "m", data: "1", ts: Date.now(), sender: null }] });
     const frames = await s.settle(200);
-    const flat = frames.flatMap((f) => (f.t === "batch" ? f.f : [f]));
+    const flat = frames.flatMap((f): { t?: string }[] => (f.t === "batch" ? f.f : [f]));
     expect(flat.filter((f) => f.t === "reset")).toEqual([expect.objectContaining({ t: "reset", seq: 1, epoch: "fresh0000000" })]);
     expect(flat.filter((f) => f.t === "msg")).toEqual([]);
   });

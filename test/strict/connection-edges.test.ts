@@ -1,7 +1,7 @@
 // Connection edges keep the limits a channel's room keeps (DESIGN v1.3): MAX_SOCKETS (3 here, with
 // one connection edge) refuses with 4503, and a /v1/ws connection that holds no subscription for
 // 5 minutes is closed with 4408.
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { poolEdgeName } from "../../src/rpc";
 import { channelName, edgeOf, TestSocket, token } from "../helpers";
@@ -43,6 +43,8 @@ describe("connection edges", () => {
         if (a.idle !== undefined) ws.serializeAttachment({ ...a, idle: Date.now() - 301_000 });
       }
     });
+    // A fresh wake reads the deadlines from the attachments (as after hibernation).
+    await evictDurableObject(edgeOf(poolEdgeName("conn", 0)));
     await runDurableObjectAlarm(edgeOf(poolEdgeName("conn", 0)));
     expect(await idle.next()).toMatchObject({ t: "err", close: 4408 });
     expect((await idle.closed).code).toBe(4408);

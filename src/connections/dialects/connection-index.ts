@@ -6,6 +6,7 @@
 // batch frames per channel; it is made only for a channel a connection is subscribed to.
 import { ServiceError } from "../../server/service-error.js";
 import { Delivery, sendEach } from "../delivery.js";
+import { DueQueue } from "../due-queue.js";
 import type { ConnectionTag, MuxSub, SocketState, Sockets } from "../sockets.js";
 import type { Dialect } from "./dialect.js";
 import { stateOf } from "../sockets.js";
@@ -14,6 +15,17 @@ export class ConnectionIndex {
   /** Channel → connection id → socket (keyed by cid: the runtime may hand out a new wrapper per event). */
   private index: Map<string, Map<string, WebSocket>> | null = null;
   private readonly deliveries = new Map<string, Delivery>();
+  /** Token expiries of subscriptions, by (cid, channel). */
+  private readonly expiries = new DueQueue<{ cid: string; ch: string }>(() =>
+    this.everySub().flatMap(([state, ch, sub]) => (sub.exp === null ? [] : [{ at: sub.exp * 1000, key: { cid: state.cid, ch } }])),
+  );
+  /** When connections with no subscription count as idle since (see SocketState.idle), by cid. */
+  private readonly idlers = new DueQueue<string>(() =>
+    this.sockets
+      .connections(this.tag)
+      .map(stateOf)
+      .flatMap((state) => (state?.idle === undefined ? [] : [{ at: state.idle, key: state.cid }])),
+  );
 
   constructor(
     private readonly sockets: Sockets,
@@ -83,13 +95,17 @@ export class ConnectionIndex {
     }
     this.built();
     this.entry(channel).set(state.cid, ws);
+    if (sub.exp !== null) this.expiries.add(sub.exp * 1000, { cid: state.cid, ch: channel });
   }
 
   remove(ws: WebSocket, channel: string): void {
     const state = stateOf(ws)!;
     if (state.subs !== undefined) delete state.subs[channel];
     // A multiplexed connection left with no subscription starts counting as idle.
-    if (!state.pz && Object.keys(state.subs ?? {}).length === 0) state.idle = Date.now();
+    if (!state.pz && Object.keys(state.subs ?? {}).length === 0) {
+      state.idle = Date.now();
+      this.idlers.add(state.idle, state.cid);
+    }
     this.sockets.save(ws, state);
     this.built().get(channel)?.delete(state.cid);
   }
@@ -111,20 +127,38 @@ export class ConnectionIndex {
     if (this.index?.get(channel)?.size === 0) this.index.delete(channel);
   }
 
-  /** Subscriptions whose token expired by `now`, and the next expiry after it. */
+  private everySub(): [SocketState, string, MuxSub][] {
+    return this.sockets.connections(this.tag).flatMap((ws) => {
+      const state = stateOf(ws);
+      return state === null ? [] : Object.entries(state.subs ?? {}).map(([ch, sub]) => [state, ch, sub] as [SocketState, string, MuxSub]);
+    });
+  }
+
+  /** Subscriptions whose token expired by `now` (as their attachment holds them now), and the next expiry. */
   expired(now: number): { due: [WebSocket, SocketState, string][]; next: number | null } {
     const due: [WebSocket, SocketState, string][] = [];
-    let next: number | null = null;
-    for (const ws of this.sockets.connections(this.tag)) {
-      const state = stateOf(ws);
-      for (const [ch, sub] of Object.entries(state?.subs ?? {})) {
-        if (sub.exp === null) continue;
-        const at = sub.exp * 1000;
-        if (at <= now) due.push([ws, state!, ch]);
-        else next = next === null ? at : Math.min(next, at);
-      }
+    for (const { at, key } of this.expiries.due(now)) {
+      const ws = this.sockets.byCid(key.cid);
+      const state = ws === null ? null : stateOf(ws);
+      if (ws !== null && state !== null && state.subs?.[key.ch]?.exp != null && state.subs[key.ch]!.exp! * 1000 === at) due.push([ws, state, key.ch]);
     }
-    return { due, next };
+    return { due, next: this.expiries.next() };
+  }
+
+  /** A new connection with no subscription yet counts as idle from `at`. */
+  idleSince(cid: string, at: number): void {
+    this.idlers.add(at, cid);
+  }
+
+  /** Connections idle since `before` or earlier, still idle since then; and the next one's start. */
+  idleBefore(before: number): { due: [WebSocket, SocketState][]; next: number | null } {
+    const due: [WebSocket, SocketState][] = [];
+    for (const { at, key } of this.idlers.due(before)) {
+      const ws = this.sockets.byCid(key);
+      const state = ws === null ? null : stateOf(ws);
+      if (ws !== null && state?.idle === at) due.push([ws, state]);
+    }
+    return { due, next: this.idlers.next() };
   }
 }
 

@@ -61,6 +61,7 @@ export class MuxConnections extends IndexedConnections implements Dialect {
     const now = Date.now();
     const state = newState({ ch: "", tr: "ws", sub: claims?.sub ?? null, b: true, subs: {}, claims, idle: now });
     this.host.sockets.accept(server, state);
+    this.index.idleSince(state.cid, now);
     this.host.delivery.to(server, state, out({ t: "welcome", v: 2, cid: state.cid }));
     count(this.host.bindings, "", "connect");
     await this.host.alarms.by(now + IDLE_MS);
@@ -196,16 +197,8 @@ export class MuxConnections extends IndexedConnections implements Dialect {
 
   /** The alarm's job: connections idle (no subscription) past IDLE_MS; answers when to look again. */
   idleOnes(now: number): { due: [WebSocket, SocketState][]; next: number | null } {
-    const due: [WebSocket, SocketState][] = [];
-    let next: number | null = null;
-    for (const ws of this.host.sockets.connections("mx")) {
-      const state = stateOf(ws);
-      if (state?.idle === undefined) continue;
-      const at = state.idle + IDLE_MS;
-      if (at <= now) due.push([ws, state]);
-      else next = next === null ? at : Math.min(next, at);
-    }
-    return { due, next };
+    const { due, next } = this.index.idleBefore(now - IDLE_MS);
+    return { due, next: next === null ? null : next + IDLE_MS };
   }
 
   /** The alarm's job: ends the subscriptions whose token expired; answers the next expiry. */
