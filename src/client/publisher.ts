@@ -1,7 +1,7 @@
 // hibercast/publisher: publish from an origin service, in any runtime with fetch.
 import { backoffDelay, DEFAULT_BACKOFF, randomId, sleep, type BackoffOptions } from "./backoff.js";
 import { HibercastError } from "./errors.js";
-import type { ErrorBody, ErrorCode } from "../protocol/errors.js";
+import type { ErrorBody } from "../protocol/errors.js";
 import type { PublishResult } from "../protocol/frames.js";
 import type { BatchResult, HistoryPage } from "../protocol/http.js";
 

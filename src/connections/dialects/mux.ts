@@ -13,7 +13,7 @@ import { overLimit } from "../frame-size.js";
 import type { DialectHost } from "../host.js";
 import { PRESENCE_SWEEP_MS } from "../liveness.js";
 import { msgOut, out, type Out } from "../outgoing.js";
-import { newState, stateOf, type MuxSub, type SocketState } from "../sockets.js";
+import { newState, type MuxSub, type SocketState } from "../sockets.js";
 import { IndexedConnections } from "./connection-index.js";
 import type { ChannelEvent, Dialect, Ending } from "./dialect.js";
 import { Reservations } from "./reservations.js";
