@@ -75,7 +75,9 @@ it("an edge's memory stays flat over 100,000 refused frames, and a subscriber be
   expect(attacker.frames.slice(1).every((f) => (f as { t: string }).t === "err")).toBe(true);
   expect(attacker.frames.length).toBe(150_001);
   console.log(`memory: ${before.toFixed(1)} MB after 50,000 refused frames, ${after.toFixed(1)} MB after 100,000 more`);
-  expect(after - before).toBeLessThan(16);
+  // Resident memory moves with garbage collection (8-23 MB here, more when other tests share the
+  // machine); what the refused frames kept in 0.3.0 came to 110 MB over the same frames.
+  expect(after - before).toBeLessThan(40);
 
   await createPublisher({ url: server.url, key: KEY }).publish(ch, "still", 1);
   await subscriber.waitFor(3);
