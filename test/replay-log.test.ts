@@ -148,3 +148,24 @@ describe("an alarm's due queue", () => {
     expect(q.next()).toBe(30);
   });
 });
+
+describe("ids of signed Pusher HTTP API requests", () => {
+  it("are remembered as long as a signed request can be replayed (1200 s), past DEDUPE_WINDOW_S", async () => {
+    await runInDurableObject(hubOf(channelName()), (_room, state) => {
+      const short = { maxMessages: 2, maxAgeS: 3600, dedupeWindowS: 300 };
+      const log = new ReplayLog(state.storage.sql, short);
+      const now = Date.now();
+      const at = now - 400_000; // published 400 s ago: past the 300 s window, inside 1200 s
+      log.record("c", { event: "e", data: "1", id: "pusher:abc:c:0" }, null, at);
+      log.record("c", { event: "e", data: "2", id: "origin-1" }, null, at);
+      for (let i = 0; i < 4; i++) log.record("c", { event: "e", data: "3", id: `later-${i}` }, null, now);
+      log.trim(now);
+      // Both were trimmed from the log; only the signed request's id is still a duplicate.
+      expect(log.findId("", "pusher:abc:c:0", now)).toBe(1);
+      expect(log.findId("", "origin-1", now)).toBeNull();
+      // A client's id that looks the same is its own, with the ordinary window.
+      expect(log.findId("u:mallory", "pusher:abc:c:0", now)).toBeNull();
+      expect(log.findId("", "pusher:abc:c:0", now + 900_000)).toBeNull();
+    });
+  });
+});

@@ -31,6 +31,12 @@ export interface ReplaySource {
 
 const COLUMNS = "seq, id, event, data, ts, sender, skip";
 
+/** Ids the Pusher HTTP API derives from a request's signature (pusher/http-api.ts). */
+const SIGNED_ID_PREFIX = "pusher:";
+/** A signed request's timestamp is accepted 600 s either way: it can be replayed for 1200 s. */
+const SIGNED_REPLAY_MS = 1200_000;
+const SIGNED = "(scope = '' AND id LIKE 'pusher:%')";
+
 function newEpoch(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -122,12 +128,22 @@ export class ReplayLog implements ReplaySource {
     this.ensureCreated(channel);
   }
 
+  /**
+   * How long a trimmed id is remembered: DEDUPE_WINDOW_S, and for the ids of signed Pusher HTTP
+   * API requests (`pusher:…` in the publish key's space) at least as long as such a request can
+   * be replayed (its timestamp is accepted 600 s either way).
+   */
+  private windowMs(scope: string, id: string): number {
+    const window = this.retention.dedupeWindowS * 1000;
+    return scope === "" && id.startsWith(SIGNED_ID_PREFIX) ? Math.max(window, SIGNED_REPLAY_MS) : window;
+  }
+
   /** The seq an id was first published with, while the log or the dedupe window remembers it. */
   findId(scope: string, id: string, now: number): number | null {
     if (!this.created) return null;
     const inLog = this.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE scope = ? AND id = ?", scope, id).toArray()[0];
     if (inLog) return inLog.seq;
-    const cutoff = now - this.retention.dedupeWindowS * 1000;
+    const cutoff = now - this.windowMs(scope, id);
     const remembered = this.sql.exec<{ seq: number }>("SELECT seq FROM dedupe WHERE scope = ? AND id = ? AND ts >= ?", scope, id, cutoff).toArray()[0];
     return remembered?.seq ?? null;
   }
@@ -224,7 +240,7 @@ export class ReplayLog implements ReplaySource {
   private retireThrough(seq: number, now: number): void {
     this.sql.exec("UPDATE meta SET last_seq = ?", this.lastSeq);
     const windowStart = now - this.retention.dedupeWindowS * 1000;
-    this.sql.exec("INSERT OR IGNORE INTO dedupe (scope, id, seq, ts) SELECT scope, id, seq, ts FROM log WHERE seq <= ? AND ts >= ?", seq, windowStart);
+    this.sql.exec(`INSERT OR IGNORE INTO dedupe (scope, id, seq, ts) SELECT scope, id, seq, ts FROM log WHERE seq <= ? AND (ts >= ? OR (${SIGNED} AND ts >= ?))`, seq, windowStart, now - SIGNED_REPLAY_MS);
     this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
     this.loadOldest();
   }
@@ -237,11 +253,16 @@ export class ReplayLog implements ReplaySource {
     if (!this.created || this.stored === null) return null;
     const first = this.firstValid(now);
     if (this.oldest !== null && first > this.oldest.seq) this.retireThrough(first - 1, now);
-    this.sql.exec("DELETE FROM dedupe WHERE ts < ?", now - this.retention.dedupeWindowS * 1000);
-    const dedupeOldest = this.sql.exec<{ ts: number }>("SELECT MIN(ts) AS ts FROM dedupe").toArray()[0]?.ts ?? null;
+    const window = this.retention.dedupeWindowS * 1000;
+    const signedWindow = Math.max(window, SIGNED_REPLAY_MS);
+    this.sql.exec(`DELETE FROM dedupe WHERE ts < ? AND NOT (${SIGNED} AND ts >= ?)`, now - window, now - signedWindow);
+    const oldestOf = (where: string) => this.sql.exec<{ ts: number | null }>(`SELECT MIN(ts) AS ts FROM dedupe WHERE ${where}`).toArray()[0]?.ts ?? null;
+    const plain = oldestOf(`NOT (${SIGNED})`);
+    const signed = oldestOf(SIGNED);
     const due = [
       this.oldest === null ? null : this.oldest.ts + this.retention.maxAgeS * 1000,
-      dedupeOldest === null ? null : dedupeOldest + this.retention.dedupeWindowS * 1000,
+      plain === null ? null : plain + window,
+      signed === null ? null : signed + signedWindow,
     ].filter((t): t is number => t !== null);
     return due.length > 0 ? Math.min(...due) : null;
   }
