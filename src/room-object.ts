@@ -26,7 +26,7 @@ import { publish, refusal } from "./hub/publish.js";
 import { PublishRate } from "./connections/rate-limit.js";
 import { accepted } from "./server/service-error.js";
 import { ReplayLog, type Retention } from "./hub/replay-log.js";
-import { migrate, DIRECTORY_DUE_KEY } from "./schema.js";
+import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
 import { pusherApp } from "./pusher/app.js";
 
@@ -251,13 +251,28 @@ export class RoomObject extends SocketHost implements HubRpc {
   /** An edge whose sockets are all gone leaves the list. */
   async detachEdge(edge: string): Promise<void> {
     this.edges.remove(edge);
+    this.forgetIfUnused();
     await this.mayBeEmpty();
+  }
+
+  /**
+   * A channel that never had a publish, whose last edge left, keeps no storage: subscriptions of
+   * random public names through `/v1/ws` must not leave a table in every hub they touched. Only
+   * where nothing else needs it (no occupancy to report, no members, no sockets here).
+   */
+  private forgetIfUnused(): void {
+    if (this.edges.count > 0 || this.mayTrack || this.sockets.count() > 0 || this.presence.remoteByEdge().size > 0) return;
+    if (!this.log.forgetIfUnused()) return;
+    this.ctx.storage.sql.exec("DROP TABLE IF EXISTS edges; DROP TABLE IF EXISTS remote_members");
+    this.edges.forgetTable();
+    forgetSchemaVersion(this.ctx.storage);
   }
 
   /** An edge holds none of the channel's subscribers (it was reset, say): it and its members go. */
   private edgeGone(edge: string): void {
     for (const cid of this.presence.remoteByEdge().get(edge) ?? []) this.left(this.presence.leaveRemote(cid), null, cid);
     this.edges.remove(edge);
+    this.forgetIfUnused();
     void this.mayBeEmpty();
   }
 

@@ -106,3 +106,8 @@ export function migrate(storage: DurableObjectStorage): void {
   for (; version < SCHEMA_VERSION; version++) steps[version]!(storage);
   storage.kv.put(VERSION_KEY, SCHEMA_VERSION);
 }
+
+/** An object whose storage was dropped (nothing left to keep) forgets its version too. */
+export function forgetSchemaVersion(storage: DurableObjectStorage): void {
+  storage.kv.delete(VERSION_KEY);
+}

@@ -83,3 +83,29 @@ describe("presence SSE streams", () => {
     await sse.cancel();
   });
 });
+
+describe("nothing outlives its owner", () => {
+  it("a /v1/ws subscription to a channel nobody publishes to leaves no storage in its hub once it ends", async () => {
+    const ch = channelName("drive-by");
+    const s = await TestSocket.open("/v1/ws");
+    await s.expect("welcome");
+    s.send({ t: "sub", ch });
+    await s.expect("subscribed");
+    s.send({ t: "unsub", ch });
+    await s.expect("unsubscribed");
+    let stored: { tables: string[]; keys: string[] } = { tables: ["?"], keys: [] };
+    for (let i = 0; i < 40 && stored.tables.length > 0; i++) {
+      await sleep(50);
+      stored = await runInDurableObject(hubOf(ch), (_room, state) => ({
+        tables: state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'").toArray().map((r) => r.name),
+        keys: [...state.storage.kv.list()].map(([k]) => k),
+      }));
+    }
+    expect(stored).toEqual({ tables: [], keys: [] });
+    // The channel still works, and a later subscriber is welcomed as usual.
+    await publishOk(ch, "now", 1);
+    s.send({ t: "sub", ch, rewind: 1 });
+    await s.expect("subscribed");
+    s.close();
+  });
+});

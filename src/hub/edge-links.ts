@@ -50,6 +50,12 @@ export class EdgeLinks {
     names.add(name);
   }
 
+  /** The edges table was dropped (nothing listed, see RoomObject.forgetIfUnused). */
+  forgetTable(): void {
+    this.known = new Set();
+    this.ctx.storage.kv.delete(EDGES_BEHIND_KEY);
+  }
+
   remove(name: string): void {
     const names = this.list();
     if (!names.delete(name)) return;

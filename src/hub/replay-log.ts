@@ -123,6 +123,21 @@ export class ReplayLog implements ReplaySource {
     this.sql.exec("INSERT INTO meta (k, channel, epoch, last_seq) VALUES (0, ?, ?, ?)", channel, this.stored, this.lastSeq);
   }
 
+  /**
+   * Drops the log's storage when it never held a message (an edge's attach stored its epoch):
+   * a channel nobody published to leaves nothing behind. The epoch stays the pending one, so a
+   * later attach or publish stores the same epoch the edges' clients were welcomed with.
+   */
+  forgetIfUnused(): boolean {
+    if (!this.created || this.lastSeq !== 0) return false;
+    const epoch = this.epoch;
+    this.sql.exec("DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS log; DROP TABLE IF EXISTS dedupe");
+    this.created = false;
+    this.stored = null;
+    this.pending = epoch;
+    return true;
+  }
+
   /** Stores the log's meta (and so its epoch) now, before any publish: edges welcome with it. */
   ensureStored(channel: string): void {
     this.ensureCreated(channel);
