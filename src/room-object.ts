@@ -10,7 +10,7 @@ import { optionsInForce, type ChannelConfig } from "./settings/config.js";
 import { errorText, log } from "./server/log.js";
 import { count } from "./server/metrics.js";
 import { isPresenceChannel, type Cursor, type Member, type PublishResult } from "./protocol/index.js";
-import { directoryStub, edgeStub, ownName, RECONCILE_MS, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start } from "./rpc.js";
+import { directoryStub, edgeStub, ownName, RECONCILE_MS, REPAIR_PAGE, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start } from "./rpc.js";
 import type { Env } from "./env.js";
 import { readConnect, rewindOf } from "./connections/connect.js";
 import { ChannelSockets } from "./connections/dialects/channel-socket.js";
@@ -304,7 +304,14 @@ export class RoomObject extends SocketHost implements HubRpc {
   }
 
   async replayFor(cursor: Cursor): Promise<{ seq: number; epoch: string; replay: Replay }> {
-    return { seq: this.log.lastSeq, epoch: this.log.epoch, replay: this.log.since(cursor, Date.now()) };
+    const replay = this.log.since(cursor, Date.now(), REPAIR_PAGE.messages);
+    if (!replay.reset) {
+      // At most about a page of bytes per call (at least one message, so the edge moves on).
+      let bytes = 0;
+      const fit = replay.messages.findIndex((m, i) => (bytes += m.data.length) > REPAIR_PAGE.bytes && i > 0);
+      if (fit > 0) replay.messages.length = fit;
+    }
+    return { seq: this.log.lastSeq, epoch: this.log.epoch, replay };
   }
 
   // ---- occupancy (Pusher's channel list, webhooks) -------------------------------------------

@@ -124,7 +124,10 @@ export interface HubRpc extends Rpc.DurableObjectBranded {
   /** An edge takes a socket of this channel; `edge` is the caller's name. */
   attachEdge(edge: string, start: Start, edgeCursor: Cursor | null): Promise<Attached>;
   detachEdge(edge: string): Promise<void>;
-  /** Messages after an edge's cursor (gap repair, catching up after a failed push). */
+  /**
+   * Messages after an edge's cursor (gap repair, catching up after a failed push), one page at a
+   * time (REPAIR_PAGE messages, about 1 MiB at most): the edge asks again from where it got to.
+   */
   replayFor(cursor: Cursor): Promise<{ seq: number; epoch: string; replay: Replay }>;
   /** A connection on an edge joins presence; null when a new member would go over `cap`. */
   presenceJoin(edge: string, cid: string, sub: string, info: string | null, cap: number | null): Promise<MemberList | null>;
@@ -149,6 +152,9 @@ export interface EdgeRpc extends Rpc.DurableObjectBranded {
 
 /** What an edge's `receive` answers for a channel it holds no subscriber of: the hub drops it. */
 export const NOT_HERE = -1;
+
+/** Messages in one page of an edge's repair or catch-up, and their bytes, at most (one RPC each). */
+export const REPAIR_PAGE = { messages: 256, bytes: 1024 * 1024 } as const;
 
 /** How often a hub checks its edges and its members on them (DESIGN v1.3: within a minute). */
 export const RECONCILE_MS = 60_000;

@@ -149,8 +149,7 @@ export class ChannelEdge {
     await this.inTurn(channel, async () => {
       const tail = this.tailOf(channel);
       if (tail === null) return;
-      const { seq, epoch, replay } = await this.hub(channel).replayFor({ seq: tail.lastSeq, epoch: tail.epoch });
-      this.catchUp(channel, tail, replay, seq, epoch);
+      await this.repair(channel, tail, Infinity);
       this.remember(channel, tail);
       log("sync", { channel, edge: this.edge.name, seq: tail.lastSeq });
     });
@@ -167,14 +166,27 @@ export class ChannelEdge {
         this.reset(channel, tail, m.seq - 1, epoch);
       }
       if (m.seq > tail.lastSeq + 1) {
-        const repaired = await this.hub(channel).replayFor({ seq: tail.lastSeq, epoch: tail.epoch });
-        this.catchUp(channel, tail, repaired.replay, m.seq - 1, epoch, m.seq - 1);
+        const reset = await this.repair(channel, tail, m.seq - 1);
         // Whatever the hub could not serve is a reset, never a silent gap.
         if (tail.lastSeq < m.seq - 1) this.reset(channel, tail, m.seq - 1, epoch);
-        log("gap", { channel, edge: this.edge.name, to: m.seq - 1, reset: repaired.replay.reset });
+        log("gap", { channel, edge: this.edge.name, to: m.seq - 1, reset });
         if (m.seq <= tail.lastSeq) continue;
       }
       this.deliver(channel, tail, m, m.skip ?? null);
+    }
+  }
+
+  /**
+   * Fetches what the tail misses from the hub's log, a page per call, until it reaches `upTo`
+   * (or the hub's head, whichever is first); answers whether the log could not serve it (reset).
+   */
+  private async repair(channel: string, tail: ChannelTail, upTo: number): Promise<boolean> {
+    for (;;) {
+      const before = tail.lastSeq;
+      const { seq, epoch, replay } = await this.hub(channel).replayFor({ seq: tail.lastSeq, epoch: tail.epoch });
+      this.catchUp(channel, tail, replay, seq, epoch, upTo);
+      if (replay.reset) return true;
+      if (tail.lastSeq >= Math.min(upTo, seq) || tail.lastSeq === before) return false;
     }
   }
 

@@ -5,6 +5,7 @@ import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "c
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { EdgeObject } from "../../src/edge-object";
+import { RoomObject } from "../../src/room-object";
 import type { MsgFrame, ServerFrame, WelcomeFrame } from "../../src/protocol";
 import { connectRequest } from "../../src/connections/connect";
 import { edgeName } from "../../src/rpc";
@@ -163,6 +164,28 @@ describe("a sharded channel", () => {
     expect((await seqsUntil(other, 3)).seqs).toEqual([2, 3]);
     expect((await seqsUntil(skipped, 3)).seqs).toEqual([3]);
   });
+
+  it("repairs a gap longer than a page in pages of at most 256 messages, each seq once, in order", async () => {
+    const ch = channelName("wide"); // "wide-*": shards 4 and the default log of 1000 (shard-* keeps 50)
+    const [s] = await onEdge(ch, 0);
+    await publishOk(ch, "m", 0);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    const pages: number[] = [];
+    const original = RoomObject.prototype.replayFor;
+    RoomObject.prototype.replayFor = async function (this: RoomObject, ...args: Parameters<typeof original>) {
+      const answer = await original.apply(this, args);
+      if (!answer.replay.reset) pages.push(answer.replay.messages.length);
+      return answer;
+    };
+    restore.push(() => void (RoomObject.prototype.replayFor = original));
+    dropPushes(300);
+    for (let i = 2; i <= 301; i++) await publishOk(ch, "m", i); // every push lost
+    await new Promise((r) => setTimeout(r, 50));
+    await publishOk(ch, "m", 302); // the edge sees 302 after 1: it fetches 2..301 first
+    expect((await seqsUntil(s, 302, 10_000)).seqs).toEqual(range(2, 302));
+    expect(pages.length).toBeGreaterThanOrEqual(2);
+    expect(Math.max(...pages)).toBeLessThanOrEqual(256);
+  }, 30_000);
 
   it("retries a failed push from the hub's alarm when no further publish comes", async () => {
     const ch = channelName("shard");
