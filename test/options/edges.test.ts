@@ -3,14 +3,14 @@
 // whatever fails in between.
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, describe, expect, it } from "vitest";
-import { EdgeObject } from "../../src/edge-object";
+import { describe, expect, it } from "vitest";
 import { RoomObject } from "../../src/room-object";
 import type { MsgFrame, ServerFrame, WelcomeFrame } from "../../src/protocol";
 import { connectRequest } from "../../src/connections/connect";
 import { edgeName } from "../../src/rpc";
 import { call, channelName, PUBLISH_KEY, publishOk, TestSocket, token, hubOf, edgeOf } from "../helpers";
 import { loggedEvents } from "../logs";
+import { dropPushes, restore } from "./faults";
 
 const SHARDS = 3;
 const hub = hubOf;
@@ -42,20 +42,6 @@ async function seqsUntil(s: TestSocket, to: number, ms = 3000): Promise<{ seqs: 
     if (f.t !== undefined) take(f);
   }
   return { seqs, resets };
-}
-
-const restore: (() => void)[] = [];
-afterEach(() => restore.splice(0).forEach((undo) => undo()));
-
-/** Makes the next `n` pushes to edges fail, as a dropped hub→edge call would. */
-function dropPushes(n: number): void {
-  const original = EdgeObject.prototype.receive;
-  let left = n;
-  EdgeObject.prototype.receive = async function (this: EdgeObject, ...args: Parameters<typeof original>) {
-    if (left-- > 0) throw new Error("push dropped by the test");
-    return original.apply(this, args);
-  };
-  restore.push(() => (EdgeObject.prototype.receive = original));
 }
 
 describe("a sharded channel", () => {

@@ -1,28 +1,14 @@
 // A sharded channel ("shard-*": 3 edges here) while its pushes fail: the hub marks the edges
 // behind in storage once, not once per failed push, and the alarm still brings them up to date.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { afterEach, expect, it } from "vitest";
-import { EdgeObject } from "../../src/edge-object";
+import { expect, it } from "vitest";
 import { connectRequest } from "../../src/connections/connect";
 import { edgeName } from "../../src/rpc";
 import { EDGES_BEHIND_KEY } from "../../src/schema";
 import type { MsgFrame, ServerFrame } from "../../src/protocol";
 import { channelName, edgeOf, hubOf, publishOk, TestSocket } from "../helpers";
 import { loggedEvents } from "../logs";
-
-const restore: (() => void)[] = [];
-afterEach(() => restore.splice(0).forEach((undo) => undo()));
-
-/** Makes the next `n` pushes to edges fail, as a dropped hub→edge call would (as in edges.test.ts). */
-function dropPushes(n: number): void {
-  const original = EdgeObject.prototype.receive;
-  let left = n;
-  EdgeObject.prototype.receive = async function (this: EdgeObject, ...args: Parameters<typeof original>) {
-    if (left-- > 0) throw new Error("push dropped by the test");
-    return original.apply(this, args);
-  };
-  restore.push(() => (EdgeObject.prototype.receive = original));
-}
+import { dropPushes, restore } from "./faults";
 
 /** Counts the hub's storage writes of the edges-behind mark (the kv API is shared by every object of the isolate). */
 async function countBehindWrites(ch: string): Promise<{ n: number }> {
