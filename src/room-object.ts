@@ -417,6 +417,7 @@ export class RoomObject extends SocketHost implements HubRpc {
       options: optionsInForce(this.config(this.channel)),
     };
     if (edges.length > 0) stats.edges = edges.length;
+    if (this.webhooksOn()) stats.webhooks = this.webhooks.stats();
     return stats;
   }
 

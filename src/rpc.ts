@@ -108,6 +108,8 @@ export interface RoomStats {
   options: ChannelOptions & { rule: string | null };
   /** Sharded channels: the edges that hold its sockets (summed into subscribers). */
   edges?: number;
+  /** With webhooks on: events waiting in the outbox, and those dropped past WEBHOOK_MAX_PENDING since the hub woke. */
+  webhooks?: { pending: number; dropped: number };
 }
 
 /** A channel's hub (RoomObject, named by its channel: no call names the channel again). */

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import type { Env } from "../../src/env";
 import { GIVE_UP_MS, retryAfterMs, Webhooks, type Inflight, type WebhookEvent } from "../../src/hub/webhooks";
 import { WEBHOOK_INFLIGHT_KEY } from "../../src/schema";
-import { channelName, hubOf } from "../helpers";
+import { call, channelName, hubOf } from "../helpers";
 import { loggedEvents } from "../logs";
 
 interface Post {
@@ -129,6 +129,9 @@ describe("webhook deliveries", () => {
     }));
     expect(count).toBe(10_000);
     expect((JSON.parse(oldest) as { event: string }).event).toBe("e6");
+    // Channel stats say it too (with the publish key: they are the operator's view).
+    const stats = await (await call(`/v1/channels/${ch}`, { headers: { authorization: "Bearer test-publish-key" } })).json<{ webhooks?: { pending: number; dropped: number } }>();
+    expect(stats.webhooks).toEqual({ pending: 10_000, dropped: 5 });
   });
 
   it("gives up 24 h after the oldest undelivered event, not 24 h per delivery", async () => {
