@@ -7,6 +7,7 @@ import type { PublishResult } from "../protocol/index.js";
 import type { ChannelConfig } from "../settings/config.js";
 import type { Alarm } from "./alarms.js";
 import type { Delivery } from "./delivery.js";
+import type { Ending } from "./dialects/dialect.js";
 import type { Sockets, SocketState } from "./sockets.js";
 
 export interface DialectHost {
@@ -25,4 +26,6 @@ export interface DialectHost {
   forget(ws: WebSocket): SocketState | null;
   /** After a socket went: what the object does then (an edge may leave its hub's list). */
   afterClose(state: SocketState): Promise<void>;
+  /** Ends a socket for the server's own reason, in its dialect, along the one close path. */
+  end(ws: WebSocket, state: SocketState, why: Ending, message: string): void;
 }

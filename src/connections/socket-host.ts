@@ -4,7 +4,7 @@
 // dialects an object speaks, and what it does when a socket goes, are the object's.
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.js";
-import { CLOSE, type PublishResult } from "../protocol/index.js";
+import type { PublishResult } from "../protocol/index.js";
 import type { PublishInput, PublishOptions } from "../rpc.js";
 import { errorText, log } from "../server/log.js";
 import { ServiceError } from "../server/service-error.js";
@@ -98,9 +98,7 @@ export abstract class SocketHost extends DurableObject<Env> implements DialectHo
     const verdict = this.pubRate.take(state.cid, perS);
     // Over the limit: refused with an err; a client that keeps going is cut off.
     if (verdict === "cut") {
-      this.forget(ws);
-      this.delivery.close(ws, state.tr, CLOSE.rateLimited, "publish rate limit exceeded");
-      void this.afterClose(state);
+      this.end(ws, state, "flooding", "publish rate limit exceeded");
       return null;
     }
     if (verdict === "refuse") throw new ServiceError("rate_limited", `at most ${perS} publishes per second`, input.id);
@@ -147,7 +145,7 @@ export abstract class SocketHost extends DurableObject<Env> implements DialectHo
   }
 
   /** Ends a socket for the server's own reason, in its dialect, along the same close path. */
-  protected end(ws: WebSocket, state: SocketState, why: Ending, message: string): void {
+  end(ws: WebSocket, state: SocketState, why: Ending, message: string): void {
     if (this.forget(ws) === null) return;
     this.dialectOf(state)?.end(ws, state, why, message);
     void this.afterClose(state);

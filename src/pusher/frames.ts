@@ -1,7 +1,7 @@
 // Pusher protocol 7 on the wire (DESIGN.md "Pusher-compatible endpoint"): what the server sends,
 // what it reads, and how a channel message maps between Pusher's `data` string and the log.
 // Every `data` the server sends is a string, JSON text where it carries an object, as Pusher does.
-import { CLOSE, isPresenceChannel, type Member } from "../protocol/index.js";
+import { isPresenceChannel, type Member } from "../protocol/index.js";
 import type { LoggedMessage } from "../rpc.js";
 
 /** Seconds of silence after which pusher-js pings (it expects a pong within 30 s). */
@@ -41,22 +41,6 @@ export const established = (socketId: string) => frame("pusher:connection_establ
 export const pusherError = (code: number | null, message: string) => frame("pusher:error", { code, message });
 
 export const pusherPing = () => frame("pusher:ping", {});
-
-/**
- * A frame over MAX_MESSAGE_BYTES: a `pusher:error` naming the limit, then the socket is closed, so
- * a client cannot keep sending frames the server must decode and refuse. Pusher names no close
- * code for it, so 1009 ("message too big"), as hibercast's own sockets close; pusher-js reports
- * it as an error and reconnects after 1 s (4000-4099 would stop it reconnecting for good).
- */
-export function closeTooLarge(ws: WebSocket, max: number): void {
-  const message = `frame over MAX_MESSAGE_BYTES (${max})`;
-  try {
-    ws.send(pusherError(CLOSE.tooLarge.code, message));
-    ws.close(CLOSE.tooLarge.code, message);
-  } catch {
-    // already closing
-  }
-}
 
 export function subscriptionSucceeded(channel: string, presence?: { members: Member[]; count: number }): string {
   if (presence === undefined) return frame("pusher_internal:subscription_succeeded", {}, channel);

@@ -27,7 +27,7 @@ export function render(event: ChannelEvent): Out {
   }
 }
 
-const ENDINGS: Record<Ending, (typeof CLOSE)[keyof typeof CLOSE]> = { expired: CLOSE.unauthorized, silent: CLOSE.noPing, full: CLOSE.unavailable };
+const ENDINGS: Record<Ending, (typeof CLOSE)[keyof typeof CLOSE]> = { expired: CLOSE.unauthorized, silent: CLOSE.noPing, full: CLOSE.unavailable, tooLarge: CLOSE.tooLarge, flooding: CLOSE.rateLimited };
 
 export class ChannelSockets implements Dialect {
   readonly kind = "channel";
@@ -104,7 +104,7 @@ export class ChannelSockets implements Dialect {
     const { delivery } = this.host;
     const max = this.host.config(state.ch).maxMessageBytes;
     if (typeof message !== "string") return void delivery.to(ws, state, out(new ServiceError("bad_frame", "binary frames are not supported; send JSON text").toFrame()));
-    if (overLimit(message, max)) return this.closeTooLarge(ws, state, max);
+    if (overLimit(message, max)) return this.host.end(ws, state, "tooLarge", `frame over MAX_MESSAGE_BYTES (${max})`);
     try {
       const frame = parseClientFrame(message);
       switch (frame.t) {
@@ -123,12 +123,6 @@ export class ChannelSockets implements Dialect {
       if (!(err instanceof ServiceError)) throw err;
       delivery.to(ws, state, out(err.toFrame()));
     }
-  }
-
-  private closeTooLarge(ws: WebSocket, state: SocketState, max: number): void {
-    this.host.forget(ws);
-    this.host.delivery.close(ws, state.tr, CLOSE.tooLarge, `frame over MAX_MESSAGE_BYTES (${max})`);
-    void this.host.afterClose(state);
   }
 
   private async reauthenticate(ws: WebSocket, state: SocketState, token: string): Promise<void> {

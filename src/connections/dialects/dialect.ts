@@ -14,7 +14,7 @@ export type ChannelEvent =
   | { t: "join" | "leave"; ch: string; member: Member };
 
 /** Why the server ends a connection, each dialect saying it with its own close code. */
-export type Ending = "expired" | "silent" | "full";
+export type Ending = "expired" | "silent" | "full" | "tooLarge" | "flooding";
 
 export interface Dialect {
   readonly kind: Kind;

@@ -30,7 +30,7 @@ export function render(event: ChannelEvent): Out {
   }
 }
 
-const ENDINGS: Record<Ending, (typeof CLOSE)[keyof typeof CLOSE]> = { expired: CLOSE.unauthorized, silent: CLOSE.noPing, full: CLOSE.unavailable };
+const ENDINGS: Record<Ending, (typeof CLOSE)[keyof typeof CLOSE]> = { expired: CLOSE.unauthorized, silent: CLOSE.noPing, full: CLOSE.unavailable, tooLarge: CLOSE.tooLarge, flooding: CLOSE.rateLimited };
 
 /** A connection that holds no subscription this long is closed (4408): idle sockets cost a pool its room. */
 export const IDLE_MS = 5 * 60_000;
@@ -87,11 +87,7 @@ export class MuxConnections extends IndexedConnections implements Dialect {
   async onFrame(ws: WebSocket, state: SocketState, message: string | ArrayBuffer): Promise<void> {
     const max = this.host.config("").maxMessageBytes;
     if (typeof message !== "string") return this.refuse(ws, state, new ServiceError("bad_frame", "binary frames are not supported; send JSON text"), null);
-    if (overLimit(message, max)) {
-      this.host.forget(ws);
-      this.host.delivery.close(ws, state.tr, CLOSE.tooLarge, `frame over MAX_MESSAGE_BYTES (${max})`);
-      return void this.host.afterClose(state);
-    }
+    if (overLimit(message, max)) return this.host.end(ws, state, "tooLarge", `frame over MAX_MESSAGE_BYTES (${max})`);
     let ch: string | null = null;
     try {
       const frame = parseClientFrame(message);

@@ -2,7 +2,7 @@
 // socket id is its cid, channels subscribed with `pusher:subscribe` and checked against the app's
 // signature, presence per user (capped at 100, as on Pusher), client events on private and
 // presence channels. Held by the edges of the Pusher pool, whose runtime answers pusher-js's ping.
-import { isPresenceChannel, isPrivateChannel, isValidChannel, CHANNEL_RULE, LIMITS } from "../../protocol/index.js";
+import { CHANNEL_RULE, CLOSE, isPresenceChannel, isPrivateChannel, isValidChannel, LIMITS } from "../../protocol/index.js";
 import type { MemberList } from "../../rpc.js";
 import { count } from "../../server/metrics.js";
 import { ServiceError } from "../../server/service-error.js";
@@ -40,7 +40,7 @@ export function render(event: ChannelEvent): string | null {
   }
 }
 
-const ENDINGS: Record<Ending, number> = { expired: 4009, silent: pusher.PUSHER_CLOSE.pongNotReceived, full: pusher.PUSHER_CLOSE.overCapacity };
+const ENDINGS: Record<Ending, number> = { expired: 4009, silent: pusher.PUSHER_CLOSE.pongNotReceived, full: pusher.PUSHER_CLOSE.overCapacity, tooLarge: CLOSE.tooLarge.code, flooding: CLOSE.rateLimited.code };
 
 /** One text to one socket; a socket that cannot take it is closing, and its close handler cleans up. */
 function send(ws: WebSocket, text: string): void {
@@ -113,7 +113,9 @@ export class PusherConnections extends IndexedConnections implements Dialect {
   async onFrame(ws: WebSocket, state: SocketState, message: string | ArrayBuffer): Promise<void> {
     if (typeof message !== "string") return void send(ws, pusher.pusherError(null, "binary frames are not supported; send JSON text"));
     const max = this.host.config("").maxMessageBytes;
-    if (overLimit(message, max)) return pusher.closeTooLarge(ws, max);
+    // Pusher names no close code for it: 1009, as hibercast's sockets close; pusher-js reports it
+    // and reconnects after 1 s (4000-4099 would stop it reconnecting for good).
+    if (overLimit(message, max)) return this.host.end(ws, state, "tooLarge", `frame over MAX_MESSAGE_BYTES (${max})`);
     const frame = pusher.parsePusherFrame(message);
     if (frame === null) return void send(ws, pusher.pusherError(null, 'frames must be JSON objects {"event", "data"}'));
     const data = (typeof frame.data === "object" && frame.data !== null ? frame.data : {}) as Record<string, unknown>;
