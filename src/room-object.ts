@@ -9,8 +9,8 @@
 import { optionsInForce, type ChannelConfig } from "./settings/config.js";
 import { errorText, log } from "./server/log.js";
 import { count } from "./server/metrics.js";
-import { isPresenceChannel, type Cursor, type Member, type PublishResult } from "./protocol/index.js";
-import { directoryStub, edgeStub, ownName, RECONCILE_MS, REPAIR_PAGE, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start } from "./rpc.js";
+import { isPresenceChannel, LIMITS, type Cursor, type Member, type PublishResult } from "./protocol/index.js";
+import { directoryStub, edgeStub, ownName, cutToPage, RECONCILE_MS, REPAIR_PAGE, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start } from "./rpc.js";
 import type { Env } from "./env.js";
 import { readConnect, rewindOf } from "./connections/connect.js";
 import { ChannelSockets } from "./connections/dialects/channel-socket.js";
@@ -26,6 +26,7 @@ import { publish, refusal } from "./hub/publish.js";
 import { PublishRate } from "./connections/rate-limit.js";
 import { accepted } from "./server/service-error.js";
 import { ReplayLog, type Retention } from "./hub/replay-log.js";
+import { firstPage, PAGE_READ, ReplayPages } from "./hub/replay-pages.js";
 import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
 import { pusherApp } from "./pusher/app.js";
@@ -52,6 +53,7 @@ export class RoomObject extends SocketHost implements HubRpc {
   private readonly webhooks: Webhooks;
   protected readonly dialects: { channel: ChannelSockets };
   private readonly channelSockets: ChannelSockets;
+  private readonly pages: ReplayPages;
 
   // ---- wake --------------------------------------------------------------------------------
 
@@ -63,6 +65,16 @@ export class RoomObject extends SocketHost implements HubRpc {
     this.log.retention = retentionOf(this.config(this.channel));
     this.channelSockets = new ChannelSockets(this, this.channel);
     this.dialects = { channel: this.channelSockets };
+    this.pages = new ReplayPages({
+      channel: this.channel,
+      delivery: this.delivery,
+      since: (cursor) => this.log.since(cursor, Date.now(), PAGE_READ, LIMITS.replayPageBytes),
+      head: () => ({ seq: this.log.lastSeq, epoch: this.log.epoch }),
+      endSlow: (ws, state) => this.end(ws, state, "full", `replay page not read within ${LIMITS.replayAckMs / 1000} s; resume from the last seq received`),
+      done: (ws, state) => {
+        if (this.sockets.isMember(state)) this.delivery.to(ws, state, this.channelSockets.membersFrame(this.presence.list(this.maxMembers)));
+      },
+    });
     this.presence = new Presence(this.sockets, new RemoteMembers(ctx.storage.sql));
     this.edges = new EdgeLinks(ctx, env, (at) => this.alarms.by(at), (name) => this.edgeGone(name));
     this.webhooks = new Webhooks(ctx.storage, env);
@@ -104,7 +116,9 @@ export class RoomObject extends SocketHost implements HubRpc {
 
     const extra: Partial<SocketState> = this.log.hasStoredEpoch ? {} : { ep: this.log.epoch };
     const head = { seq: this.log.lastSeq, epoch: this.log.epoch };
-    const { client, server, state } = this.channelSockets.accept(connect, head, this.opening(connect.start), extra);
+    const opening = this.opening(connect.start, true);
+    const { client, server, state } = this.channelSockets.accept(connect, head, opening, extra);
+    if (!opening.reset && opening.more) this.pages.begin(server, state, opening.messages.at(-1)!.seq);
     if (this.tracksOccupancy()) this.occupancy.arrived(this.channel, Date.now());
     const member = this.sockets.isMember(state);
     if (member) this.announceJoin(server, state);
@@ -115,15 +129,25 @@ export class RoomObject extends SocketHost implements HubRpc {
     return new Response(null, { status: 101, webSocket: client });
   }
 
-  /** What a new subscriber gets after its welcome: a resume's missed messages, a rewind, or a reset. */
-  private opening(start: Start): Opening {
+  /**
+   * What a new subscriber gets after its welcome: a resume's missed messages, a rewind, or a
+   * reset. `paged`: only the first page (a socket of this hub's; ReplayPages sends the rest).
+   */
+  private opening(start: Start, paged: boolean): Opening {
     const now = Date.now();
     if (start.cursor !== null) {
-      const replay = this.log.since(start.cursor, now);
-      return replay.reset ? { reset: true } : { reset: false, messages: replay.messages };
+      const replay = this.log.since(start.cursor, now, paged ? PAGE_READ : -1, paged ? LIMITS.replayPageBytes : Infinity);
+      if (replay.reset) return { reset: true };
+      return paged ? firstPage(replay.messages) : { reset: false, messages: replay.messages };
     }
     const rewind = rewindOf(start, this.config(this.channel).latest);
-    return { reset: false, messages: rewind > 0 ? this.log.last(rewind, now) : [] };
+    const messages = rewind > 0 ? this.log.last(rewind, now) : [];
+    return paged ? firstPage(messages) : { reset: false, messages };
+  }
+
+  /** A socket of this hub read its replay page: the next one. */
+  more(ws: WebSocket, state: SocketState): void {
+    this.pages.more(ws, state);
   }
 
   // ---- presence: one member per user, on this hub's sockets and on edges' connections -------
@@ -178,6 +202,7 @@ export class RoomObject extends SocketHost implements HubRpc {
   // ---- close -------------------------------------------------------------------------------
 
   protected override gone(ws: WebSocket, state: SocketState): void {
+    this.pages.drop(ws);
     if (isPresenceChannel(state.ch)) this.left(this.presence.leave(ws, state), ws, null);
   }
 
@@ -225,6 +250,7 @@ export class RoomObject extends SocketHost implements HubRpc {
   /** Empties the log and starts a new epoch; every connected client, on every edge, gets `reset`. */
   async purge(): Promise<{ seq: number; epoch: string }> {
     this.log.purge(Date.now());
+    this.pages.dropAll();
     const { lastSeq: seq, epoch } = this.log;
     const reset = this.fanOut({ t: "reset", ch: this.channel, seq, epoch }, null);
     this.edges.reset(this.channel, seq, epoch);
@@ -245,7 +271,7 @@ export class RoomObject extends SocketHost implements HubRpc {
     await this.alarms.by(Date.now() + RECONCILE_MS);
     if (this.tracksOccupancy()) this.occupancy.arrived(this.channel, Date.now());
     const catchUp = edgeCursor === null ? null : this.log.since(edgeCursor, Date.now());
-    return { seq: this.log.lastSeq, epoch: this.log.epoch, opening: this.opening(start), catchUp };
+    return { seq: this.log.lastSeq, epoch: this.log.epoch, opening: this.opening(start, false), catchUp };
   }
 
   /** An edge whose sockets are all gone leaves the list. */
@@ -304,13 +330,9 @@ export class RoomObject extends SocketHost implements HubRpc {
   }
 
   async replayFor(cursor: Cursor): Promise<{ seq: number; epoch: string; replay: Replay }> {
-    const replay = this.log.since(cursor, Date.now(), REPAIR_PAGE.messages);
-    if (!replay.reset) {
-      // At most about a page of bytes per call (at least one message, so the edge moves on).
-      let bytes = 0;
-      const fit = replay.messages.findIndex((m, i) => (bytes += m.data.length) > REPAIR_PAGE.bytes && i > 0);
-      if (fit > 0) replay.messages.length = fit;
-    }
+    const replay = this.log.since(cursor, Date.now(), REPAIR_PAGE.messages, REPAIR_PAGE.bytes);
+    // At most about a page of bytes per call (at least one message, so the edge moves on).
+    if (!replay.reset) cutToPage(replay.messages);
     return { seq: this.log.lastSeq, epoch: this.log.epoch, replay };
   }
 

@@ -4,6 +4,7 @@
 // protocol/ and settings/: every side of a call reads the same types from here.
 import type { ChannelOptions } from "./settings/channel-options.js";
 import type { Cursor, HttpErrorCode, Member, PublishResult } from "./protocol/index.js";
+import { LIMITS } from "./protocol/limits.js";
 
 /** What a publisher sends, after validation. */
 export interface PublishInput {
@@ -55,8 +56,11 @@ export interface LoggedMessage {
 /** What a cursor gets: the messages after it, or a reset when the log cannot serve it. */
 export type Replay = { reset: false; messages: LoggedMessage[] } | { reset: true };
 
-/** What a new socket is sent after its welcome: the missed messages, or a reset. */
-export type Opening = { reset: true } | { reset: false; messages: LoggedMessage[] };
+/**
+ * What a new socket is sent after its welcome: the missed messages, or a reset. `more`: the
+ * messages are the replay's first page; the rest follows page by page as the client asks.
+ */
+export type Opening = { reset: true } | { reset: false; messages: LoggedMessage[]; more?: true };
 
 /** Where a new subscription starts: after a cursor (resume), the last N messages, or live. */
 export interface Start {
@@ -156,7 +160,25 @@ export interface EdgeRpc extends Rpc.DurableObjectBranded {
 export const NOT_HERE = -1;
 
 /** Messages in one page of an edge's repair or catch-up, and their bytes, at most (one RPC each). */
-export const REPAIR_PAGE = { messages: 256, bytes: 1024 * 1024 } as const;
+export const REPAIR_PAGE = { messages: LIMITS.replayPageFrames, bytes: LIMITS.replayPageBytes } as const;
+
+/**
+ * Cuts messages read from a log to one page (LIMITS.replayPageFrames messages, about
+ * LIMITS.replayPageBytes: at least one message, so a reader always moves on); answers whether
+ * it cut any. Read one message more than a page to learn whether there is more.
+ */
+export function cutToPage(messages: LoggedMessage[]): boolean {
+  let cut = false;
+  if (messages.length > LIMITS.replayPageFrames) {
+    messages.length = LIMITS.replayPageFrames;
+    cut = true;
+  }
+  let bytes = 0;
+  const fit = messages.findIndex((m, i) => (bytes += m.data.length) > LIMITS.replayPageBytes && i > 0);
+  if (fit <= 0) return cut;
+  messages.length = fit;
+  return true;
+}
 
 /** How often a hub checks its edges and its members on them (DESIGN v1.3: within a minute). */
 export const RECONCILE_MS = 60_000;

@@ -1,7 +1,7 @@
 // One WebSocket to the service, kept alive: connect, back off and reconnect, heartbeat, tokens,
 // publishes waiting for their ack, and the close-code policy of the protocol. What the frames
 // mean for a channel (cursor, handlers, members) is the subscription's (subscription.ts).
-import { errorOfClose, retryAfter, type ConnectionWelcomeFrame, type ErrFrame, type ResetFrame, type ServerFrame, type WelcomeFrame } from "../protocol/index.js";
+import { errorOfClose, retryAfter, type ConnectionWelcomeFrame, type ClientFrame, type ErrFrame, type ResetFrame, type ServerFrame, type WelcomeFrame } from "../protocol/index.js";
 
 type AnyWelcome = WelcomeFrame | ConnectionWelcomeFrame;
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
@@ -78,6 +78,9 @@ interface Pending {
   reject: (err: HibercastError) => void;
   timer: ReturnType<typeof setTimeout> | null;
 }
+
+/** The answer to a `more` frame: the replay page before it was read. */
+const MORE = JSON.stringify({ t: "more" } satisfies ClientFrame);
 
 const OPEN = 1;
 
@@ -299,6 +302,14 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
       }
       case "err":
         return this.error(frame);
+      case "more":
+        // A long replay, page by page: this page has been read, send the next.
+        try {
+          this.ws?.send(MORE);
+        } catch {
+          // closing: the resume picks up from the last seq
+        }
+        return;
       default:
         return this.user.frame(frame);
     }

@@ -24,11 +24,13 @@ function sendTo(ws: WebSocket, transport: Transport, frame: Out): boolean {
   }
 }
 
-/** One text to each socket but `exclude`; answers how many took it. */
-export function sendEach(sockets: WebSocket[], text: string, exclude: WebSocket | null = null): number {
+const NONE: ReadonlySet<WebSocket> = new Set();
+
+/** One text to each socket but `exclude` and those `held`; answers how many took it. */
+export function sendEach(sockets: WebSocket[], text: string, exclude: WebSocket | null = null, held: ReadonlySet<WebSocket> = NONE): number {
   let sent = 0;
   for (const ws of sockets) {
-    if (ws === exclude) continue;
+    if (ws === exclude || (held.size > 0 && held.has(ws))) continue;
     try {
       ws.send(text);
       sent++;
@@ -88,8 +90,27 @@ export class Delivery {
   private timer: ReturnType<typeof setTimeout> | null = null;
   /** Sockets that wait for the flush, counted once per flush window (for `delivered`). */
   private waiting = 0;
+  /**
+   * Sockets in the middle of a paged replay: live messages skip them (they read those from the
+   * log when their replay reaches the head), other frames do not.
+   */
+  private readonly held = new Set<WebSocket>();
 
   constructor(private readonly sockets: SocketSource) {}
+
+  /** Live messages skip `ws` until released: it is being replayed page by page. */
+  hold(ws: WebSocket): void {
+    this.held.add(ws);
+  }
+
+  release(ws: WebSocket): void {
+    this.held.delete(ws);
+  }
+
+  /** Live messages to this socket skip it (it is being replayed). */
+  holds(ws: WebSocket): boolean {
+    return this.held.has(ws);
+  }
 
   /** One frame to one socket, after anything still pending for the room. */
   to(ws: WebSocket, state: SocketState, frame: Out): boolean {
@@ -111,7 +132,7 @@ export class Delivery {
     // A flush is pending: plain sockets take the frame now, the others with the flush.
     if (this.pending.length === 0) this.waiting = this.sockets.group("wb").length + this.sockets.group("sse").length;
     this.pending.push(frame);
-    return sendEach(this.sockets.group("ws"), frame.json) + this.waiting;
+    return sendEach(this.sockets.group("ws"), frame.json, null, this.heldFor(frame)) + this.waiting;
   }
 
   /** Sends what is pending, as batches: one serialization per flush for all sockets. */
@@ -147,9 +168,11 @@ export class Delivery {
     const frames = this.pending;
     this.pending = [];
     const batching = this.sockets.group("wb");
-    if (batching.length > 0) for (const text of batchTexts(frames)) sendEach(batching, text);
+    // A held socket takes none of a flush: its messages come from the log, and what else the
+    // flush holds (a join, a leave) is made up for by a members frame when its replay is done.
+    if (batching.length > 0) for (const text of batchTexts(frames)) sendEach(batching, text, null, this.held);
     const streams = this.sockets.group("sse");
-    if (streams.length > 0) for (const text of sseTexts(frames)) sendEach(streams, text);
+    if (streams.length > 0) for (const text of sseTexts(frames)) sendEach(streams, text, null, this.held);
     return true;
   }
 
@@ -167,11 +190,16 @@ export class Delivery {
     }
   }
 
+  private heldFor(frame: Out): ReadonlySet<WebSocket> {
+    return frame.t === "msg" ? this.held : NONE;
+  }
+
   private sendNow(frame: Out, exclude: WebSocket | null): number {
-    let sent = sendEach(this.sockets.group("ws"), frame.json, exclude) + sendEach(this.sockets.group("wb"), frame.json, exclude);
+    const held = this.heldFor(frame);
+    let sent = sendEach(this.sockets.group("ws"), frame.json, exclude, held) + sendEach(this.sockets.group("wb"), frame.json, exclude, held);
     const streams = this.sockets.group("sse");
     // SSE text is made only when there is a stream to take it.
-    if (streams.length > 0) sent += sendEach(streams, sseEvent(frame), exclude);
+    if (streams.length > 0) sent += sendEach(streams, sseEvent(frame), exclude, held);
     return sent;
   }
 }

@@ -26,6 +26,8 @@ export interface DialectHost {
   forget(ws: WebSocket): SocketState | null;
   /** After a socket went: what the object does then (an edge may leave its hub's list). */
   afterClose(state: SocketState): Promise<void>;
+  /** The socket read its replay page (`{"t":"more"}`): where replays are paged, the next one. */
+  more?(ws: WebSocket, state: SocketState): void;
   /** Ends a socket for the server's own reason, in its dialect, along the one close path. */
   end(ws: WebSocket, state: SocketState, why: Ending, message: string): void;
 }

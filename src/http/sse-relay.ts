@@ -22,6 +22,10 @@ const SLOW_CONSUMER = sseEvent(out(new ServiceError("unavailable", "slow consume
 
 const encoder = new TextEncoder();
 
+/** The room's end of a replay page, as SSE text (never passed on), and the relay's answer. */
+const MORE_EVENT = "event: more\n";
+const MORE = JSON.stringify({ t: "more" });
+
 /**
  * Relays a room's internal socket as an SSE stream. The Worker holds the stream and the room
  * sees only a hibernatable socket, so an idle stream costs the room nothing. The room already
@@ -53,7 +57,9 @@ export function relayAsSse(upstream: WebSocket, options: { maxBacklog: number; g
       // already closed
     }
   };
-  const push = (bytes: Uint8Array) => writer.write(bytes).then(() => void (backlog -= bytes.byteLength), end);
+  /** Settles when the client has taken everything written so far. */
+  let taken: Promise<void> = Promise.resolve();
+  const push = (bytes: Uint8Array) => (taken = writer.write(bytes).then(() => void (backlog -= bytes.byteLength), end));
   const write = (text: string) => {
     if (!open) return;
     const bytes = encoder.encode(text);
@@ -75,6 +81,14 @@ export function relayAsSse(upstream: WebSocket, options: { maxBacklog: number; g
   write(`retry: ${SSE_RETRY_MS}\n\n`);
   upstream.addEventListener("message", (e) => {
     const text = typeof e.data === "string" ? e.data : "";
+    // A replay page ended: ask for the next once the client has read this one (real
+    // backpressure: the stream's writes settle only as the client reads).
+    if (text.startsWith(MORE_EVENT)) {
+      void taken.then(() => {
+        if (open) upstream.send(MORE);
+      });
+      return;
+    }
     write(text);
     // An err naming a close code is the room ending this connection: end the stream now rather
     // than wait for the close handshake.

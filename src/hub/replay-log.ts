@@ -198,33 +198,40 @@ export class ReplayLog implements ReplaySource {
     return row?.seq ?? this.lastSeq + 1;
   }
 
-  private rows(query: string, ...bindings: SqlStorageValue[]): LoggedMessage[] {
-    const rows = this.sql.exec<Record<string, SqlStorageValue>>(`SELECT ${COLUMNS} FROM log ${query}`, ...bindings).toArray() as unknown as (LoggedMessage & { skip: string | null })[];
-    for (const r of rows) if (r.skip === null) delete (r as LoggedMessage).skip;
+  /** Rows of a query; past `maxBytes` of data it stops reading (after the row that went over). */
+  private rows(query: string, bindings: SqlStorageValue[], maxBytes = Infinity): LoggedMessage[] {
+    const rows: LoggedMessage[] = [];
+    let bytes = 0;
+    for (const row of this.sql.exec<Record<string, SqlStorageValue>>(`SELECT ${COLUMNS} FROM log ${query}`, ...bindings)) {
+      const r = row as unknown as LoggedMessage & { skip: string | null };
+      if (r.skip === null) delete (r as LoggedMessage).skip;
+      rows.push(r);
+      if ((bytes += r.data.length) > maxBytes) break;
+    }
     return rows;
   }
 
-  /** Up to `limit` messages after `seq`, oldest first (-1: no limit). */
-  private rowsAfter(seq: number, limit = -1): LoggedMessage[] {
-    return seq >= this.lastSeq ? [] : this.rows("WHERE seq > ? ORDER BY seq LIMIT ?", seq, limit);
+  /** Up to `limit` messages after `seq`, oldest first (-1: no limit), reading little past `maxBytes`. */
+  private rowsAfter(seq: number, limit = -1, maxBytes = Infinity): LoggedMessage[] {
+    return seq >= this.lastSeq ? [] : this.rows("WHERE seq > ? ORDER BY seq LIMIT ?", [seq, limit], maxBytes);
   }
 
   /**
    * Messages after a cursor (at most `limit`), or a reset when the epoch differs or retention
    * no longer covers it.
    */
-  since(cursor: Cursor, now: number, limit = -1): Replay {
+  since(cursor: Cursor, now: number, limit = -1, maxBytes = Infinity): Replay {
     if (cursor.epoch !== null && cursor.epoch !== this.epoch) return { reset: true };
     if (cursor.seq > this.lastSeq) return { reset: true };
     if (cursor.seq === this.lastSeq) return { reset: false, messages: [] };
     if (cursor.seq + 1 < this.firstValid(now)) return { reset: true };
-    return { reset: false, messages: this.rowsAfter(cursor.seq, limit) };
+    return { reset: false, messages: this.rowsAfter(cursor.seq, limit, maxBytes) };
   }
 
   /** Up to `limit` retained messages older than `seq`, newest first (chat scroll-back). */
   before(seq: number, limit: number, now: number): LoggedMessage[] {
     const first = this.firstValid(now);
-    return seq <= first ? [] : this.rows("WHERE seq < ? AND seq >= ? ORDER BY seq DESC LIMIT ?", seq, first, limit);
+    return seq <= first ? [] : this.rows("WHERE seq < ? AND seq >= ? ORDER BY seq DESC LIMIT ?", [seq, first, limit]);
   }
 
   /** The last `n` messages still retained, oldest first. */

@@ -102,8 +102,19 @@ export interface UnsubscribedFrame {
   code?: ErrorCode;
   message?: string;
 }
+/**
+ * A long replay goes out a page at a time: this ends a page (`seq`: the last one sent). The
+ * client answers `{"t":"more"}` once it has read the page, and the next page follows; live
+ * messages wait for this socket until the replay is done. A page not asked past in
+ * REPLAY_ACK_MS ends the connection (4503: resume from the cursor reached).
+ */
+export interface MoreFrame {
+  t: "more";
+  seq: number;
+}
 export type ServerFrame =
   | WelcomeFrame
+  | MoreFrame
   | ConnectionWelcomeFrame
   | MsgFrame
   | ResetFrame
@@ -143,7 +154,11 @@ export interface UnsubFrame {
   t: "unsub";
   ch: string;
 }
-export type ClientFrame = PubFrame | AuthFrame | SubFrame | UnsubFrame;
+/** Read a replay page: send the next one (single-channel sockets). */
+export interface MoreRequestFrame {
+  t: "more";
+}
+export type ClientFrame = PubFrame | AuthFrame | SubFrame | UnsubFrame | MoreRequestFrame;
 
 // ---- HTTP --------------------------------------------------------------------------------
 

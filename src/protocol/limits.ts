@@ -10,4 +10,9 @@ export const LIMITS = {
   /** Frames in one `batch` frame, and bytes of frames in it. */
   batchFrames: 256,
   batchBytes: 64 * 1024,
+  /** A replay page: at most this many messages, and about this many bytes of them (at least one). */
+  replayPageFrames: 256,
+  replayPageBytes: 1024 * 1024,
+  /** How long a replay page waits for the client's `more` before the connection ends (4503). */
+  replayAckMs: 30_000,
 } as const;

@@ -47,6 +47,7 @@ export type ParsedClientFrame =
   | { t: "auth"; token: string }
   | { t: "sub"; sub: SubRequest }
   | { t: "unsub"; ch: string }
+  | { t: "more" }
   | { t: "unknown" };
 
 const SEQ_MAX = Number.MAX_SAFE_INTEGER;
@@ -98,6 +99,8 @@ export function parseClientFrame(text: string): ParsedClientFrame {
     case "auth":
       if (typeof value.token !== "string" || value.token === "") throw new ServiceError("bad_frame", 'auth frame needs a string "token"');
       return { t: "auth", token: value.token };
+    case "more":
+      return { t: "more" };
     default:
       return { t: "unknown" };
   }

@@ -116,6 +116,8 @@ export class ChannelSockets implements Dialect {
         }
         case "auth":
           return await this.reauthenticate(ws, state, frame.token);
+        case "more":
+          return this.host.more?.(ws, state);
         default:
           return; // unknown types are ignored: newer clients may send them
       }
