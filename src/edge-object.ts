@@ -14,6 +14,7 @@ import { PING_AFTER_MS, PusherConnections } from "./connections/dialects/pusher.
 import type { ChannelEvent } from "./connections/dialects/dialect.js";
 import { PRESENCE_SWEEP_MS, PRESENCE_TIMEOUT_MS, silentFor } from "./connections/liveness.js";
 import { SocketHost } from "./connections/socket-host.js";
+import type { LogReader } from "./connections/replay-pages.js";
 import { stateOf, type SocketState } from "./connections/sockets.js";
 import { ChannelEdge } from "./edge/channel-edge.js";
 import type { Env } from "./env.js";
@@ -24,6 +25,11 @@ export class EdgeObject extends SocketHost implements EdgeRpc {
   /** This edge's name: `channel#k` or a pool's (`ctx.id.name`; old sockets' attachments as a fallback). */
   readonly name: string;
   private readonly channels: ChannelEdge;
+  /** A long replay's later pages: from the channel's tail here, else its hub's log. */
+  readonly replays: LogReader = {
+    inTurn: (channel, step) => this.channels.inTurn(channel, step),
+    page: (channel, after, epoch) => this.channels.page(channel, after, epoch),
+  };
   protected readonly dialects: { channel: ChannelSockets; mux: MuxConnections; pusher: PusherConnections };
   private readonly channelSockets: ChannelSockets;
   private readonly mux: MuxConnections;

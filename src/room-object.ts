@@ -26,7 +26,7 @@ import { publish, refusal } from "./hub/publish.js";
 import { PublishRate } from "./connections/rate-limit.js";
 import { accepted } from "./server/service-error.js";
 import { ReplayLog, type Retention } from "./hub/replay-log.js";
-import { firstPage, PAGE_READ, ReplayPages } from "./hub/replay-pages.js";
+import { firstPage, PAGE_READ, type LogReader, type Page } from "./connections/replay-pages.js";
 import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
 import { pusherApp } from "./pusher/app.js";
@@ -53,7 +53,6 @@ export class RoomObject extends SocketHost implements HubRpc {
   private readonly webhooks: Webhooks;
   protected readonly dialects: { channel: ChannelSockets };
   private readonly channelSockets: ChannelSockets;
-  private readonly pages: ReplayPages;
 
   // ---- wake --------------------------------------------------------------------------------
 
@@ -65,16 +64,6 @@ export class RoomObject extends SocketHost implements HubRpc {
     this.log.retention = retentionOf(this.config(this.channel));
     this.channelSockets = new ChannelSockets(this, this.channel);
     this.dialects = { channel: this.channelSockets };
-    this.pages = new ReplayPages({
-      channel: this.channel,
-      delivery: this.delivery,
-      since: (cursor) => this.log.since(cursor, Date.now(), PAGE_READ, LIMITS.replayPageBytes),
-      head: () => ({ seq: this.log.lastSeq, epoch: this.log.epoch }),
-      endSlow: (ws, state) => this.end(ws, state, "full", `replay page not read within ${LIMITS.replayAckMs / 1000} s; resume from the last seq received`),
-      done: (ws, state) => {
-        if (this.sockets.isMember(state)) this.delivery.to(ws, state, this.channelSockets.membersFrame(this.presence.list(this.maxMembers)));
-      },
-    });
     this.presence = new Presence(this.sockets, new RemoteMembers(ctx.storage.sql));
     this.edges = new EdgeLinks(ctx, env, (at) => this.alarms.by(at), (name) => this.edgeGone(name));
     this.webhooks = new Webhooks(ctx.storage, env);
@@ -116,9 +105,7 @@ export class RoomObject extends SocketHost implements HubRpc {
 
     const extra: Partial<SocketState> = this.log.hasStoredEpoch ? {} : { ep: this.log.epoch };
     const head = { seq: this.log.lastSeq, epoch: this.log.epoch };
-    const opening = this.opening(connect.start, true);
-    const { client, server, state } = this.channelSockets.accept(connect, head, opening, extra);
-    if (!opening.reset && opening.more) this.pages.begin(server, state, opening.messages.at(-1)!.seq);
+    const { client, server, state } = this.channelSockets.accept(connect, head, this.opening(connect.start), extra);
     if (this.tracksOccupancy()) this.occupancy.arrived(this.channel, Date.now());
     const member = this.sockets.isMember(state);
     if (member) this.announceJoin(server, state);
@@ -131,24 +118,28 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   /**
    * What a new subscriber gets after its welcome: a resume's missed messages, a rewind, or a
-   * reset. `paged`: only the first page (a socket of this hub's; ReplayPages sends the rest).
+   * reset; only its first page when it is long (the rest as it reads: `replays`).
    */
-  private opening(start: Start, paged: boolean): Opening {
+  private opening(start: Start): Opening {
     const now = Date.now();
     if (start.cursor !== null) {
-      const replay = this.log.since(start.cursor, now, paged ? PAGE_READ : -1, paged ? LIMITS.replayPageBytes : Infinity);
-      if (replay.reset) return { reset: true };
-      return paged ? firstPage(replay.messages) : { reset: false, messages: replay.messages };
+      const replay = this.log.since(start.cursor, now, PAGE_READ, LIMITS.replayPageBytes);
+      return replay.reset ? { reset: true } : firstPage(replay.messages);
     }
     const rewind = rewindOf(start, this.config(this.channel).latest);
-    const messages = rewind > 0 ? this.log.last(rewind, now) : [];
-    return paged ? firstPage(messages) : { reset: false, messages };
+    return firstPage(rewind > 0 ? this.log.last(rewind, now) : []);
   }
 
-  /** A socket of this hub read its replay page: the next one. */
-  more(ws: WebSocket, state: SocketState): void {
-    this.pages.more(ws, state);
-  }
+  /** A replay's later pages, from the log, up to its head (what live delivery has reached). */
+  readonly replays: LogReader = {
+    inTurn: (_channel, step) => step(), // reads and sends here are synchronous: nothing comes between
+    page: async (_channel, after, epoch): Promise<Page> => {
+      const head = { seq: this.log.lastSeq, epoch: this.log.epoch };
+      const replay = this.log.since({ seq: after, epoch }, Date.now(), PAGE_READ, LIMITS.replayPageBytes);
+      if (replay.reset) return { reset: true, ...head };
+      return { reset: false, messages: replay.messages, more: cutToPage(replay.messages) };
+    },
+  };
 
   // ---- presence: one member per user, on this hub's sockets and on edges' connections -------
 
@@ -202,7 +193,6 @@ export class RoomObject extends SocketHost implements HubRpc {
   // ---- close -------------------------------------------------------------------------------
 
   protected override gone(ws: WebSocket, state: SocketState): void {
-    this.pages.drop(ws);
     if (isPresenceChannel(state.ch)) this.left(this.presence.leave(ws, state), ws, null);
   }
 
@@ -250,7 +240,6 @@ export class RoomObject extends SocketHost implements HubRpc {
   /** Empties the log and starts a new epoch; every connected client, on every edge, gets `reset`. */
   async purge(): Promise<{ seq: number; epoch: string }> {
     this.log.purge(Date.now());
-    this.pages.dropAll();
     const { lastSeq: seq, epoch } = this.log;
     const reset = this.fanOut({ t: "reset", ch: this.channel, seq, epoch }, null);
     this.edges.reset(this.channel, seq, epoch);
@@ -270,8 +259,10 @@ export class RoomObject extends SocketHost implements HubRpc {
     this.edges.add(edge);
     await this.alarms.by(Date.now() + RECONCILE_MS);
     if (this.tracksOccupancy()) this.occupancy.arrived(this.channel, Date.now());
-    const catchUp = edgeCursor === null ? null : this.log.since(edgeCursor, Date.now());
-    return { seq: this.log.lastSeq, epoch: this.log.epoch, opening: this.opening(start, false), catchUp };
+    // What the edge missed, a page of it (the edge asks for the rest a page per call).
+    const catchUp = edgeCursor === null ? null : this.log.since(edgeCursor, Date.now(), REPAIR_PAGE.messages, REPAIR_PAGE.bytes);
+    if (catchUp !== null && !catchUp.reset) cutToPage(catchUp.messages);
+    return { seq: this.log.lastSeq, epoch: this.log.epoch, opening: this.opening(start), catchUp };
   }
 
   /** An edge whose sockets are all gone leaves the list. */
@@ -282,16 +273,28 @@ export class RoomObject extends SocketHost implements HubRpc {
   }
 
   /**
-   * A channel that never had a publish, whose last edge left, keeps no storage: subscriptions of
-   * random public names through `/v1/ws` must not leave a table in every hub they touched. Only
-   * where nothing else needs it (no occupancy to report, no members, no sockets here).
+   * A channel that never had a publish, whose last subscriber left, keeps no storage:
+   * subscriptions of random public names (through `/v1/ws`, or sockets of their own) must not
+   * leave a table in every hub they touched. Only where nothing else needs it: no sockets, edges
+   * or members, and where occupancy is tracked, the channel vacated, its webhooks delivered and
+   * the directory told.
    */
   private forgetIfUnused(): void {
-    if (this.edges.count > 0 || this.mayTrack || this.sockets.count() > 0 || this.presence.remoteByEdge().size > 0) return;
-    if (!this.log.forgetIfUnused()) return;
+    if (this.log.lastSeq !== 0 || this.edges.count > 0 || this.sockets.count() > 0 || this.presence.remoteByEdge().size > 0) return;
+    const kv = this.ctx.storage.kv;
+    if (this.mayTrack && (this.occupancy.occupied || !this.webhooks.idle() || kv.get(DIRECTORY_DUE_KEY) !== undefined)) return;
+    this.log.forgetIfUnused();
     this.ctx.storage.sql.exec("DROP TABLE IF EXISTS edges; DROP TABLE IF EXISTS remote_members");
     this.edges.forgetTable();
+    this.occupancy.forget();
+    this.webhooks.forget();
     forgetSchemaVersion(this.ctx.storage);
+  }
+
+  /** After the alarm's jobs (a vacated channel's webhook and directory update): maybe nothing is left to keep. */
+  override async alarm(): Promise<void> {
+    await super.alarm();
+    this.forgetIfUnused();
   }
 
   /** An edge holds none of the channel's subscribers (it was reset, say): it and its members go. */

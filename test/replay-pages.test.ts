@@ -1,6 +1,6 @@
 // A long replay goes out a page at a time (DESIGN v1.3 "Bounded memory"): at most 256 messages
 // or about 1 MiB, then a `more` frame; the client answers `{"t":"more"}` once it has read the
-// page. Live messages published meanwhile come after the replay, in order, exactly once.
+// page. The same on every surface: test/options/replay-pages.test.ts; here, bytes, purges, SSE.
 import { describe, expect, it } from "vitest";
 import { call, channelName, publishOk, seqsOf, TestSocket, type FrameOf } from "./helpers";
 
@@ -26,36 +26,6 @@ async function page(s: TestSocket): Promise<{ msgs: FrameOf<"msg">[]; more: Fram
 }
 
 describe("paged replay", () => {
-  it("sends 256 messages, then more; each `more` brings the next page, and live messages follow the replay in order", async () => {
-    const ch = channelName("paged");
-    await fill(ch, 600);
-    const [s] = await TestSocket.subscribe(ch, "?since=0");
-    const first = await page(s);
-    expect(seqsOf(first.msgs)).toEqual(Array.from({ length: 256 }, (_, i) => i + 1));
-    expect(first.more).toEqual({ t: "more", seq: 256 });
-
-    // Published while the socket has not asked for page 2: it waits behind the replay.
-    const live = await publishOk(ch, "live", 1);
-    expect(await s.settle(100)).toEqual([]);
-
-    s.send({ t: "more" });
-    const second = await page(s);
-    expect(seqsOf(second.msgs)).toEqual(Array.from({ length: 256 }, (_, i) => i + 257));
-    expect(second.more).toEqual({ t: "more", seq: 512 });
-
-    s.send({ t: "more" });
-    const last = await page(s);
-    expect(seqsOf(last.msgs)).toEqual([...Array.from({ length: 88 }, (_, i) => i + 513), live.seq]);
-    expect(last.more).toBeNull();
-
-    // Live again: the next publish comes at once, and another `more` does nothing.
-    s.send({ t: "more" });
-    const next = await publishOk(ch, "live", 2);
-    expect(seqsOf(await s.take("msg", 1))).toEqual([next.seq]);
-    expect(await s.settle(100)).toEqual([]);
-    s.close();
-  });
-
   it("pages by bytes too: about 1 MiB a page", async () => {
     const ch = channelName("paged-bytes");
     await fill(ch, 40, 60_000);

@@ -79,8 +79,8 @@ interface Pending {
   timer: ReturnType<typeof setTimeout> | null;
 }
 
-/** The answer to a `more` frame: the replay page before it was read. */
-const MORE = JSON.stringify({ t: "more" } satisfies ClientFrame);
+/** The answer to a `more` frame: the replay page before it was read (of channel `ch`, on a multiplexed connection). */
+const moreFor = (ch: string | undefined) => JSON.stringify((ch === undefined ? { t: "more" } : { t: "more", ch }) satisfies ClientFrame);
 
 const OPEN = 1;
 
@@ -305,7 +305,7 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
       case "more":
         // A long replay, page by page: this page has been read, send the next.
         try {
-          this.ws?.send(MORE);
+          this.ws?.send(moreFor(frame.ch));
         } catch {
           // closing: the resume picks up from the last seq
         }

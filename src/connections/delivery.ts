@@ -168,11 +168,9 @@ export class Delivery {
     const frames = this.pending;
     this.pending = [];
     const batching = this.sockets.group("wb");
-    // A held socket takes none of a flush: its messages come from the log, and what else the
-    // flush holds (a join, a leave) is made up for by a members frame when its replay is done.
-    if (batching.length > 0) for (const text of batchTexts(frames)) sendEach(batching, text, null, this.held);
+    if (batching.length > 0) this.sendRun(batching, frames, batchTexts);
     const streams = this.sockets.group("sse");
-    if (streams.length > 0) for (const text of sseTexts(frames)) sendEach(streams, text, null, this.held);
+    if (streams.length > 0) this.sendRun(streams, frames, sseTexts);
     return true;
   }
 
@@ -188,6 +186,15 @@ export class Delivery {
     } catch {
       // already closed
     }
+  }
+
+  /** A flush to one group; sockets held for a replay take all but its messages (they read those from the log). */
+  private sendRun(sockets: WebSocket[], frames: Out[], texts: (frames: Out[]) => string[]): void {
+    for (const text of texts(frames)) sendEach(sockets, text, null, this.held);
+    if (this.held.size === 0) return;
+    const held = sockets.filter((ws) => this.held.has(ws));
+    const rest = held.length === 0 ? [] : frames.filter((f) => f.t !== "msg");
+    if (rest.length > 0) for (const text of texts(rest)) sendEach(held, text);
   }
 
   private heldFor(frame: Out): ReadonlySet<WebSocket> {

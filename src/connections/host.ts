@@ -8,6 +8,7 @@ import type { ChannelConfig } from "../settings/config.js";
 import type { Alarm } from "./alarms.js";
 import type { Delivery } from "./delivery.js";
 import type { Ending } from "./dialects/dialect.js";
+import type { LogReader } from "./replay-pages.js";
 import type { Sockets, SocketState } from "./sockets.js";
 
 export interface DialectHost {
@@ -26,8 +27,8 @@ export interface DialectHost {
   forget(ws: WebSocket): SocketState | null;
   /** After a socket went: what the object does then (an edge may leave its hub's list). */
   afterClose(state: SocketState): Promise<void>;
-  /** The socket read its replay page (`{"t":"more"}`): where replays are paged, the next one. */
-  more?(ws: WebSocket, state: SocketState): void;
+  /** Where a replay's later pages come from: the hub's log, or an edge's tail and its hub. */
+  readonly replays: LogReader;
   /** Ends a socket for the server's own reason, in its dialect, along the one close path. */
   end(ws: WebSocket, state: SocketState, why: Ending, message: string): void;
 }

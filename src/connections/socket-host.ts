@@ -14,6 +14,7 @@ import { Delivery } from "./delivery.js";
 import type { ChannelEvent, Dialect, Ending } from "./dialects/dialect.js";
 import type { DialectHost } from "./host.js";
 import { PublishRate } from "./rate-limit.js";
+import type { LogReader } from "./replay-pages.js";
 import { kindOf, Sockets, stateOf, type Kind, type SocketState } from "./sockets.js";
 
 export abstract class SocketHost extends DurableObject<Env> implements DialectHost {
@@ -39,6 +40,9 @@ export abstract class SocketHost extends DurableObject<Env> implements DialectHo
   config(channel: string): ChannelConfig {
     return configFor(this.env, channel);
   }
+
+  /** Where the later pages of a long replay come from (the hub's log, an edge's tail and hub). */
+  abstract readonly replays: LogReader;
 
   /** The dialects this object speaks, by kind. */
   protected abstract readonly dialects: Partial<Record<Kind, Dialect>>;

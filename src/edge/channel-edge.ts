@@ -6,7 +6,8 @@
 import { log } from "../server/log.js";
 import { count } from "../server/metrics.js";
 import type { Cursor } from "../protocol/index.js";
-import { hubStub, NOT_HERE, type LoggedMessage, type Opening, type Push, type Pushed, type Replay, type Start } from "../rpc.js";
+import { cutToPage, hubStub, NOT_HERE, type LoggedMessage, type Opening, type Push, type Pushed, type Replay, type Start } from "../rpc.js";
+import { firstPage, PAGE_READ, type Page } from "../connections/replay-pages.js";
 import type { ChannelEvent } from "../connections/dialects/dialect.js";
 import { rewindOf } from "../connections/connect.js";
 import type { Env } from "../env.js";
@@ -102,21 +103,48 @@ export class ChannelEdge {
       tail = this.newTail(channel, attached.epoch, attached.seq);
       this.tails.set(channel, tail);
     } else if (attached.catchUp !== null) {
+      // The hub sends a page of what this edge missed; the rest a page per call.
       this.catchUp(channel, tail, attached.catchUp, attached.seq, attached.epoch);
+      if (!attached.catchUp.reset && tail.lastSeq < attached.seq) await this.repair(channel, tail, attached.seq);
     }
     this.remember(channel, tail);
     return { head: { seq: tail.lastSeq, epoch: tail.epoch }, opening: attached.opening };
   }
 
-  /** A new subscriber's opening served from the tail, or null when the tail cannot serve it exactly. */
+  /** A new subscriber's opening (its first page) served from the tail, or null when the tail cannot serve it exactly. */
   private fromTail(tail: ChannelTail, start: Start, latest: boolean): Opening | null {
     const now = Date.now();
     if (start.cursor !== null) {
-      const replay = tail.since(start.cursor, now);
-      return replay.reset ? null : { reset: false, messages: replay.messages };
+      const replay = tail.since(start.cursor, now, PAGE_READ);
+      return replay.reset ? null : firstPage(replay.messages);
     }
     const rewind = rewindOf(start, latest);
-    return tail.holdsLast(rewind, now) ? { reset: false, messages: tail.last(rewind, now) } : null;
+    return tail.holdsLast(rewind, now) ? firstPage(tail.last(rewind, now)) : null;
+  }
+
+  /**
+   * A long replay's next page for a subscriber here (ReplayPages; run in the channel's turn):
+   * from the tail when it covers `after`, else from the hub's log, never past what this edge
+   * has delivered, so the subscriber is live from where the page ends.
+   */
+  async page(channel: string, after: number, epoch: string): Promise<Page> {
+    const tail = this.tailOf(channel);
+    if (tail === null) return { reset: false, messages: [], more: false }; // the channel left this edge: nothing to send
+    const reset = { reset: true as const, seq: tail.lastSeq, epoch: tail.epoch };
+    if (epoch !== tail.epoch || after > tail.lastSeq) return reset;
+    if (after === tail.lastSeq) return { reset: false, messages: [], more: false };
+    const fromTail = tail.since({ seq: after, epoch }, Date.now(), PAGE_READ);
+    let messages: LoggedMessage[];
+    if (!fromTail.reset) messages = fromTail.messages;
+    else {
+      const { replay } = await this.hub(channel).replayFor({ seq: after, epoch });
+      if (replay.reset) return reset;
+      messages = replay.messages.filter((m) => m.seq <= tail.lastSeq);
+    }
+    // Whatever cannot be served is a reset, never a silent gap.
+    if (messages.length === 0 || messages[0]!.seq !== after + 1) return reset;
+    const cut = cutToPage(messages);
+    return { reset: false, messages, more: cut || messages.at(-1)!.seq < tail.lastSeq };
   }
 
   // ---- pushes from the hub -----------------------------------------------------------------

@@ -10,12 +10,21 @@ import { edgeStub, NOT_HERE, type LoggedMessage, type Push, type Pushed } from "
 import { EDGES_BEHIND_KEY, hasTable, TABLES } from "../schema.js";
 
 const RETRY_MS = 1000;
+/**
+ * Message pushes in flight to one edge, at most. An edge slower than its hub would otherwise
+ * queue pushes in both objects without bound; past the window it is sent nothing more until a
+ * push settles, and then told to catch up from the log (it fetches what it missed in pages).
+ */
+export const PUSH_WINDOW = 2;
 
 export class EdgeLinks {
   /** Edge names, read once per wake; null until then. */
   private known: Set<string> | null = null;
   private queue: Pushed[] = [];
   private queued: { channel: string; epoch: string } | null = null;
+  /** Calls in flight, by edge, and edges that were skipped past the window (they catch up). */
+  private readonly inFlight = new Map<string, number>();
+  private readonly lagging = new Set<string>();
 
   constructor(
     private readonly ctx: DurableObjectState,
@@ -100,13 +109,31 @@ export class EdgeLinks {
 
   private send(channel: string, push: Push): void {
     for (const name of this.list()) {
-      // Not awaited by the publish: the hub answers once the message is in its log. An outbound
-      // call keeps the hub in memory until it settles.
-      edgeStub(this.env, name)
-        .receive(channel, push)
-        .then((seq) => seq === NOT_HERE && this.notHere(name))
-        .catch((err: unknown) => this.behind(name, err));
+      // Messages can be fetched from the log later; presence changes and resets cannot.
+      if ("messages" in push && (this.inFlight.get(name) ?? 0) >= PUSH_WINDOW) {
+        this.lagging.add(name);
+        continue;
+      }
+      this.call(name, channel, () => edgeStub(this.env, name).receive(channel, push));
     }
+  }
+
+  /**
+   * One call to an edge. Not awaited by the publish: the hub answers once the message is in its
+   * log (an outbound call keeps the hub in memory until it settles). When it settles, an edge
+   * that was skipped meanwhile is told to catch up.
+   */
+  private call(name: string, channel: string, rpc: () => Promise<number | void>): void {
+    this.inFlight.set(name, (this.inFlight.get(name) ?? 0) + 1);
+    rpc()
+      .then((seq) => seq === NOT_HERE && this.notHere(name))
+      .catch((err: unknown) => this.behind(name, err))
+      .finally(() => {
+        const left = this.inFlight.get(name)! - 1;
+        if (left > 0) this.inFlight.set(name, left);
+        else this.inFlight.delete(name);
+        if (this.lagging.delete(name) && this.list().has(name)) this.call(name, channel, () => edgeStub(this.env, name).sync(channel));
+      });
   }
 
   /**

@@ -35,6 +35,12 @@ export class Occupancy {
     this.storage.kv.put(OCCUPANCY_KEY, next);
   }
 
+  /** The hub keeps no storage any more (nothing to report): the stored state goes too. */
+  forget(): void {
+    this.state = undefined;
+    this.storage.kv.delete(OCCUPANCY_KEY);
+  }
+
   get occupied(): boolean {
     return this.read().occupied;
   }

@@ -168,6 +168,18 @@ export class Webhooks {
     return inFlight + (r.rest === null ? 0 : r.hi - r.rest + 1);
   }
 
+  /** Nothing waits and nothing is in flight. */
+  idle(): boolean {
+    return this.inflight() === null && this.pending() === 0;
+  }
+
+  /** The hub keeps no storage any more: the (empty) outbox goes too. */
+  forget(): void {
+    if (!this.idle()) return;
+    this.sql.exec("DROP TABLE IF EXISTS webhook_outbox");
+    this.exists = false;
+  }
+
   /** For the hub's stats: events waiting, and events dropped from a full outbox since this hub woke. */
   stats(): { pending: number; dropped: number } {
     return { pending: this.pending(), dropped: this.droppedSinceWake };

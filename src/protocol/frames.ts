@@ -110,6 +110,8 @@ export interface UnsubscribedFrame {
  */
 export interface MoreFrame {
   t: "more";
+  /** Multiplexed connections: the channel whose replay this is. */
+  ch?: string;
   seq: number;
 }
 export type ServerFrame =
@@ -154,9 +156,10 @@ export interface UnsubFrame {
   t: "unsub";
   ch: string;
 }
-/** Read a replay page: send the next one (single-channel sockets). */
+/** Read a replay page: send the next one (`ch` on multiplexed connections). */
 export interface MoreRequestFrame {
   t: "more";
+  ch?: string;
 }
 export type ClientFrame = PubFrame | AuthFrame | SubFrame | UnsubFrame | MoreRequestFrame;
 

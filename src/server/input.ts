@@ -47,7 +47,7 @@ export type ParsedClientFrame =
   | { t: "auth"; token: string }
   | { t: "sub"; sub: SubRequest }
   | { t: "unsub"; ch: string }
-  | { t: "more" }
+  | { t: "more"; ch: string | null }
   | { t: "unknown" };
 
 const SEQ_MAX = Number.MAX_SAFE_INTEGER;
@@ -100,7 +100,7 @@ export function parseClientFrame(text: string): ParsedClientFrame {
       if (typeof value.token !== "string" || value.token === "") throw new ServiceError("bad_frame", 'auth frame needs a string "token"');
       return { t: "auth", token: value.token };
     case "more":
-      return { t: "more" };
+      return { t: "more", ch: value.ch === undefined ? null : channelField(value.ch) };
     default:
       return { t: "unknown" };
   }

@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import WebSocket from "ws";
-import { subscribe } from "../../src/client/index";
+import { connect, subscribe } from "../../src/client/index";
 import { createPublisher } from "../../src/client/publisher";
 import { serveOnWorkerd } from "../../scripts/serve-workerd.mjs";
 import { channelName, sleep, until } from "./helpers";
@@ -21,7 +21,7 @@ afterAll(() => server?.stop());
 /** The server process's resident memory, in MB. */
 const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, "utf8"))![1]) / 1024;
 
-it("8 sockets that never read a 60 MB replay leave the room's memory bounded; a reader beside them keeps receiving, and the SDK reads the whole replay page by page", async () => {
+it("8 sockets that never read a 60 MB replay leave the room's memory bounded; a reader beside them keeps receiving, and the SDK reads the whole replay page by page (one socket, and /v1/ws)", async () => {
   const ch = channelName("big");
   const pub = createPublisher({ url: server.url, key: KEY });
   const blob = "x".repeat(60_000);
@@ -72,6 +72,16 @@ it("8 sockets that never read a 60 MB replay leave the room's memory bounded; a 
   await until(() => seqs.length === 1051, 60_000, "the SDK to read the whole log");
   expect(seqs).toEqual(Array.from({ length: 1051 }, (_, i) => i + 1));
   sdk.close();
+
+  // The same over a multiplexed connection (`/v1/ws`, served by a connection edge).
+  const muxSeqs: number[] = [];
+  const conn = connect({ url: server.url });
+  const muxSub = conn.subscribe(ch, { since: { seq: 0, epoch: null } });
+  muxSub.on("big", (_d, m) => void muxSeqs.push(m.seq));
+  muxSub.on("live", (_d, m) => void muxSeqs.push(m.seq));
+  await until(() => muxSeqs.length === 1051, 60_000, "the multiplexed SDK to read the whole log");
+  expect(muxSeqs).toEqual(Array.from({ length: 1051 }, (_, i) => i + 1));
+  conn.close();
 
   // A page not asked past in 30 s ends its socket: reading again, it gets the rest of its one
   // page, the `more`, and the close (4503: resume from the last seq it got).

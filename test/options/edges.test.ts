@@ -10,7 +10,7 @@ import { connectRequest } from "../../src/connections/connect";
 import { edgeName } from "../../src/rpc";
 import { call, channelName, PUBLISH_KEY, publishOk, TestSocket, token, hubOf, edgeOf } from "../helpers";
 import { loggedEvents } from "../logs";
-import { dropPushes, restore } from "./faults";
+import { dropPushes, holdPushes, restore } from "./faults";
 
 const SHARDS = 3;
 const hub = hubOf;
@@ -134,6 +134,23 @@ describe("a sharded channel", () => {
     expect((await seqsUntil(s, 3)).seqs).toEqual([2, 3]);
     expect(await s.settle()).toEqual([]);
     expect(loggedEvents("gap")).toMatchObject([{ channel: ch, to: 2, reset: false }]);
+  });
+
+  it("sends a slow edge at most 2 pushes at a time; it catches up the rest from the log, each seq once, in order", async () => {
+    const ch = channelName("shard");
+    const [s] = await onEdge(ch, 0);
+    await publishOk(ch, "m", 0);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    const slow = holdPushes();
+    for (let i = 1; i <= 30; i++) {
+      await publishOk(ch, "m", i);
+      await new Promise((r) => setTimeout(r, 2)); // one push per publish
+    }
+    // 0.3.0 had all 30 in flight, each queued on the edge's chain.
+    expect(slow.maxInFlight()).toBe(2);
+    slow.release();
+    expect((await seqsUntil(s, 31)).seqs).toEqual(range(2, 31));
+    expect(await s.settle()).toEqual([]);
   });
 
   it("keeps a publish's exclusion through gap repair: the log says whom it skips", async () => {

@@ -17,3 +17,34 @@ export function dropPushes(n: number): void {
   };
   restore.push(() => (EdgeObject.prototype.receive = original));
 }
+
+/**
+ * Holds every push to edges until `release()`, as an edge slower than its hub would: counts how
+ * many are in flight at once. Catch-up calls (`sync`) are counted with them.
+ */
+export function holdPushes(): { maxInFlight: () => number; calls: () => number; release(): void } {
+  const { receive, sync } = EdgeObject.prototype;
+  let inFlight = 0;
+  let max = 0;
+  let calls = 0;
+  let open: () => void = () => {};
+  const gate = new Promise<void>((r) => (open = r));
+  const held = <A extends unknown[], R>(original: (...args: A) => Promise<R>) =>
+    async function (this: EdgeObject, ...args: A): Promise<R> {
+      calls++;
+      max = Math.max(max, ++inFlight);
+      try {
+        await gate;
+        return await original.apply(this, args);
+      } finally {
+        inFlight--;
+      }
+    };
+  EdgeObject.prototype.receive = held(receive);
+  EdgeObject.prototype.sync = held(sync);
+  restore.push(() => {
+    EdgeObject.prototype.receive = receive;
+    EdgeObject.prototype.sync = sync;
+  });
+  return { maxInFlight: () => max, calls: () => calls, release: () => open() };
+}

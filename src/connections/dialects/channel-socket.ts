@@ -1,7 +1,7 @@
 // The single-channel socket (`GET /v1/channels/:channel/ws`, and the socket the SSE relay holds
 // for an SSE stream): one channel per socket, named in its welcome. It is what a hub holds, and
 // what the edges of a sharded channel hold for that channel.
-import { CLOSE, PROTOCOL_VERSION, type ServerFrame } from "../../protocol/index.js";
+import { CLOSE, LIMITS, PROTOCOL_VERSION, type ServerFrame } from "../../protocol/index.js";
 import type { MemberList, Opening } from "../../rpc.js";
 import { checkChannelGrant, mayPublish, verifyToken } from "../../server/auth.js";
 import { parseClientFrame } from "../../server/input.js";
@@ -11,6 +11,7 @@ import type { ConnectRequest } from "../connect.js";
 import { overLimit } from "../frame-size.js";
 import type { DialectHost } from "../host.js";
 import { msgOut, out, type Out } from "../outgoing.js";
+import { ReplayPages } from "../replay-pages.js";
 import { newState, type SocketState } from "../sockets.js";
 import type { ChannelEvent, Dialect, Ending } from "./dialect.js";
 
@@ -34,17 +35,34 @@ export class ChannelSockets implements Dialect {
   /** Connect lines in full up to 20 a second; a storm of connects is summed up in one line. */
   private readonly connectLog = new LogBudget("connect", 20, ["channel"]);
 
+  /** Long replays, page by page, as each socket reads them. */
+  private readonly pages: ReplayPages;
+
   /** `channel`: the one channel this object's single sockets are of (null: it holds none). */
   constructor(
     private readonly host: DialectHost,
     private readonly channel: string | null,
-  ) {}
+  ) {
+    const { replays, sockets } = host;
+    this.pages = new ReplayPages({
+      inTurn: (ch, step) => replays.inTurn(ch, step),
+      page: (ch, after, epoch) => replays.page(ch, after, epoch),
+      delivery: () => host.delivery,
+      socketOf: (_ch, cid) => sockets.byCid(cid),
+      frames: {
+        msg: (ch, m, epoch) => msgOut(ch, m, epoch),
+        more: (_ch, seq) => out({ t: "more", seq }),
+        reset: (_ch, seq, epoch) => out({ t: "reset", seq, epoch }),
+      },
+      endSlow: (ws, state) => host.end(ws, state, "full", `replay page not read within ${LIMITS.replayAckMs / 1000} s; resume from the last seq received`),
+    });
+  }
 
   /**
-   * Accepts a socket and sends its welcome, then its replay or a reset. Synchronous from accept
-   * to the last replayed frame: nothing can slip between the replay and the live stream, so a
-   * resume has no gap and no duplicate. What is pending goes out first, so this socket's
-   * replay cannot also come in a later batch.
+   * Accepts a socket and sends its welcome, then its replay (its first page, when it is long)
+   * or a reset. Synchronous from accept to the last replayed frame: nothing can slip between
+   * the replay and the live stream, so a resume has no gap and no duplicate. What is pending
+   * goes out first, so this socket's replay cannot also come in a later batch.
    */
   accept(connect: ConnectRequest, welcome: { seq: number; epoch: string }, opening: Opening, extra: Partial<SocketState> = {}): { server: WebSocket; client: WebSocket; state: SocketState } {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
@@ -58,6 +76,7 @@ export class ChannelSockets implements Dialect {
     send(out({ t: "welcome", v: PROTOCOL_VERSION, ch: channel, cid: state.cid, seq: welcome.seq, epoch: welcome.epoch }));
     if (opening.reset) send(out({ t: "reset", seq: welcome.seq, epoch: welcome.epoch }));
     else for (const m of opening.messages) send(msgOut(channel, m, welcome.epoch));
+    if (!opening.reset && opening.more) this.pages.begin(server, state, channel, opening.messages.at(-1)!.seq, welcome.epoch);
     const replay = opening.reset ? { replayed: 0, reset: true } : { replayed: opening.messages.length, reset: false };
     this.connectLog.log({ channel, cid: state.cid, transport, sub: state.sub, since: connect.start.cursor?.seq, ...replay, sockets: sockets.count() });
     return { server, client, state };
@@ -81,6 +100,7 @@ export class ChannelSockets implements Dialect {
 
   deliver(event: ChannelEvent, skip: string | null): number {
     if (event.ch !== this.channel) return 0;
+    if (event.t === "reset") this.pages.dropChannel(event.ch); // live after the reset: replays end
     const { delivery, sockets } = this.host;
     return delivery.toAll(render(event), skip === null ? null : sockets.byCid(skip));
   }
@@ -94,7 +114,9 @@ export class ChannelSockets implements Dialect {
     return [state.ch];
   }
 
-  gone(): void {}
+  gone(_ws: WebSocket, state: SocketState): void {
+    this.pages.drop(state.cid, state.ch);
+  }
 
   end(ws: WebSocket, state: SocketState, why: Ending, message: string): void {
     this.host.delivery.close(ws, state.tr, ENDINGS[why], message);
@@ -117,7 +139,7 @@ export class ChannelSockets implements Dialect {
         case "auth":
           return await this.reauthenticate(ws, state, frame.token);
         case "more":
-          return this.host.more?.(ws, state);
+          return await this.pages.more(state, state.ch);
         default:
           return; // unknown types are ignored: newer clients may send them
       }

@@ -1,7 +1,7 @@
 // `GET /v1/ws` (DESIGN.md "Edges → Multiplexed connections"): one socket with no channel, many
 // channels subscribed with `sub` frames, every frame about a channel naming it. Held by the
 // edges of the connection pool; each channel is attached through the edge's ChannelEdge.
-import { CLOSE, isPresenceChannel, type ServerFrame } from "../../protocol/index.js";
+import { CLOSE, isPresenceChannel, LIMITS, type ServerFrame } from "../../protocol/index.js";
 import type { MemberList } from "../../rpc.js";
 import { checkChannelGrant, mayPublish, needsToken, verifyToken, type Claims } from "../../server/auth.js";
 import { parseClientFrame, type SubRequest } from "../../server/input.js";
@@ -13,6 +13,7 @@ import { overLimit } from "../frame-size.js";
 import type { DialectHost } from "../host.js";
 import { PRESENCE_SWEEP_MS } from "../liveness.js";
 import { msgOut, out, type Out } from "../outgoing.js";
+import { ReplayPages } from "../replay-pages.js";
 import { newState, type MuxSub, type SocketState } from "../sockets.js";
 import { IndexedConnections } from "./connection-index.js";
 import type { ChannelEvent, Dialect, Ending } from "./dialect.js";
@@ -38,12 +39,26 @@ export const IDLE_MS = 5 * 60_000;
 export class MuxConnections extends IndexedConnections implements Dialect {
   readonly kind = "mux";
   private readonly reservations = new Reservations();
+  /** Long replays, page by page, per channel of a connection, as it reads them. */
+  private readonly pages: ReplayPages;
 
   constructor(
     private readonly host: DialectHost,
     private readonly edge: ChannelEdge,
   ) {
     super(host.sockets, "mx");
+    this.pages = new ReplayPages({
+      inTurn: (ch, step) => host.replays.inTurn(ch, step),
+      page: (ch, after, epoch) => host.replays.page(ch, after, epoch),
+      delivery: (ch) => this.index.delivery(ch),
+      socketOf: (ch, cid) => this.index.byCid(ch, cid),
+      frames: {
+        msg: (ch, m, epoch) => msgOut(ch, m, epoch),
+        more: (ch, seq) => out({ t: "more", ch, seq }),
+        reset: (ch, seq, epoch) => out({ t: "reset", ch, seq, epoch }),
+      },
+      endSlow: (ws, state) => host.end(ws, state, "full", `replay page not read within ${LIMITS.replayAckMs / 1000} s; resume from the last seq received`),
+    });
   }
 
   /**
@@ -70,6 +85,7 @@ export class MuxConnections extends IndexedConnections implements Dialect {
 
   deliver(event: ChannelEvent, skip: string | null): number {
     if (this.index.count(event.ch) === 0) return 0;
+    if (event.t === "reset") this.pages.dropChannel(event.ch); // live after the reset: replays end
     return this.index.delivery(event.ch).toAll(render(event), this.index.byCid(event.ch, skip));
   }
 
@@ -91,7 +107,7 @@ export class MuxConnections extends IndexedConnections implements Dialect {
     let ch: string | null = null;
     try {
       const frame = parseClientFrame(message);
-      ch = frame.t === "sub" ? frame.sub.ch : frame.t === "unsub" ? frame.ch : frame.t === "pub" ? frame.ch : null;
+      ch = frame.t === "sub" ? frame.sub.ch : frame.t === "unsub" || frame.t === "pub" || frame.t === "more" ? frame.ch : null;
       switch (frame.t) {
         case "sub":
           return await this.subscribe(ws, state, frame.sub);
@@ -107,6 +123,9 @@ export class MuxConnections extends IndexedConnections implements Dialect {
         }
         case "auth":
           throw new ServiceError("bad_frame", 'a multiplexed connection sends a fresh token with "sub" (per channel)');
+        case "more":
+          if (frame.ch === null) throw new ServiceError("bad_frame", 'a multiplexed connection names the channel of a more: "ch"');
+          return await this.pages.more(state, frame.ch);
         default:
           return; // unknown types are ignored: newer clients may send them
       }
@@ -161,6 +180,7 @@ export class MuxConnections extends IndexedConnections implements Dialect {
       delivery.to(ws, state, out({ t: "subscribed", ch, seq: head.seq, epoch: head.epoch }));
       if (opening.reset) delivery.to(ws, state, out({ t: "reset", ch, seq: head.seq, epoch: head.epoch }));
       else for (const m of opening.messages) delivery.to(ws, state, msgOut(ch, m, head.epoch));
+      if (!opening.reset && opening.more) this.pages.begin(ws, state, ch, opening.messages.at(-1)!.seq, head.epoch);
       if (member) {
         // Still inside this channel's turn: others' joins and leaves queue behind the list.
         const info = claims!.info === undefined ? null : JSON.stringify(claims!.info);
@@ -186,9 +206,20 @@ export class MuxConnections extends IndexedConnections implements Dialect {
     }
     const delivery = this.index.delivery(ch);
     delivery.flush();
+    this.pages.drop(state.cid, ch);
     this.index.remove(ws, ch);
     delivery.to(ws, state, out(why === null ? { t: "unsubscribed", ch } : { t: "unsubscribed", ch, code: why.code, message: why.message }));
     void this.edge.left(ch, state.cid, isPresenceChannel(ch));
+  }
+
+  override gone(ws: WebSocket, state: SocketState): void {
+    this.pages.dropConnection(state.cid);
+    super.gone(ws, state);
+  }
+
+  override dropChannel(channel: string): void {
+    this.pages.dropChannel(channel);
+    super.dropChannel(channel);
   }
 
   /** The alarm's job: connections idle (no subscription) past IDLE_MS; answers when to look again. */
