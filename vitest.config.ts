@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config";
 
 // Fake secrets for tests only; real ones come from `wrangler secret put`.
 export const TEST_SECRETS = {
-  JWT_SECRET: "test-jwt-secret-current,test-jwt-secret-previous",
+  JWT_SECRET: "test-jwt-secret-current-0123456789,test-jwt-secret-previous-0123456789",
   PUBLISH_KEY: "test-publish-key,test-publish-key-previous",
 };
 

@@ -5,7 +5,9 @@ import { readFileSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
-const BUDGET_GZIP_KIB = 48;
+// 0.4.0: 48 → 64 KiB. The one rule set (paging, windows, secrets) took 0.3.0's 38 KiB to 48, and
+// Durable Streams and appends come next; 64 KiB of minified code still parses in a few ms.
+const BUDGET_GZIP_KIB = 64;
 const outdir = "dist-worker";
 rmSync(outdir, { recursive: true, force: true });
 const wrangler = fileURLToPath(new URL("../node_modules/wrangler/bin/wrangler.js", import.meta.url));

@@ -109,7 +109,7 @@ async function run(base, s) {
   };
 }
 
-const server = await serveOnWorkerd({ PUBLISH_KEY: KEY, JWT_SECRET: "load-test-jwt-secret" });
+const server = await serveOnWorkerd({ PUBLISH_KEY: KEY, JWT_SECRET: "load-test-jwt-secret-0123456789abcdef" });
 const base = server.url;
 const results = [];
 try {

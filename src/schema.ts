@@ -26,6 +26,8 @@ const VERSION_KEY = "schema-version";
 export const OCCUPANCY_KEY = "occupancy";
 export const EDGES_BEHIND_KEY = "edges-behind";
 export const WEBHOOK_INFLIGHT_KEY = "webhook-inflight";
+/** Webhook events ever dropped from a full outbox (stats). */
+export const WEBHOOK_DROPPED_KEY = "webhook-dropped";
 export const DIRECTORY_DUE_KEY = "directory-due";
 export const positionKey = (channel: string) => `position:${channel}`;
 export const PUSHER_POOL_KEY = "pusher-pool";

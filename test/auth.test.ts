@@ -69,7 +69,7 @@ describe("subscribe auth", () => {
 
   it("requires exp even on a correctly signed token", async () => {
     const { SignJWT } = await import("jose");
-    const noExp = await new SignJWT({ sub: "u", ch: ["private-*"] }).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode("test-jwt-secret-current"));
+    const noExp = await new SignJWT({ sub: "u", ch: ["private-*"] }).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode("test-jwt-secret-current-0123456789"));
     const { err, code } = await refused(`/v1/channels/${channelName("private-y")}/ws?token=${noExp}`);
     expect(code).toBe(4401);
     expect(err).toMatchObject({ message: expect.stringMatching(/exp/) });
@@ -77,7 +77,7 @@ describe("subscribe auth", () => {
 
   it("accepts tokens signed with any secret of the JWT_SECRET list (rotation)", async () => {
     const ch = channelName("private-rot");
-    const old = await token({ sub: "u", ch: [ch] }, { secret: "test-jwt-secret-previous" });
+    const old = await token({ sub: "u", ch: [ch] }, { secret: "test-jwt-secret-previous-0123456789" });
     expect((await TestSocket.subscribe(ch, `?token=${old}`))[1].t).toBe("welcome");
   });
 

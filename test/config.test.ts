@@ -1,7 +1,9 @@
 // Every kind of configuration mistake, each named with its var, rule and field; and the forms
 // CHANNEL_OPTIONS may take. (End to end: the "options" and "bad-config" test projects.)
 import { describe, expect, it } from "vitest";
+import { env } from "cloudflare:workers";
 import { configFor } from "../src/settings/config";
+import { secretsOf } from "../src/settings/secrets";
 
 /** The error configFor throws for these vars (each call is a fresh env object: parsed anew). */
 function mistake(vars: Record<string, unknown>): string {
@@ -92,4 +94,23 @@ describe("numeric and boolean vars", () => {
       expect(mistake(vars)).toMatch(message);
     });
   }
+});
+
+describe("secrets", () => {
+  // An HS256 key under 32 bytes (RFC 7518 §3.2), or a short publish key, can be brute-forced
+  // offline from one token or guessed: such a deployment answers 500 naming the var, not run.
+  it("refuses a JWT_SECRET under 32 bytes and a PUBLISH_KEY under 16, naming the entry", () => {
+    expect(() => secretsOf({ JWT_SECRET: "secret" })).toThrow(/configuration error: JWT_SECRET entry 1 is shorter than 32 bytes/);
+    expect(() => secretsOf({ JWT_SECRET: `${"k".repeat(32)},short` })).toThrow(/JWT_SECRET entry 2 is shorter than 32 bytes/);
+    expect(() => secretsOf({ PUBLISH_KEY: "key" })).toThrow(/PUBLISH_KEY entry 1 is shorter than 16 bytes/);
+    expect(secretsOf({ JWT_SECRET: ` ${"k".repeat(32)} , ${"j".repeat(40)}`, PUBLISH_KEY: "p".repeat(16) })).toEqual({ jwt: ["k".repeat(32), "j".repeat(40)], publish: ["p".repeat(16)] });
+    expect(secretsOf({})).toEqual({ jwt: [], publish: [] });
+  });
+
+  it("a short secret makes every request a 500 that says why", async () => {
+    const worker = (await import("../src/worker")).default;
+    const res = await worker.fetch(new Request("http://hibercast.test/v1/channels/x"), { ...env, JWT_SECRET: "short" } as never, { waitUntil() {}, passThroughOnException() {} } as never);
+    expect(res.status).toBe(500);
+    expect(await res.text()).toMatch(/JWT_SECRET entry 1 is shorter than 32 bytes/);
+  });
 });

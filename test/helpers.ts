@@ -4,7 +4,7 @@ import { SignJWT } from "jose";
 
 export const BASE = "http://hibercast.test";
 export const PUBLISH_KEY = "test-publish-key";
-export const JWT_SECRET = "test-jwt-secret-current";
+export const JWT_SECRET = "test-jwt-secret-current-0123456789";
 
 import type { MsgFrame, PublishResult, ServerFrame, WelcomeFrame } from "../src/protocol";
 

@@ -15,7 +15,7 @@ import type { Env } from "../env.js";
 import { errorText, log } from "../server/log.js";
 import { pusherApp } from "../pusher/app.js";
 import { hmacHex } from "../pusher/signature.js";
-import { hasTable, TABLES, WEBHOOK_INFLIGHT_KEY } from "../schema.js";
+import { hasTable, TABLES, WEBHOOK_DROPPED_KEY, WEBHOOK_INFLIGHT_KEY } from "../schema.js";
 
 /** An event in Pusher's webhook shape. */
 export type WebhookEvent =
@@ -95,8 +95,8 @@ export class Webhooks {
   private exists: boolean | undefined;
   /** The in-flight record as stored (undefined: not read yet this wake). */
   private record: Inflight | null | undefined;
-  /** Events dropped because the outbox was full: since this object woke, and not yet logged. */
-  private droppedSinceWake = 0;
+  /** Events dropped because the outbox was full, in all (kept in storage: an eviction loses no count), and not yet logged. */
+  private droppedTotal: number | undefined;
   private droppedUnlogged = 0;
   /** The channel of the last event added (for the log line that reports drops). */
   private channel: string | null = null;
@@ -145,7 +145,9 @@ export class Webhooks {
     const after = this.inflight()?.upTo ?? 0;
     const gone = this.sql.exec("DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox WHERE id > ? ORDER BY id LIMIT ?)", after, excess).rowsWritten;
     this.channel = event.channel;
-    this.droppedSinceWake += gone;
+    // Written only when the outbox overflows, with the rows it deletes.
+    this.droppedTotal = this.dropped() + gone;
+    this.storage.kv.put(WEBHOOK_DROPPED_KEY, this.droppedTotal);
     this.droppedUnlogged += gone;
   }
 
@@ -178,11 +180,17 @@ export class Webhooks {
     if (!this.idle()) return;
     this.sql.exec("DROP TABLE IF EXISTS webhook_outbox");
     this.exists = false;
+    this.storage.kv.delete(WEBHOOK_DROPPED_KEY);
+    this.droppedTotal = undefined;
   }
 
-  /** For the hub's stats: events waiting, and events dropped from a full outbox since this hub woke. */
+  private dropped(): number {
+    return (this.droppedTotal ??= this.storage.kv.get<number>(WEBHOOK_DROPPED_KEY) ?? 0);
+  }
+
+  /** For the hub's stats: events waiting, and events ever dropped from a full outbox. */
   stats(): { pending: number; dropped: number } {
-    return { pending: this.pending(), dropped: this.droppedSinceWake };
+    return { pending: this.pending(), dropped: this.dropped() };
   }
 
   /** The alarm's job: posts what is due, delivery after delivery. Answers when to run again. */
@@ -227,7 +235,7 @@ export class Webhooks {
 
   private reportDrops(): void {
     if (this.droppedUnlogged === 0) return;
-    log("webhook", { channel: this.channel, dropped: this.droppedUnlogged, reason: "outbox_full", max: this.maxPending, droppedSinceWake: this.droppedSinceWake });
+    log("webhook", { channel: this.channel, dropped: this.droppedUnlogged, reason: "outbox_full", max: this.maxPending, droppedInAll: this.dropped() });
     this.droppedUnlogged = 0;
   }
 

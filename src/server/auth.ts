@@ -1,6 +1,6 @@
 import { errors as joseErrors, jwtVerify } from "jose";
 import { configFor } from "../settings/config.js";
-import { secretList } from "../settings/per-env.js";
+import { secretsOf } from "../settings/secrets.js";
 import type { Env } from "../env.js";
 import { isPresenceChannel, isPrivateChannel, LIMITS } from "../protocol/index.js";
 import { ServiceError } from "./service-error.js";
@@ -46,7 +46,7 @@ function stringList(claim: string, value: unknown): string[] {
 
 /** Verifies an HS256 token against every configured secret (rotation) and checks its claims. */
 export async function verifyToken(env: Env, token: string): Promise<Claims> {
-  const secrets = secretList(env.JWT_SECRET);
+  const secrets = secretsOf(env).jwt;
   if (secrets.length === 0) throw new ServiceError("unauthorized", "tokens are not enabled: JWT_SECRET is not set");
   let lastError: unknown;
   for (const secret of secrets) {
@@ -98,7 +98,7 @@ const keyDigests = new WeakMap<object, Promise<ArrayBuffer[]>>();
 /** Constant-time check of a presented publish key against every configured key. */
 export async function isPublishKey(env: Env, presented: string): Promise<boolean> {
   let digests = keyDigests.get(env);
-  if (!digests) keyDigests.set(env, (digests = Promise.all(secretList(env.PUBLISH_KEY).map(digest))));
+  if (!digests) keyDigests.set(env, (digests = Promise.all(secretsOf(env).publish.map(digest))));
   const keys = await digests;
   if (keys.length === 0) return false;
   // Hash first so lengths are equal and timingSafeEqual applies; check every key, no early exit.

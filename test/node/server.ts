@@ -2,7 +2,7 @@
 import { unstable_startWorker } from "wrangler";
 
 export const NODE_PUBLISH_KEY = "node-test-publish-key";
-export const NODE_JWT_SECRET = "node-test-jwt-secret";
+export const NODE_JWT_SECRET = "node-test-jwt-secret-0123456789abcdef";
 /** The Pusher app the served worker answers as (fake values, tests only). */
 export const NODE_PUSHER = { appId: "4242", key: "node-test-pusher-key", secret: "node-test-pusher-secret" };
 

@@ -111,6 +111,8 @@ describe("webhook deliveries", () => {
       expect(posts.map(eventsOf)).toEqual([["e1", "e2"], ["e1", "e2"], ["e10", "e11", "e12"]]);
       expect(loggedEvents("webhook")).toContainEqual(expect.objectContaining({ dropped: 7, reason: "outbox_full", max: 5 }));
       expect(hooks.stats()).toEqual({ pending: 0, dropped: 7 });
+      // The count is stored: the hub's next wake (a new Webhooks on the same storage) still says so.
+      expect(new Webhooks(storage, vars({ WEBHOOK_MAX_PENDING: "5" }), fetcher).stats()).toEqual({ pending: 0, dropped: 7 });
     });
   });
 
