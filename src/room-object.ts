@@ -10,7 +10,7 @@ import { optionsInForce, type ChannelConfig } from "./settings/config.js";
 import { errorText, log } from "./server/log.js";
 import { count } from "./server/metrics.js";
 import { isPresenceChannel, LIMITS, type Cursor, type Member, type PublishResult } from "./protocol/index.js";
-import { directoryStub, edgeStub, ownName, cutToPage, RECONCILE_MS, REPAIR_PAGE, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start } from "./rpc.js";
+import { directoryStub, edgeStub, ownName, cutToPage, RECONCILE_MS, REPAIR_PAGE, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start, type StreamReply, type StreamRequest } from "./rpc.js";
 import type { Env } from "./env.js";
 import { readConnect, rewindOf } from "./connections/connect.js";
 import { ChannelSockets } from "./connections/dialects/channel-socket.js";
@@ -22,7 +22,8 @@ import { EdgeLinks } from "./hub/edge-links.js";
 import { historyBody } from "./hub/history.js";
 import { Occupancy } from "./hub/occupancy.js";
 import { Presence, RemoteMembers } from "./hub/presence.js";
-import { publish, refusal } from "./hub/publish.js";
+import { deliver, publish, refusal } from "./hub/publish.js";
+import { STREAM_EVENT, StreamState } from "./hub/stream.js";
 import { PublishRate } from "./connections/rate-limit.js";
 import { accepted } from "./server/service-error.js";
 import { ReplayLog, type Retention } from "./hub/replay-log.js";
@@ -36,6 +37,9 @@ interface DirectoryChange {
   channel: string;
   occupied: boolean;
 }
+
+/** A stream's log keeps everything until the stream is deleted or expires. */
+const KEEP_ALL: Retention = { maxMessages: Number.MAX_SAFE_INTEGER, maxAgeS: 1e12, dedupeWindowS: 0 };
 
 const retentionOf = (c: ChannelConfig): Retention => ({
   maxMessages: c.logMaxMessages,
@@ -51,6 +55,9 @@ export class RoomObject extends SocketHost implements HubRpc {
   private readonly presence: Presence;
   private readonly occupancy: Occupancy;
   private readonly webhooks: Webhooks;
+  private readonly streams: StreamState;
+  /** Long-polls of the stream waiting for its next append (or its end). */
+  private readonly streamWaiters = new Set<() => void>();
   protected readonly dialects: { channel: ChannelSockets };
   private readonly channelSockets: ChannelSockets;
 
@@ -69,6 +76,34 @@ export class RoomObject extends SocketHost implements HubRpc {
     this.webhooks = new Webhooks(ctx.storage, env);
     this.occupancy = new Occupancy(ctx.storage, (channel, occupied, now) => this.occupancyChanged(channel, occupied, now));
     if (!this.log.hasStoredEpoch) this.recallEpoch();
+    const replayLog = this.log;
+    this.streams = new StreamState(
+      {
+        sql: ctx.storage.sql,
+        get lastSeq() {
+          return replayLog.lastSeq;
+        },
+        get epoch() {
+          return replayLog.epoch;
+        },
+        retained: (now) => this.log.stats(now).count,
+        after: (seq, limit, bytes) => {
+          const replay = this.log.since({ seq, epoch: null }, Date.now(), limit, bytes);
+          return replay.reset ? [] : replay.messages;
+        },
+        append: (datas) => {
+          const now = Date.now();
+          for (const data of datas) deliver(this, this.log.append(this.channel, { event: STREAM_EVENT, data, id: `ds-${this.log.lastSeq + 1}` }, null, now, "stream"), null);
+          this.wakeStream();
+          return this.log.lastSeq;
+        },
+        purge: () => void this.purge(),
+        keepAll: (yes) => (this.log.retention = yes ? KEEP_ALL : retentionOf(this.config(this.channel))),
+        wake: () => this.wakeStream(),
+      },
+      () => this.config(this.channel).streamMaxBytes,
+    );
+    if (this.streams.meta() !== null) this.log.retention = KEEP_ALL;
   }
 
   protected alarmJobs() {
@@ -337,6 +372,37 @@ export class RoomObject extends SocketHost implements HubRpc {
     // At most about a page of bytes per call (at least one message, so the edge moves on).
     if (!replay.reset) cutToPage(replay.messages);
     return { seq: this.log.lastSeq, epoch: this.log.epoch, replay };
+  }
+
+  // ---- the channel as a Durable Stream ---------------------------------------------------------
+
+  async streamCall(req: StreamRequest): Promise<StreamReply> {
+    if (req.op !== "read" || req.waitMs <= 0) return this.streams.handle(req, Date.now());
+    // A long-poll: from where the stream is (offset=now) or from the offset, wait for news.
+    const offset = req.offset === "now" ? this.streams.tailOffset(Date.now()) : req.offset;
+    if (offset === null) return this.streams.handle(req, Date.now());
+    if (!this.streams.hasNews(offset!, Date.now())) await this.waitForStream(req.waitMs);
+    const reply = this.streams.handle({ ...req, offset }, Date.now());
+    if (reply.status !== 200 || reply.count !== 0) return reply;
+    // Nothing came (or the stream was closed): 204, with where to go on from.
+    const { etag: _etag, ...headers } = reply.headers;
+    return { status: 204, headers: { ...headers, "stream-up-to-date": "true" } };
+  }
+
+  private waitForStream(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.streamWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.streamWaiters.add(done);
+    });
+  }
+
+  private wakeStream(): void {
+    for (const done of [...this.streamWaiters]) done();
   }
 
   // ---- occupancy (Pusher's channel list, webhooks) -------------------------------------------

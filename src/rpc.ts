@@ -53,6 +53,34 @@ export interface LoggedMessage {
   skip?: string;
 }
 
+/** A Durable Streams request, as the Worker parsed and checked it (src/streams/http.ts). */
+export interface StreamRequest {
+  op: "create" | "append" | "read" | "head" | "delete";
+  /** As sent (create: absent means application/octet-stream). */
+  contentType: string | null;
+  ttl?: number | null;
+  expiresAt?: string | null;
+  /** `Stream-Closed: true`. */
+  closed: boolean;
+  streamSeq: string | null;
+  producer: { id: string; epoch: number; seq: number } | null;
+  body: Uint8Array | null;
+  /** Reads: `-1`, `now` or an offset; null when absent. */
+  offset: string | null;
+  ifNoneMatch: string | null;
+  /** A long-poll: how long to wait for something after `offset` (0: answer now). */
+  waitMs: number;
+}
+
+/** The hub's answer to a Durable Streams request: the Worker adds CORS and security headers. */
+export interface StreamReply {
+  status: number;
+  headers: Record<string, string>;
+  body?: string | Uint8Array;
+  /** Reads: how many messages the body holds. */
+  count?: number;
+}
+
 /** What a cursor gets: the messages after it, or a reset when the log cannot serve it. */
 export type Replay = { reset: false; messages: LoggedMessage[] } | { reset: true };
 
@@ -135,6 +163,8 @@ export interface HubRpc extends Rpc.DurableObjectBranded {
    * time (REPAIR_PAGE messages, about 1 MiB at most): the edge asks again from where it got to.
    */
   replayFor(cursor: Cursor): Promise<{ seq: number; epoch: string; replay: Replay }>;
+  /** A Durable Streams request on this channel's stream (a long-poll waits up to `waitMs`). */
+  streamCall(req: StreamRequest): Promise<StreamReply>;
   /** A connection on an edge joins presence; null when a new member would go over `cap`. */
   presenceJoin(edge: string, cid: string, sub: string, info: string | null, cap: number | null): Promise<MemberList | null>;
   presenceLeave(cid: string): Promise<void>;

@@ -71,7 +71,7 @@ export function publish(hub: PublishSide, input: PublishInput, options: PublishO
  * Delivers a recorded message to the hub's own sockets and pushes it to the channel's edges,
  * skipping connection `exclude` (a cid or Pusher socket id) wherever it is held.
  */
-function deliver(hub: PublishSide, m: LoggedMessage, exclude: string | null): number {
+export function deliver(hub: PublishSide, m: LoggedMessage, exclude: string | null): number {
   const { channel, log: replayLog } = hub;
   const delivered = hub.fanOut({ t: "msg", ch: channel, epoch: replayLog.epoch, m }, exclude);
   hub.edges.push(channel, replayLog.epoch, m);

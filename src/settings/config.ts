@@ -12,6 +12,10 @@ export interface ChannelConfig extends ChannelOptions {
   connectionEdges: number;
   /** Webhook events a channel's outbox holds at most; beyond it the oldest are dropped (global only). */
   webhookMaxPending: number;
+  /** Bytes one Durable Stream holds at most (its messages' stored data). */
+  streamMaxBytes: number;
+  /** How long a Durable Streams long-poll waits for news, in ms. */
+  streamLongPollMs: number;
   /** The CHANNEL_OPTIONS rule in force (its `match`), or null for the global vars alone. */
   rule: string | null;
 }
@@ -32,6 +36,8 @@ const VARS = {
   MAX_SUBSCRIPTIONS: { key: "maxSubscriptions", spec: { kind: "int", min: 1, max: 100, why: "a connection's subscriptions must fit its 16 KiB socket attachment" }, fallback: 100 },
   CONNECTION_EDGES: { key: "connectionEdges", spec: { kind: "int", min: 1, max: 1024 }, fallback: 16 },
   WEBHOOK_MAX_PENDING: { key: "webhookMaxPending", spec: { kind: "int", min: 1 }, fallback: 10_000 },
+  STREAM_MAX_BYTES: { key: "streamMaxBytes", spec: { kind: "int", min: 1 }, fallback: 1024 * 1024 * 1024 },
+  STREAM_LONG_POLL_MS: { key: "streamLongPollMs", spec: { kind: "int", min: 100, max: 60_000 }, fallback: 20_000 },
 } as const;
 
 /** Options no var sets: a rule may. */

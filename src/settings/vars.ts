@@ -9,6 +9,8 @@ export interface Vars {
   ALLOWED_ORIGINS?: string;
   MAX_MESSAGE_BYTES?: string;
   LOG_MAX_MESSAGES?: string;
+  STREAM_MAX_BYTES?: string;
+  STREAM_LONG_POLL_MS?: string;
   LOG_MAX_AGE_S?: string;
   DEDUPE_WINDOW_S?: string;
   CLIENT_PUB_PER_S?: string;

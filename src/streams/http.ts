@@ -1,0 +1,112 @@
+// `/v1/stream/:name`: the Durable Streams protocol (DESIGN v1.3 "Durable Streams endpoint";
+// PROTOCOL.md of durable-streams/durable-streams, as the official conformance suite tests it).
+// The Worker checks each request's form (400s), its credential (writes: the publish key or a
+// token whose `pub` grants the channel; reads: the channel's subscribe rules) and its body cap,
+// then asks the channel's hub, which keeps the stream in the channel's log. Long-polls wait in
+// the hub; SSE streams are a loop of them here, so the hub holds no response open.
+import type { Env } from "../env.js";
+import { CHANNEL_RULE, isValidChannel } from "../protocol/index.js";
+import { authorizePublish, authorizeRead, bearer } from "../server/auth.js";
+import { errorText, log } from "../server/log.js";
+import { ServiceError } from "../server/service-error.js";
+import { checkConfig, configFor } from "../settings/config.js";
+import { hubStub, type StreamRequest } from "../rpc.js";
+import { readBytes } from "../http/body.js";
+import { ALWAYS, cursorFor, reply } from "./reply.js";
+import { sseResponse } from "./sse.js";
+
+export const STREAM_PREFIX = "/v1/stream/";
+
+/** A body cap per request (one append); the stream's own cap is STREAM_MAX_BYTES. */
+const MAX_APPEND_BYTES = 1024 * 1024;
+const OFFSET = /^(-1|now|\d+_\d+)$/;
+const DIGITS = /^(0|[1-9]\d*)$/;
+
+const fail = (status: number, message: string) => reply({ status, headers: { "content-type": "text/plain" }, body: message });
+
+/** The stream (channel) a request names, or null when the name is not a channel name. */
+function nameOf(url: URL): string | null {
+  let name: string;
+  try {
+    name = decodeURIComponent(url.pathname.slice(STREAM_PREFIX.length));
+  } catch {
+    return null;
+  }
+  return isValidChannel(name) ? name : null;
+}
+
+function parseProducer(headers: Headers): StreamRequest["producer"] | string {
+  const id = headers.get("producer-id");
+  const epoch = headers.get("producer-epoch");
+  const seq = headers.get("producer-seq");
+  if (id === null && epoch === null && seq === null) return null;
+  if (id === null || epoch === null || seq === null) return "Producer-Id, Producer-Epoch and Producer-Seq go together";
+  if (id === "") return "Producer-Id must not be empty";
+  if (!/^\d+$/.test(epoch) || !/^\d+$/.test(seq) || !Number.isSafeInteger(Number(epoch)) || !Number.isSafeInteger(Number(seq))) return "Producer-Epoch and Producer-Seq must be whole numbers";
+  return { id, epoch: Number(epoch), seq: Number(seq) };
+}
+
+export async function streams(request: Request, env: Env): Promise<Response> {
+  try {
+    checkConfig(env);
+    if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: { ...ALWAYS, "access-control-max-age": "86400" } });
+    const url = new URL(request.url);
+    const name = nameOf(url);
+    if (name === null) return fail(400, `stream name must be a channel name: ${CHANNEL_RULE}`);
+    const hub = hubStub(env, name);
+    const headers = request.headers;
+    const credential = bearer(request, true);
+    const base: StreamRequest = { op: "head", contentType: headers.get("content-type"), closed: (headers.get("stream-closed") ?? "").toLowerCase() === "true", streamSeq: headers.get("stream-seq"), producer: null, body: null, offset: null, ifNoneMatch: headers.get("if-none-match"), waitMs: 0 };
+    switch (request.method) {
+      case "PUT": {
+        await authorizePublish(env, name, credential);
+        const ttl = headers.get("stream-ttl");
+        const expiresAt = headers.get("stream-expires-at");
+        if (ttl !== null && expiresAt !== null) return fail(400, "Stream-TTL and Stream-Expires-At cannot both be set");
+        if (ttl !== null && !DIGITS.test(ttl)) return fail(400, "Stream-TTL must be a whole number of seconds");
+        if (expiresAt !== null && Number.isNaN(Date.parse(expiresAt))) return fail(400, "Stream-Expires-At must be an RFC 3339 timestamp");
+        if (headers.get("stream-forked-from") !== null || headers.get("stream-fork-sub-offset") !== null) return fail(501, "forks are not supported yet");
+        const body = await readBytes(request, MAX_APPEND_BYTES);
+        const r = await hub.streamCall({ ...base, op: "create", ttl: ttl === null ? null : Number(ttl), expiresAt, body });
+        return reply(r, r.status === 201 ? { location: url.origin + url.pathname } : {});
+      }
+      case "POST": {
+        await authorizePublish(env, name, credential);
+        const producer = parseProducer(headers);
+        if (typeof producer === "string") return fail(400, producer);
+        const body = await readBytes(request, MAX_APPEND_BYTES);
+        if (body.byteLength === 0 && !base.closed) return fail(400, "an append needs a body (or Stream-Closed: true to close)");
+        if (body.byteLength > 0 && base.contentType === null) return fail(400, "an append needs a Content-Type");
+        return reply(await hub.streamCall({ ...base, op: "append", producer, body }));
+      }
+      case "HEAD":
+        await authorizeRead(env, name, credential);
+        return reply(await hub.streamCall({ ...base, op: "head" }));
+      case "DELETE":
+        await authorizePublish(env, name, credential);
+        return reply(await hub.streamCall({ ...base, op: "delete" }));
+      case "GET": {
+        await authorizeRead(env, name, credential);
+        const offsets = url.searchParams.getAll("offset");
+        if (offsets.length > 1) return fail(400, "one offset at most");
+        const offset = offsets[0] ?? null;
+        if (offset !== null && !OFFSET.test(offset)) return fail(400, "offset must be -1, now or an offset the stream gave");
+        const live = url.searchParams.get("live");
+        if ((live === "long-poll" || live === "sse") && offset === null) return fail(400, `live=${live} needs an offset`);
+        const waitMs = configFor(env, name).streamLongPollMs;
+        if (live === "sse") return sseResponse(hub, { ...base, op: "read", offset }, waitMs, url.searchParams.get("cursor"));
+        if (live === "long-poll") {
+          const r = await hub.streamCall({ ...base, op: "read", offset, waitMs });
+          return reply(r, r.status === 200 || r.status === 204 ? { "stream-cursor": cursorFor(url.searchParams.get("cursor")) } : {});
+        }
+        return reply(await hub.streamCall({ ...base, op: "read", offset }));
+      }
+      default:
+        return fail(405, "method not allowed");
+    }
+  } catch (err) {
+    if (err instanceof ServiceError) return fail(err.status, err.message);
+    log("error", { where: "stream", error: errorText(err) });
+    return fail(500, "internal error");
+  }
+}
