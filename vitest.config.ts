@@ -83,8 +83,7 @@ export default defineConfig({
       },
       {
         // Durable Streams: the official conformance suite and real clients, against workerd.
-        // Forks (PUT with Stream-Forked-From) are not built yet: their tests are left out until they are.
-        test: { name: "streams", include: ["test/streams/*.test.ts"], environment: "node", hookTimeout: 30_000, testNamePattern: /^(?!.*fork)/i },
+        test: { name: "streams", include: ["test/streams/*.test.ts"], environment: "node", hookTimeout: 30_000 },
       },
       {
         // Node-side: the client SDK, publisher and CLI against the worker served locally.

@@ -10,7 +10,7 @@ import { optionsInForce, type ChannelConfig } from "./settings/config.js";
 import { errorText, log } from "./server/log.js";
 import { count } from "./server/metrics.js";
 import { isPresenceChannel, LIMITS, type Cursor, type Member, type PublishResult } from "./protocol/index.js";
-import { directoryStub, edgeStub, ownName, cutToPage, RECONCILE_MS, REPAIR_PAGE, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start, type StreamReply, type StreamRequest } from "./rpc.js";
+import { directoryStub, edgeStub, hubStub, ownName, cutToPage, RECONCILE_MS, REPAIR_PAGE, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start, type StreamReply, type StreamRequest } from "./rpc.js";
 import type { Env } from "./env.js";
 import { readConnect, rewindOf } from "./connections/connect.js";
 import { ChannelSockets } from "./connections/dialects/channel-socket.js";
@@ -23,7 +23,7 @@ import { historyBody } from "./hub/history.js";
 import { Occupancy } from "./hub/occupancy.js";
 import { Presence, RemoteMembers } from "./hub/presence.js";
 import { deliver, publish, refusal } from "./hub/publish.js";
-import { STREAM_EVENT, StreamState } from "./hub/stream.js";
+import { STREAM_EVENT, StreamState, type ForkAnswer } from "./hub/stream.js";
 import { PublishRate } from "./connections/rate-limit.js";
 import { accepted } from "./server/service-error.js";
 import { ReplayLog, type Retention } from "./hub/replay-log.js";
@@ -80,6 +80,7 @@ export class RoomObject extends SocketHost implements HubRpc {
     this.streams = new StreamState(
       {
         sql: ctx.storage.sql,
+        name: this.channel,
         get lastSeq() {
           return replayLog.lastSeq;
         },
@@ -93,13 +94,15 @@ export class RoomObject extends SocketHost implements HubRpc {
         },
         append: (datas) => {
           const now = Date.now();
-          for (const data of datas) deliver(this, this.log.append(this.channel, { event: STREAM_EVENT, data, id: `ds-${this.log.lastSeq + 1}` }, null, now, "stream"), null);
+          // One append record: its messages' ids say which (a fork's sub-offset counts within one).
+          const record = `ds-${this.log.lastSeq + 1}`;
+          datas.forEach((data, i) => deliver(this, this.log.append(this.channel, { event: STREAM_EVENT, data, id: `${record}.${i}` }, null, now, "stream"), null));
           this.wakeStream();
-          return this.log.lastSeq;
         },
         purge: () => void this.purge(),
         keepAll: (yes) => (this.log.retention = yes ? KEEP_ALL : retentionOf(this.config(this.channel))),
         wake: () => this.wakeStream(),
+        other: (name) => hubStub(env, name),
       },
       () => this.config(this.channel).streamMaxBytes,
     );
@@ -379,14 +382,30 @@ export class RoomObject extends SocketHost implements HubRpc {
   async streamCall(req: StreamRequest): Promise<StreamReply> {
     if (req.op !== "read" || req.waitMs <= 0) return this.streams.handle(req, Date.now());
     // A long-poll: from where the stream is (offset=now) or from the offset, wait for news.
-    const offset = req.offset === "now" ? this.streams.tailOffset(Date.now()) : req.offset;
+    const offset = req.offset === "now" ? await this.streams.tailOffset(Date.now()) : req.offset;
     if (offset === null) return this.streams.handle(req, Date.now());
-    if (!this.streams.hasNews(offset!, Date.now())) await this.waitForStream(req.waitMs);
-    const reply = this.streams.handle({ ...req, offset }, Date.now());
+    if (!(await this.streams.hasNews(offset!, Date.now()))) await this.waitForStream(req.waitMs);
+    const reply = await this.streams.handle({ ...req, offset }, Date.now());
     if (reply.status !== 200 || reply.count !== 0) return reply;
     // Nothing came (or the stream was closed): 204, with where to go on from.
     const { etag: _etag, ...headers } = reply.headers;
     return { status: 204, headers: { ...headers, "stream-up-to-date": "true" } };
+  }
+
+  streamFork(fork: string, contentType: string | null, offset: string | null, sub: number): Promise<ForkAnswer> {
+    return this.streams.forkFrom(fork, contentType, offset, sub, Date.now());
+  }
+
+  streamRows(from: number, to: number): Promise<string[]> {
+    return this.streams.rows(from, to);
+  }
+
+  streamUnref(fork: string): Promise<void> {
+    return this.streams.unref(fork);
+  }
+
+  streamAlive(): Promise<boolean> {
+    return this.streams.alive(Date.now());
   }
 
   private waitForStream(ms: number): Promise<void> {

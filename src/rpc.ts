@@ -5,6 +5,7 @@
 import type { ChannelOptions } from "./settings/channel-options.js";
 import type { Cursor, HttpErrorCode, Member, PublishResult } from "./protocol/index.js";
 import { LIMITS } from "./protocol/limits.js";
+import type { ForkAnswer } from "./hub/stream.js";
 
 /** What a publisher sends, after validation. */
 export interface PublishInput {
@@ -70,6 +71,8 @@ export interface StreamRequest {
   ifNoneMatch: string | null;
   /** A long-poll: how long to wait for something after `offset` (0: answer now). */
   waitMs: number;
+  /** Create a fork of stream `source` at `offset` (default: its tail), `sub` items or bytes into the next append. */
+  fork?: { source: string; offset: string | null; sub: number };
 }
 
 /** The hub's answer to a Durable Streams request: the Worker adds CORS and security headers. */
@@ -165,6 +168,14 @@ export interface HubRpc extends Rpc.DurableObjectBranded {
   replayFor(cursor: Cursor): Promise<{ seq: number; epoch: string; replay: Replay }>;
   /** A Durable Streams request on this channel's stream (a long-poll waits up to `waitMs`). */
   streamCall(req: StreamRequest): Promise<StreamReply>;
+  /** A fork of this stream is being made: what it inherits (this stream then stays readable for it). */
+  streamFork(fork: string, contentType: string | null, offset: string | null, sub: number): Promise<ForkAnswer>;
+  /** A fork reads what it inherits: this stream's data of positions (from, to]. */
+  streamRows(from: number, to: number): Promise<string[]>;
+  /** A fork of this stream went. */
+  streamUnref(fork: string): Promise<void>;
+  /** Whether this stream still lives (its source asks). */
+  streamAlive(): Promise<boolean>;
   /** A connection on an edge joins presence; null when a new member would go over `cap`. */
   presenceJoin(edge: string, cid: string, sub: string, info: string | null, cap: number | null): Promise<MemberList | null>;
   presenceLeave(cid: string): Promise<void>;

@@ -22,9 +22,14 @@ CREATE TABLE IF NOT EXISTS stream (
   closed_by TEXT,
   stream_seq TEXT,
   base INTEGER NOT NULL,
-  bytes INTEGER NOT NULL DEFAULT 0
+  bytes INTEGER NOT NULL DEFAULT 0,
+  fork_source TEXT,
+  fork_pos INTEGER,
+  fork_sub INTEGER,
+  deleted INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS stream_producers (id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;`;
+CREATE TABLE IF NOT EXISTS stream_producers (id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_forks (name TEXT PRIMARY KEY) WITHOUT ROWID;`;
 
 interface Meta {
   content_type: string;
@@ -36,6 +41,12 @@ interface Meta {
   stream_seq: string | null;
   base: number;
   bytes: number;
+  /** A fork: its source stream (channel), and the position it forked at (what it inherits). */
+  fork_source: string | null;
+  fork_pos: number | null;
+  fork_sub: number | null;
+  /** Deleted while forks still read it: gone for clients (410), kept for them. */
+  deleted: number;
 }
 
 /** How a stream's messages are read back: one JSON array, UTF-8 text, or bytes (kept as base64). */
@@ -56,23 +67,36 @@ export const offsetOf = (n: number) => `${ZERO}_${String(n).padStart(16, "0")}`;
 /** The position of an offset `X_Y` (Y; X is always 0 here). */
 export const positionOf = (offset: string) => Number(offset.slice(offset.indexOf("_") + 1));
 
-/** What the hub lends its stream: the log, its appends, and a wake-up for waiting readers. */
+/** What a fork asks of its source when it is made: what it inherits (or why it cannot). */
+export type ForkAnswer =
+  | { ok: false; status: number; message: string }
+  | { ok: true; contentType: string; pos: number; ttl: number | null; expiresAt: string | null; prefix: string | null };
+
+/** What the hub lends its stream: the log, its appends, its source (for a fork), a wake-up. */
 export interface StreamSide {
   readonly sql: SqlStorage;
+  readonly name: string;
   readonly lastSeq: number;
   readonly epoch: string;
   /** Messages retained in the log (a channel with some cannot become a stream). */
   retained(now: number): number;
   /** Messages after seq `after`, reading little past `maxBytes`. */
   after(after: number, limit: number, maxBytes: number): LoggedMessage[];
-  /** Appends messages (serialized JSON data) and delivers them; answers the last seq. */
-  append(datas: string[]): number;
+  /** Appends messages (serialized JSON data each, one append record) and delivers them. */
+  append(datas: string[]): void;
   /** Empties the log and starts a new epoch (DELETE). */
   purge(): void;
   /** Makes the channel's log keep everything (a stream) or go back to the channel's retention. */
   keepAll(yes: boolean): void;
   /** Wakes long-polls waiting for this stream. */
   wake(): void;
+  /** Another stream's hub (a fork's source, or a source's fork). */
+  other(name: string): {
+    streamFork(fork: string, contentType: string | null, offset: string | null, sub: number): Promise<ForkAnswer>;
+    streamRows(from: number, to: number): Promise<string[]>;
+    streamUnref(fork: string): Promise<void>;
+    streamAlive(): Promise<boolean>;
+  };
 }
 
 export class StreamState {
@@ -96,12 +120,6 @@ export class StreamState {
     return this.meta_;
   }
 
-  /** Whether this channel is a live (unexpired) stream now. */
-  isStream(now: number): boolean {
-    const m = this.meta();
-    return m !== null && !expired(m, now);
-  }
-
   get closed(): boolean {
     return (this.meta()?.closed ?? 0) === 1;
   }
@@ -109,8 +127,8 @@ export class StreamState {
   private save(m: Meta): void {
     this.meta_ = m;
     this.sql.exec(
-      "INSERT OR REPLACE INTO stream (k, content_type, ttl, expires_at, last_access, closed, closed_by, stream_seq, base, bytes) VALUES (0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-      m.content_type, m.ttl, m.expires_at, m.last_access, m.closed, m.closed_by, m.stream_seq, m.base, m.bytes,
+      "INSERT OR REPLACE INTO stream (k, content_type, ttl, expires_at, last_access, closed, closed_by, stream_seq, base, bytes, fork_source, fork_pos, fork_sub, deleted) VALUES (0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      m.content_type, m.ttl, m.expires_at, m.last_access, m.closed, m.closed_by, m.stream_seq, m.base, m.bytes, m.fork_source, m.fork_pos, m.fork_sub, m.deleted,
     );
   }
 
@@ -120,21 +138,53 @@ export class StreamState {
     this.sql.exec("UPDATE stream SET last_access = ?", now);
   }
 
-  /** The stream (or null: none, or expired, which is then dropped). */
-  private live(now: number): Meta | null {
-    const m = this.meta();
-    if (m === null) return null;
-    if (!expired(m, now)) return m;
-    this.drop();
-    return null;
+  private forks(): string[] {
+    return this.sql.exec<{ name: string }>("SELECT name FROM stream_forks").toArray().map((r) => r.name);
   }
 
-  private drop(): void {
-    this.sql.exec("DROP TABLE IF EXISTS stream; DROP TABLE IF EXISTS stream_producers");
+  /**
+   * The stream as clients see it: null when there is none (or it expired: then it goes, or is
+   * kept deleted for its forks), "deleted" when only forks still read it.
+   */
+  private async live(now: number): Promise<Meta | null | "deleted"> {
+    const m = this.meta();
+    if (m === null) return null;
+    if (m.deleted === 1) return (await this.release()) ? null : "deleted";
+    if (!expired(m, now)) return m;
+    return (await this.remove_()) ? null : "deleted";
+  }
+
+  /** Deletes the stream; kept (deleted) while forks still read it. Answers whether it is gone. */
+  private async remove_(): Promise<boolean> {
+    const m = this.meta()!;
+    if (m.deleted !== 1) {
+      m.deleted = 1;
+      this.save(m);
+      this.hub.wake();
+    }
+    return this.release();
+  }
+
+  /** A deleted stream goes for good once no live fork reads it (forks that expired let go as they are asked). */
+  private async release(): Promise<boolean> {
+    for (const fork of this.forks()) {
+      let alive = true;
+      try {
+        alive = await this.hub.other(fork).streamAlive();
+      } catch {
+        // cannot tell: keep it
+      }
+      if (!alive) this.sql.exec("DELETE FROM stream_forks WHERE name = ?", fork);
+    }
+    if (this.forks().length > 0 || this.meta() === null) return this.meta() === null;
+    const source = this.meta()!.fork_source;
+    this.sql.exec("DROP TABLE IF EXISTS stream; DROP TABLE IF EXISTS stream_producers; DROP TABLE IF EXISTS stream_forks");
     this.meta_ = null;
     this.exists_ = false;
     this.hub.purge();
     this.hub.keepAll(false);
+    if (source !== null) await this.hub.other(source).streamUnref(this.hub.name).catch(() => {});
+    return true;
   }
 
   /** Position n of the stream's tail. */
@@ -148,10 +198,10 @@ export class StreamState {
     return h;
   }
 
-  handle(req: StreamRequest, now: number): StreamReply {
+  async handle(req: StreamRequest, now: number): Promise<StreamReply> {
     switch (req.op) {
       case "create":
-        return this.create(req, now);
+        return req.fork === undefined ? this.create(req, now) : this.createFork(req, now);
       case "append":
         return this.appendTo(req, now);
       case "read":
@@ -165,34 +215,160 @@ export class StreamState {
 
   // ---- PUT ---------------------------------------------------------------------------------
 
-  private create(req: StreamRequest, now: number): StreamReply {
+  private async create(req: StreamRequest, now: number): Promise<StreamReply> {
     const contentType = req.contentType ?? "application/octet-stream";
     const ttl = req.ttl ?? null;
-    const existing = this.live(now);
+    const existing = await this.live(now);
+    if (existing === "deleted") return conflict("the stream was deleted and forks still read it");
     if (existing !== null) {
-      const same = normalType(existing.content_type) === normalType(contentType) && existing.ttl === ttl && existing.expires_at === (req.expiresAt ?? null) && (existing.closed === 1) === req.closed;
+      const same = existing.fork_source === null && normalType(existing.content_type) === normalType(contentType) && existing.ttl === ttl && existing.expires_at === (req.expiresAt ?? null) && (existing.closed === 1) === req.closed;
       return same ? { status: 200, headers: this.common(existing) } : conflict("the stream exists with another configuration");
     }
     if (this.hub.retained(now) > 0) return conflict("this channel has messages and is not a stream");
-    const m: Meta = { content_type: contentType, ttl, expires_at: req.expiresAt ?? null, last_access: now, closed: 0, closed_by: null, stream_seq: null, base: this.hub.lastSeq, bytes: 0 };
     const datas = req.body !== null && req.body.byteLength > 0 ? parseBody(modeOf(contentType), req.body, true) : [];
     if (typeof datas === "string") return bad(datas);
+    const m = newMeta(contentType, ttl, req.expiresAt ?? null, now, this.hub.lastSeq);
+    return this.start(m, datas, req.closed);
+  }
+
+  /** Makes the stream (a new one, or a fork with what it inherits) and appends its first messages. */
+  private start(m: Meta, datas: string[], closed: boolean): StreamReply {
+    m.bytes = datas.reduce((n, d) => n + d.length, 0);
+    if (m.bytes > this.maxBytes()) return tooLarge(this.maxBytes());
     this.sql.exec(STREAM_TABLES);
     this.exists_ = true;
     this.hub.keepAll(true);
-    m.bytes = datas.reduce((n, d) => n + d.length, 0);
-    if (m.bytes > this.maxBytes()) return tooLarge(this.maxBytes());
-    if (req.closed) m.closed = 1;
+    if (closed) m.closed = 1;
     this.save(m);
     if (datas.length > 0) this.hub.append(datas);
     return { status: 201, headers: this.common(m) };
   }
 
+  /** A fork: shares its source's messages up to the fork position (read from the source, not copied). */
+  private async createFork(req: StreamRequest, now: number): Promise<StreamReply> {
+    const fork = req.fork!;
+    const existing = await this.live(now);
+    if (existing === "deleted") return conflict("the stream was deleted and forks still read it");
+    if (existing !== null) {
+      const same =
+        existing.fork_source === fork.source &&
+        (req.contentType === null || normalType(existing.content_type) === normalType(req.contentType)) &&
+        (existing.fork_sub ?? 0) === fork.sub &&
+        (fork.offset === null || positionOf(fork.offset) + (modeOf(existing.content_type) === "json" ? fork.sub : 0) === existing.fork_pos) &&
+        (req.ttl === undefined || req.ttl === null || existing.ttl === req.ttl) &&
+        (existing.closed === 1) === req.closed;
+      return same ? { status: 200, headers: this.common(existing) } : conflict("the stream exists with another configuration");
+    }
+    if (this.hub.retained(now) > 0) return conflict("this channel has messages and is not a stream");
+    const contentType = req.contentType;
+    // The body is checked before the source is asked: a refused fork must not hold the source.
+    const mode = contentType === null ? null : modeOf(contentType);
+    if (mode !== null && req.body !== null && req.body.byteLength > 0 && typeof parseBody(mode, req.body, true) === "string") return bad("body is not valid for the stream's content type");
+    const answer = await this.hub.other(fork.source).streamFork(this.hub.name, contentType, fork.offset, fork.sub);
+    if (!answer.ok) return { status: answer.status, headers: {}, body: answer.message };
+    const type = contentType ?? answer.contentType;
+    const datas = req.body !== null && req.body.byteLength > 0 ? parseBody(modeOf(type), req.body, true) : [];
+    if (typeof datas === "string") {
+      await this.hub.other(fork.source).streamUnref(this.hub.name).catch(() => {});
+      return bad(datas);
+    }
+    const own = req.ttl !== undefined && req.ttl !== null ? { ttl: req.ttl, expiresAt: null } : req.expiresAt ? { ttl: null, expiresAt: req.expiresAt } : { ttl: answer.ttl, expiresAt: answer.expiresAt };
+    // The fork's positions go on from the fork position: offsets are shared with the source.
+    const m = newMeta(type, own.ttl, own.expiresAt, now, this.hub.lastSeq - answer.pos);
+    m.fork_source = fork.source;
+    m.fork_pos = answer.pos;
+    m.fork_sub = fork.sub;
+    return this.start(m, answer.prefix === null ? datas : [answer.prefix, ...datas], req.closed);
+  }
+
+  /**
+   * A fork asks to be made from this stream at `offset` (default: the tail), `sub` items or bytes
+   * into the next append: it is listed (so this stream stays readable for it), and told what it
+   * inherits.
+   */
+  async forkFrom(fork: string, contentType: string | null, offset: string | null, sub: number, now: number): Promise<ForkAnswer> {
+    const m = await this.live(now);
+    if (m === null) return { ok: false, status: 404, message: "the source stream does not exist" };
+    if (m === "deleted") return { ok: false, status: 409, message: "the source stream was deleted" };
+    if (contentType !== null && normalType(contentType) !== normalType(m.content_type)) return { ok: false, status: 409, message: "content type does not match the source's" };
+    const tail = this.tail(m);
+    let pos = offset === null ? tail : positionOf(offset);
+    if (pos > tail) return { ok: false, status: 400, message: "fork offset is past the source's tail" };
+    let prefix: string | null = null;
+    if (sub > 0) {
+      const record = await this.recordAfter(m, pos);
+      if (record === null) return { ok: false, status: 400, message: "no append after the fork offset to take a sub-offset of" };
+      const mode = modeOf(m.content_type);
+      if (mode === "json") {
+        if (sub > record.length) return { ok: false, status: 400, message: "sub-offset is past the append's items" };
+        pos += sub; // JSON items are messages of their own: the fork simply inherits them
+      } else {
+        const whole = mode === "text" ? new TextEncoder().encode(JSON.parse(record[0]!) as string) : fromBase64(JSON.parse(record[0]!) as string);
+        if (sub > whole.byteLength) return { ok: false, status: 400, message: "sub-offset is past the append's bytes" };
+        const part = whole.subarray(0, sub);
+        prefix = JSON.stringify(mode === "text" ? new TextDecoder().decode(part) : toBase64(part));
+      }
+    }
+    this.sql.exec("INSERT OR IGNORE INTO stream_forks (name) VALUES (?)", fork);
+    return { ok: true, contentType: m.content_type, pos, ttl: m.ttl, expiresAt: m.expires_at, prefix };
+  }
+
+  /** The messages of the one append after position `pos` (its items, in JSON mode), or null. */
+  private async recordAfter(m: Meta, pos: number): Promise<string[] | null> {
+    if (m.fork_source !== null && pos < m.fork_pos!) return null !== m.fork_source ? this.inheritedRecord(m, pos) : null;
+    const rows = this.hub.after(m.base + pos, 10_000, READ_BYTES);
+    if (rows.length === 0) return null;
+    const group = recordOf(rows[0]!.id);
+    const out: string[] = [];
+    for (const r of rows) {
+      if (recordOf(r.id) !== group) break;
+      out.push(r.data);
+    }
+    return out;
+  }
+
+  private async inheritedRecord(m: Meta, pos: number): Promise<string[] | null> {
+    const rows = await this.hub.other(m.fork_source!).streamRows(pos, m.fork_pos!);
+    return rows.length === 0 ? null : rows.slice(0, 1);
+  }
+
+  /** A fork of this stream went: this stream may go too, when it was deleted. */
+  async unref(fork: string): Promise<void> {
+    this.sql.exec("DELETE FROM stream_forks WHERE name = ?", fork);
+    if (this.meta()?.deleted === 1) await this.release();
+  }
+
+  /**
+   * Whether this stream still needs its source (the source asks its forks): while it lives, or
+   * is kept deleted for forks of its own. An expired fork lets go here.
+   */
+  async alive(now: number): Promise<boolean> {
+    return (await this.live(now)) !== null;
+  }
+
+  /**
+   * Data of positions (from, to] for a fork (its inherited part), from this stream's own source
+   * where it inherits them in turn; served while the stream is deleted or expired too.
+   */
+  async rows(from: number, to: number): Promise<string[]> {
+    const m = this.meta();
+    if (m === null) return [];
+    const out: string[] = [];
+    if (m.fork_source !== null && from < m.fork_pos!) {
+      out.push(...(await this.hub.other(m.fork_source).streamRows(from, Math.min(to, m.fork_pos!))));
+      from = m.fork_pos!;
+    }
+    if (to > from) for (const r of this.hub.after(m.base + from, to - from, Infinity)) if (r.seq - m.base <= to) out.push(r.data);
+    return out;
+  }
+
   // ---- POST --------------------------------------------------------------------------------
 
-  private appendTo(req: StreamRequest, now: number): StreamReply {
-    const m = this.live(now);
-    if (m === null) return notFound();
+  private async appendTo(req: StreamRequest, now: number): Promise<StreamReply> {
+    const live = await this.live(now);
+    if (live === null) return notFound();
+    if (live === "deleted") return gone();
+    const m = live;
     this.touch(m, now);
     const body = req.body ?? new Uint8Array(0);
     const producer = req.producer;
@@ -204,9 +380,8 @@ export class StreamState {
       return { status: 409, headers: this.common(m), body: "stream is closed" };
     }
     if (!closeOnly && normalType(req.contentType ?? "") !== normalType(m.content_type)) return conflict("content type does not match the stream's");
-    let known: { epoch: number; seq: number } | null = null;
     if (producer !== null) {
-      known = (this.sql.exec<{ epoch: number; seq: number }>("SELECT epoch, seq FROM stream_producers WHERE id = ?", producer.id).toArray()[0] as { epoch: number; seq: number } | undefined) ?? null;
+      const known = (this.sql.exec<{ epoch: number; seq: number }>("SELECT epoch, seq FROM stream_producers WHERE id = ?", producer.id).toArray()[0] as { epoch: number; seq: number } | undefined) ?? null;
       const verdict = judge(known, producer.epoch, producer.seq);
       if (verdict.kind === "stale") return { status: 403, headers: { "producer-epoch": String(known!.epoch) }, body: "stale producer epoch" };
       if (verdict.kind === "badEpoch") return bad("a new producer epoch starts at seq 0");
@@ -239,18 +414,27 @@ export class StreamState {
   // ---- GET, HEAD, DELETE -------------------------------------------------------------------
 
   /** A catch-up read (also a long-poll's, once it has something): what follows `offset`. */
-  private read(req: StreamRequest, now: number): StreamReply {
-    const m = this.live(now);
-    if (m === null) return notFound();
+  private async read(req: StreamRequest, now: number): Promise<StreamReply> {
+    const live = await this.live(now);
+    if (live === null) return notFound();
+    if (live === "deleted") return gone();
+    const m = live;
     this.touch(m, now);
     const tail = this.tail(m);
     const from = req.offset === "now" ? tail : req.offset === null || req.offset === "-1" ? 0 : positionOf(req.offset);
     const mode = modeOf(m.content_type);
-    const rows = from >= tail ? [] : this.hub.after(m.base + from, 1_000_000, READ_BYTES);
-    let bytes = 0;
+    const datas: string[] = [];
+    let next = Math.max(from, 0);
+    if (m.fork_source !== null && next < m.fork_pos!) {
+      datas.push(...(await this.hub.other(m.fork_source).streamRows(next, m.fork_pos!)));
+      next = m.fork_pos!;
+    }
+    const rows = next >= tail ? [] : this.hub.after(m.base + next, 1_000_000, READ_BYTES);
+    let bytes = datas.reduce((n, d) => n + d.length, 0);
     const fit = rows.findIndex((r, i) => (bytes += r.data.length) > READ_BYTES && i > 0);
     if (fit > 0) rows.length = fit;
-    const next = rows.length === 0 ? Math.max(from, 0) : rows.at(-1)!.seq - m.base;
+    for (const r of rows) datas.push(r.data);
+    if (rows.length > 0) next = rows.at(-1)!.seq - m.base;
     const upToDate = next >= tail;
     const headers: Record<string, string> = { "content-type": m.content_type, "stream-next-offset": offsetOf(upToDate ? Math.max(next, tail) : next) };
     if (upToDate) headers["stream-up-to-date"] = "true";
@@ -261,55 +445,48 @@ export class StreamState {
       headers.etag = etag;
       if (req.ifNoneMatch === etag) return { status: 304, headers };
     }
-    return { status: 200, headers, body: bodyOf(mode, rows), count: rows.length };
+    return { status: 200, headers, body: bodyOf(mode, datas), count: datas.length };
   }
 
-  private head(now: number): StreamReply {
-    const m = this.live(now);
+  private async head(now: number): Promise<StreamReply> {
+    const m = await this.live(now);
     if (m === null) return notFound();
+    if (m === "deleted") return gone();
     const headers = { ...this.common(m), "cache-control": "no-store" } as Record<string, string>;
     if (m.ttl !== null) headers["stream-ttl"] = String(m.ttl);
     if (m.expires_at !== null) headers["stream-expires-at"] = m.expires_at;
     return { status: 200, headers };
   }
 
-  private remove(now: number): StreamReply {
-    if (this.live(now) === null) return notFound();
-    this.drop();
-    this.hub.wake();
+  private async remove(now: number): Promise<StreamReply> {
+    const m = await this.live(now);
+    if (m === null) return notFound();
+    if (m === "deleted") return gone();
+    await this.remove_();
     return { status: 204, headers: {} };
   }
 
   /** Whether a read from `offset` would find something now (or the stream ended, or is gone). */
-  hasNews(offset: string, now: number): boolean {
-    const m = this.live(now);
-    if (m === null || m.closed === 1) return true;
+  async hasNews(offset: string, now: number): Promise<boolean> {
+    const m = await this.live(now);
+    if (m === null || m === "deleted" || m.closed === 1) return true;
     const from = offset === "now" ? Infinity : offset === "-1" ? 0 : positionOf(offset);
     return from < this.tail(m);
   }
 
   /** The tail as an offset (for `offset=now` long-polls, which wait from where the stream is). */
-  tailOffset(now: number): string | null {
-    const m = this.live(now);
-    return m === null ? null : offsetOf(this.tail(m));
-  }
-
-  /**
-   * A hibercast publish to this stream's channel: its data appended like a POST (JSON mode: any
-   * JSON value; text types: strings only; other types refused). Answers why not, or null.
-   */
-  refusesPublish(data: string, now: number): { status: 409 | 415; message: string } | null {
-    const m = this.live(now);
-    if (m === null) return null;
-    if (m.closed === 1) return { status: 409, message: "the stream is closed" };
-    const mode = modeOf(m.content_type);
-    if (mode === "binary") return { status: 415, message: `this channel is a ${m.content_type} stream: append to it with POST /v1/stream/:name` };
-    if (mode === "text" && !data.startsWith('"')) return { status: 415, message: "this channel is a text stream: publish strings" };
-    m.bytes += data.length;
-    this.save(m);
-    return null;
+  async tailOffset(now: number): Promise<string | null> {
+    const m = await this.live(now);
+    return m === null || m === "deleted" ? null : offsetOf(this.tail(m));
   }
 }
+
+function newMeta(contentType: string, ttl: number | null, expiresAt: string | null, now: number, base: number): Meta {
+  return { content_type: contentType, ttl, expires_at: expiresAt, last_access: now, closed: 0, closed_by: null, stream_seq: null, base, bytes: 0, fork_source: null, fork_pos: null, fork_sub: null, deleted: 0 };
+}
+
+/** The append record a stream message belongs to (its id is `ds-<first seq of the record>.<i>`). */
+const recordOf = (id: string) => id.slice(0, id.lastIndexOf("."));
 
 /** Catch-up answers carry at most about this many bytes of messages (the client reads on). */
 const READ_BYTES = 1024 * 1024;
@@ -336,6 +513,7 @@ function judge(known: { epoch: number; seq: number } | null, epoch: number, seq:
 
 const producerHeaders = (epoch: number, seq: number) => ({ "producer-epoch": String(epoch), "producer-seq": String(seq) });
 const notFound = (): StreamReply => ({ status: 404, headers: {}, body: "stream not found" });
+const gone = (): StreamReply => ({ status: 410, headers: {}, body: "stream was deleted" });
 const conflict = (message: string): StreamReply => ({ status: 409, headers: {}, body: message });
 const bad = (message: string): StreamReply => ({ status: 400, headers: {}, body: message });
 const tooLarge = (max: number): StreamReply => ({ status: 413, headers: {}, body: `the stream would be over STREAM_MAX_BYTES (${max})` });
@@ -379,10 +557,10 @@ function parseBody(mode: Mode, body: Uint8Array, create: boolean): string[] | st
 }
 
 /** Messages as a read answers them: one JSON array, the texts, or the bytes. */
-export function bodyOf(mode: Mode, rows: { data: string }[]): string | Uint8Array {
-  if (mode === "json") return `[${rows.map((r) => r.data).join(",")}]`;
-  if (mode === "text") return rows.map((r) => JSON.parse(r.data) as string).join("");
-  const parts = rows.map((r) => fromBase64(JSON.parse(r.data) as string));
+export function bodyOf(mode: Mode, datas: string[]): string | Uint8Array {
+  if (mode === "json") return `[${datas.join(",")}]`;
+  if (mode === "text") return datas.map((d) => JSON.parse(d) as string).join("");
+  const parts = datas.map((d) => fromBase64(JSON.parse(d) as string));
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
   let at = 0;
   for (const p of parts) {

@@ -46,6 +46,26 @@ function parseProducer(headers: Headers): StreamRequest["producer"] | string {
   return { id, epoch: Number(epoch), seq: Number(seq) };
 }
 
+/** A fork's headers (`Stream-Forked-From`: the source's path), or the 400's message. */
+function parseFork(headers: Headers): StreamRequest["fork"] | null | string {
+  const from = headers.get("stream-forked-from");
+  const offset = headers.get("stream-fork-offset");
+  const sub = headers.get("stream-fork-sub-offset");
+  if (from === null) return sub !== null ? "Stream-Fork-Sub-Offset needs Stream-Forked-From" : null;
+  if (offset !== null && !/^\d+_\d+$/.test(offset)) return "Stream-Fork-Offset must be an offset the source gave";
+  if (sub !== null && !DIGITS.test(sub)) return "Stream-Fork-Sub-Offset must be a whole number";
+  if (sub !== null && Number(sub) > 0 && offset === null) return "Stream-Fork-Sub-Offset needs Stream-Fork-Offset";
+  let path: string;
+  try {
+    path = new URL(from, "http://x").pathname;
+  } catch {
+    return "no such source stream";
+  }
+  const source = path.startsWith(STREAM_PREFIX) ? nameOf(new URL(path, "http://x")) : null;
+  if (source === null) return "no such source stream";
+  return { source, offset, sub: sub === null ? 0 : Number(sub) };
+}
+
 export async function streams(request: Request, env: Env): Promise<Response> {
   try {
     checkConfig(env);
@@ -65,9 +85,10 @@ export async function streams(request: Request, env: Env): Promise<Response> {
         if (ttl !== null && expiresAt !== null) return fail(400, "Stream-TTL and Stream-Expires-At cannot both be set");
         if (ttl !== null && !DIGITS.test(ttl)) return fail(400, "Stream-TTL must be a whole number of seconds");
         if (expiresAt !== null && Number.isNaN(Date.parse(expiresAt))) return fail(400, "Stream-Expires-At must be an RFC 3339 timestamp");
-        if (headers.get("stream-forked-from") !== null || headers.get("stream-fork-sub-offset") !== null) return fail(501, "forks are not supported yet");
+        const fork = parseFork(headers);
+        if (typeof fork === "string") return fail(fork.startsWith("no such") ? 404 : 400, fork);
         const body = await readBytes(request, MAX_APPEND_BYTES);
-        const r = await hub.streamCall({ ...base, op: "create", ttl: ttl === null ? null : Number(ttl), expiresAt, body });
+        const r = await hub.streamCall({ ...base, op: "create", ttl: ttl === null ? null : Number(ttl), expiresAt, body, ...(fork === null ? {} : { fork }) });
         return reply(r, r.status === 201 ? { location: url.origin + url.pathname } : {});
       }
       case "POST": {
