@@ -5,7 +5,6 @@
 import type { ChannelOptions } from "./settings/channel-options.js";
 import type { Cursor, HttpErrorCode, Member, PublishResult } from "./protocol/index.js";
 import { LIMITS } from "./protocol/limits.js";
-import type { ForkAnswer } from "./hub/stream.js";
 
 /** What a publisher sends, after validation. */
 export interface PublishInput {
@@ -74,6 +73,11 @@ export interface StreamRequest {
   /** Create a fork of stream `source` at `offset` (default: its tail), `sub` items or bytes into the next append. */
   fork?: { source: string; offset: string | null; sub: number };
 }
+
+/** What a fork asks of its source when it is made: what it inherits (or why it cannot). */
+export type ForkAnswer =
+  | { ok: false; status: number; message: string }
+  | { ok: true; contentType: string; pos: number; ttl: number | null; expiresAt: string | null; prefix: string | null };
 
 /** The hub's answer to a Durable Streams request: the Worker adds CORS and security headers. */
 export interface StreamReply {

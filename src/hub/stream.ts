@@ -5,7 +5,7 @@
 // what the protocol adds — content type, TTL or expiry, closure, the writer's Stream-Seq, the
 // idempotent producers — in one row and a producer table, and answers the protocol's requests
 // with status, headers and body; the Worker adds CORS, auth and the live modes' plumbing.
-import type { LoggedMessage, StreamReply, StreamRequest } from "../rpc.js";
+import type { ForkAnswer, LoggedMessage, StreamReply, StreamRequest } from "../rpc.js";
 import { hasTable } from "../schema.js";
 
 /** The event name of a stream's messages. */
@@ -66,11 +66,6 @@ const ZERO = "0".repeat(16);
 export const offsetOf = (n: number) => `${ZERO}_${String(n).padStart(16, "0")}`;
 /** The position of an offset `X_Y` (Y; X is always 0 here). */
 export const positionOf = (offset: string) => Number(offset.slice(offset.indexOf("_") + 1));
-
-/** What a fork asks of its source when it is made: what it inherits (or why it cannot). */
-export type ForkAnswer =
-  | { ok: false; status: number; message: string }
-  | { ok: true; contentType: string; pos: number; ttl: number | null; expiresAt: string | null; prefix: string | null };
 
 /** What the hub lends its stream: the log, its appends, its source (for a fork), a wake-up. */
 export interface StreamSide {
