@@ -39,7 +39,7 @@ interface DirectoryChange {
 }
 
 /** A stream's log keeps everything until the stream is deleted or expires. */
-const KEEP_ALL: Retention = { maxMessages: Number.MAX_SAFE_INTEGER, maxAgeS: 1e12, dedupeWindowS: 0 };
+const KEEP_ALL = { maxMessages: Number.MAX_SAFE_INTEGER, maxAgeS: 3e9 }; // 95 years: alarms take dates up to 2189
 
 const retentionOf = (c: ChannelConfig): Retention => ({
   maxMessages: c.logMaxMessages,
@@ -100,13 +100,13 @@ export class RoomObject extends SocketHost implements HubRpc {
           this.wakeStream();
         },
         purge: () => void this.purge(),
-        keepAll: (yes) => (this.log.retention = yes ? KEEP_ALL : retentionOf(this.config(this.channel))),
+        keepAll: (yes) => (this.log.retention = { ...retentionOf(this.config(this.channel)), ...(yes ? KEEP_ALL : {}) }),
         wake: () => this.wakeStream(),
         other: (name) => hubStub(env, name),
       },
       () => this.config(this.channel).streamMaxBytes,
     );
-    if (this.streams.meta() !== null) this.log.retention = KEEP_ALL;
+    if (this.streams.meta() !== null) this.log.retention = { ...this.log.retention, ...KEEP_ALL };
   }
 
   protected alarmJobs() {
@@ -242,7 +242,7 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   /** The one publish entry point: every surface comes here, or to publishMany. */
   async publish(input: PublishInput, options: PublishOptions): Promise<PublishAnswer> {
-    const refused = refusal(this, options);
+    const refused = refusal(this, options) ?? this.streamRefusal([input]);
     if (refused !== null) return refused;
     const result = publish(this, input, options);
     await this.alarms.ifNone("trim");
@@ -251,7 +251,7 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   /** Several messages to this channel, in order (batch publish: one room call per channel). */
   async publishMany(inputs: PublishInput[], options: PublishOptions): Promise<PublishAnswer[]> {
-    const refused = refusal(this, options, inputs.length);
+    const refused = refusal(this, options, inputs.length) ?? this.streamRefusal(inputs);
     if (refused !== null) return inputs.map(() => refused);
     const results = inputs.map((input) => publish(this, input, options));
     await this.alarms.ifNone("trim");
@@ -272,6 +272,8 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   /** What publishing reaches here: this hub's own sockets (edges get the push). */
   override fanOut(event: ChannelEvent, skip: string | null): number {
+    // A Durable Streams long-poll waits for any message of the channel (a publish appends too).
+    if (this.streamWaiters.size > 0) this.wakeStream();
     return super.fanOut(event, skip);
   }
 
@@ -408,6 +410,13 @@ export class RoomObject extends SocketHost implements HubRpc {
     return this.streams.alive(Date.now());
   }
 
+  /** A publish to this channel while it is a Durable Stream appends to it (or is refused why not). */
+  private streamRefusal(inputs: PublishInput[]): PublishAnswer | null {
+    if (this.streams.meta() === null) return null;
+    const refused = this.streams.refusesPublish(inputs.map((i) => i.data), Date.now());
+    return refused === null ? null : { refused };
+  }
+
   private waitForStream(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
@@ -528,6 +537,8 @@ export class RoomObject extends SocketHost implements HubRpc {
     };
     if (edges.length > 0) stats.edges = edges.length;
     if (this.webhooksOn()) stats.webhooks = this.webhooks.stats();
+    const stream = this.streams.meta();
+    if (stream !== null && stream.deleted !== 1) stats.stream = { contentType: stream.content_type, closed: stream.closed === 1 };
     return stats;
   }
 

@@ -149,6 +149,8 @@ export interface RoomStats {
   edges?: number;
   /** With webhooks on: events waiting in the outbox, and those dropped past WEBHOOK_MAX_PENDING since the hub woke. */
   webhooks?: { pending: number; dropped: number };
+  /** The channel is a Durable Stream (with `closed` once it is closed). */
+  stream?: { contentType: string; closed: boolean };
 }
 
 /** A channel's hub (RoomObject, named by its channel: no call names the channel again). */

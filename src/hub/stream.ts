@@ -461,6 +461,26 @@ export class StreamState {
     return { status: 204, headers: {} };
   }
 
+  /**
+   * A hibercast publish to this channel while it is a stream: its data is appended like a POST's
+   * (JSON mode: any JSON value; text types: strings; other types are refused: use the stream's
+   * POST). Answers why not, or null.
+   */
+  refusesPublish(datas: string[], now: number): { code: "conflict" | "unsupported_media_type" | "too_large"; message: string } | null {
+    const m = this.meta();
+    if (m === null || m.deleted === 1 || expired(m, now)) return null;
+    if (m.closed === 1) return { code: "conflict", message: "this channel is a closed stream: it takes no more messages" };
+    const mode = modeOf(m.content_type);
+    if (mode === "binary") return { code: "unsupported_media_type", message: `this channel is a ${m.content_type} stream: append with POST /v1/stream/:name` };
+    if (mode === "text" && datas.some((d) => !d.startsWith('"'))) return { code: "unsupported_media_type", message: `this channel is a ${m.content_type} stream: publish strings` };
+    const bytes = datas.reduce((n, d) => n + d.length, 0);
+    if (m.bytes + bytes > this.maxBytes()) return { code: "too_large", message: `the stream would be over STREAM_MAX_BYTES (${this.maxBytes()})` };
+    m.bytes += bytes;
+    this.touch(m, now);
+    this.save(m);
+    return null;
+  }
+
   /** Whether a read from `offset` would find something now (or the stream ended, or is gone). */
   async hasNews(offset: string, now: number): Promise<boolean> {
     const m = await this.live(now);

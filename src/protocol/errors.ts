@@ -8,6 +8,8 @@ export const ERROR_STATUS = {
   forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
+  /** v1.3: the channel's state forbids it (a closed stream). */
+  conflict: 409,
   too_large: 413,
   unsupported_media_type: 415,
   upgrade_required: 426,

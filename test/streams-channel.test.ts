@@ -1,0 +1,94 @@
+// A Durable Stream is a channel (DESIGN v1.3 "Durable Streams endpoint"): its appends are the
+// channel's messages, so hibercast subscribers get them live and resume exactly, and a hibercast
+// publish appends to the stream. The protocol itself is the official suite's (test/streams/).
+import { describe, expect, it } from "vitest";
+import { call, channelName, PUBLISH_KEY, publish, seqsOf, TestSocket, token } from "./helpers";
+
+const KEY = { authorization: `Bearer ${PUBLISH_KEY}` };
+const stream = (name: string, init: RequestInit = {}) => call(`/v1/stream/${name}`, { ...init, headers: { ...KEY, ...(init.headers as Record<string, string>) } });
+const json = { "content-type": "application/json" };
+
+describe("a Durable Stream is a channel", () => {
+  it("its appends reach the channel's socket subscribers live, one message per JSON item (event stream), and a resume replays them exactly", async () => {
+    const ch = channelName("ds");
+    expect((await stream(ch, { method: "PUT", headers: json })).status).toBe(201);
+    const [s] = await TestSocket.subscribe(ch);
+    expect((await stream(ch, { method: "POST", headers: json, body: JSON.stringify([{ n: 1 }, { n: 2 }]) })).status).toBe(204);
+    const live = await s.take("msg", 2);
+    expect(live.map((m) => [m.e, m.d])).toEqual([["stream", { n: 1 }], ["stream", { n: 2 }]]);
+    s.close();
+    await stream(ch, { method: "POST", headers: json, body: JSON.stringify({ n: 3 }) });
+    const [again] = await TestSocket.subscribe(ch, `?since=${live[1]!.seq}`);
+    expect((await again.take("msg", 1)).map((m) => m.d)).toEqual([{ n: 3 }]);
+    again.close();
+  });
+
+  it("a hibercast publish to a JSON stream appends to it; a stream reader gets it", async () => {
+    const ch = channelName("ds-pub");
+    await stream(ch, { method: "PUT", headers: json, body: JSON.stringify([{ from: "stream" }]) });
+    expect((await publish(ch, { event: "note", data: { from: "hibercast" } })).status).toBe(200);
+    const read = await stream(ch);
+    expect(await read.json()).toEqual([{ from: "stream" }, { from: "hibercast" }]);
+    const stats = await (await call(`/v1/channels/${ch}`)).json<{ stream: unknown; seq: number }>();
+    expect(stats).toMatchObject({ stream: { contentType: "application/json", closed: false }, seq: 2 });
+  });
+
+  it("refuses publishes a stream cannot take: to a closed stream (409 conflict), non-strings to a text stream and anything to a binary one (415)", async () => {
+    const closed = channelName("ds-closed");
+    await stream(closed, { method: "PUT", headers: { ...json, "stream-closed": "true" } });
+    const refused = await publish(closed, { event: "e", data: 1 });
+    expect(refused.status).toBe(409);
+    expect(await refused.json()).toMatchObject({ error: { code: "conflict" } });
+    expect(await (await call(`/v1/channels/${closed}`)).json()).toMatchObject({ stream: { closed: true } });
+
+    const text = channelName("ds-text");
+    await stream(text, { method: "PUT", headers: { "content-type": "text/plain" } });
+    expect((await publish(text, { event: "e", data: 1 })).status).toBe(415);
+    expect((await publish(text, { event: "e", data: "line" })).status).toBe(200);
+    expect(await (await stream(text)).text()).toBe("line");
+
+    const bytes = channelName("ds-bin");
+    await stream(bytes, { method: "PUT", headers: { "content-type": "application/octet-stream" } });
+    expect((await publish(bytes, { event: "e", data: "x" })).status).toBe(415);
+  });
+
+  it("a channel with messages cannot become a stream (409); DELETE removes the stream and its messages", async () => {
+    const ch = channelName("ds-taken");
+    await publish(ch, { event: "e", data: 1 });
+    expect((await stream(ch, { method: "PUT", headers: json })).status).toBe(409);
+
+    const gone = channelName("ds-gone");
+    await stream(gone, { method: "PUT", headers: json, body: "[1,2]" });
+    expect((await stream(gone, { method: "DELETE" })).status).toBe(204);
+    expect((await stream(gone, { method: "HEAD" })).status).toBe(404);
+    const history = await (await call(`/v1/channels/${gone}/messages`)).json<{ messages: unknown[] }>();
+    expect(history.messages).toEqual([]);
+  });
+
+  it("writes need the publish key or a pub grant; reads follow the channel's subscribe rules", async () => {
+    const pub = channelName("ds-auth");
+    expect((await call(`/v1/stream/${pub}`, { method: "PUT", headers: json })).status).toBe(401);
+    const granted = await token({ sub: "writer", ch: [pub], pub: [pub] });
+    expect((await call(`/v1/stream/${pub}`, { method: "PUT", headers: { ...json, authorization: `Bearer ${granted}` } })).status).toBe(201);
+    expect((await call(`/v1/stream/${pub}`)).status).toBe(200); // a public channel: anyone reads
+
+    const priv = `private-${channelName("ds")}`;
+    await stream(priv, { method: "PUT", headers: json, body: "[1]" });
+    expect((await call(`/v1/stream/${priv}`)).status).toBe(401);
+    const reader = await token({ sub: "reader", ch: [priv] });
+    const read = await call(`/v1/stream/${priv}`, { headers: { authorization: `Bearer ${reader}` } });
+    expect(await read.json()).toEqual([1]);
+    expect((await call(`/v1/stream/${priv}`, { method: "POST", headers: { ...json, authorization: `Bearer ${reader}` }, body: "[2]" })).status).toBe(403);
+  });
+
+  it("appends keep the log whole past logMaxMessages (a stream is not trimmed)", async () => {
+    const ch = channelName("ds-keep");
+    await stream(ch, { method: "PUT", headers: json });
+    const items = Array.from({ length: 1200 }, (_, i) => i);
+    for (let i = 0; i < items.length; i += 400) await stream(ch, { method: "POST", headers: json, body: JSON.stringify(items.slice(i, i + 400)) });
+    expect(await (await stream(ch)).json()).toEqual(items);
+    const [s] = await TestSocket.subscribe(ch, "?since=0");
+    expect(seqsOf(await s.take("msg", 256))).toEqual(Array.from({ length: 256 }, (_, i) => i + 1));
+    s.close();
+  });
+});
