@@ -102,6 +102,10 @@ export class RoomObject extends SocketHost implements HubRpc {
         purge: () => void this.purge(),
         keepAll: (yes) => (this.log.retention = { ...retentionOf(this.config(this.channel)), ...(yes ? KEEP_ALL : {}) }),
         wake: () => this.wakeStream(),
+        closed: () => {
+          this.wakeStream();
+          this.fanOut({ t: "closed", ch: this.channel, seq: this.log.lastSeq }, null);
+        },
         other: (name) => hubStub(env, name),
       },
       () => this.config(this.channel).streamMaxBytes,

@@ -86,6 +86,8 @@ export interface StreamReply {
   body?: string | Uint8Array;
   /** Reads: how many messages the body holds. */
   count?: number;
+  /** Reads: the log seq of position 0 (position n is seq base + n), for live readers on a socket. */
+  base?: number;
 }
 
 /** What a cursor gets: the messages after it, or a reset when the log cannot serve it. */

@@ -85,6 +85,8 @@ export interface StreamSide {
   keepAll(yes: boolean): void;
   /** Wakes long-polls waiting for this stream. */
   wake(): void;
+  /** The stream was closed: long-polls wake, and subscribers are told (`closed`). */
+  closed(): void;
   /** Another stream's hub (a fork's source, or a source's fork). */
   other(name: string): {
     streamFork(fork: string, contentType: string | null, offset: string | null, sub: number): Promise<ForkAnswer>;
@@ -401,7 +403,7 @@ export class StreamState {
     }
     this.save(m);
     if (datas.length > 0) this.hub.append(datas);
-    if (req.closed) this.hub.wake();
+    if (req.closed) this.hub.closed();
     const headers = { ...this.common(m), ...(producer === null ? {} : producerHeaders(producer.epoch, producer.seq)) };
     return { status: producer !== null && !closeOnly ? 200 : 204, headers };
   }
@@ -440,7 +442,7 @@ export class StreamState {
       headers.etag = etag;
       if (req.ifNoneMatch === etag) return { status: 304, headers };
     }
-    return { status: 200, headers, body: bodyOf(mode, datas), count: datas.length };
+    return { status: 200, headers, body: bodyOf(mode, datas), count: datas.length, base: m.base };
   }
 
   private async head(now: number): Promise<StreamReply> {

@@ -114,8 +114,15 @@ export interface MoreFrame {
   ch?: string;
   seq: number;
 }
+/** The channel is a Durable Stream that was closed: nothing follows `seq`. */
+export interface ClosedFrame {
+  t: "closed";
+  ch?: string;
+  seq: number;
+}
 export type ServerFrame =
   | WelcomeFrame
+  | ClosedFrame
   | MoreFrame
   | ConnectionWelcomeFrame
   | MsgFrame

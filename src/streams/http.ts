@@ -115,7 +115,7 @@ export async function streams(request: Request, env: Env): Promise<Response> {
         const live = url.searchParams.get("live");
         if ((live === "long-poll" || live === "sse") && offset === null) return fail(400, `live=${live} needs an offset`);
         const waitMs = configFor(env, name).streamLongPollMs;
-        if (live === "sse") return sseResponse(hub, { ...base, op: "read", offset }, waitMs, url.searchParams.get("cursor"));
+        if (live === "sse") return sseResponse(env, name, { ...base, op: "read", offset }, url.searchParams.get("cursor"));
         if (live === "long-poll") {
           const r = await hub.streamCall({ ...base, op: "read", offset, waitMs });
           return reply(r, r.status === 200 || r.status === 204 ? { "stream-cursor": cursorFor(url.searchParams.get("cursor")) } : {});

@@ -1,17 +1,28 @@
-// `live=sse` of a Durable Stream: a loop of the hub's reads and long-polls, written as the
-// protocol's events. Each read's messages go out as ONE `data` event (one JSON array, the text,
-// or one base64 string) followed by its `control` event, so every data event is paired with a
-// control (what the suite checks, and the reference server misses). A closed stream ends with
-// a control that says `streamClosed` once the reader has everything.
-import type { HubRpc, StreamReply, StreamRequest } from "../rpc.js";
+// `live=sse` of a Durable Stream. Catch-up comes from the hub's reads (a fork's inherited part
+// from its source, through them); then the reader goes live on a hibernatable socket of the
+// channel, as hibercast's own SSE relay does, so the hub sends each append once per reader in its
+// coalesced batches and keeps no response open. Each read's or batch's messages go out as ONE
+// `data` event (one JSON array, or the text) followed by its `control` event, so every data
+// event is paired with a control (what the suite checks); bytes go out as one base64 data event
+// per message, each with its control. A closed stream ends with `streamClosed` once the reader
+// has everything.
+import type { Env } from "../env.js";
+import type { StreamReply, StreamRequest } from "../rpc.js";
+import { hubStub } from "../rpc.js";
+import { connectRequest } from "../connections/connect.js";
+import { offsetOf } from "../hub/stream.js";
 import { cursorFor, reply } from "./reply.js";
 
 const encoder = new TextEncoder();
 const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" };
+const MORE = JSON.stringify({ t: "more" });
 
-function isBinary(contentType: string): boolean {
+type Mode = "json" | "text" | "binary";
+
+function modeOf(contentType: string): Mode {
   const t = contentType.split(";")[0]!.trim().toLowerCase();
-  return !(t.startsWith("text/") || t === "application/json" || t.endsWith("+json"));
+  if (t === "application/json" || t.endsWith("+json")) return "json";
+  return t.startsWith("text/") ? "text" : "binary";
 }
 
 function base64(bytes: Uint8Array): string {
@@ -30,45 +41,119 @@ function dataEvent(payload: string): string {
 
 const controlEvent = (control: Record<string, unknown>) => `event: control\ndata:${JSON.stringify(control)}\n\n`;
 
-export async function sseResponse(hub: Pick<HubRpc, "streamCall">, req: StreamRequest, waitMs: number, sentCursor: string | null): Promise<Response> {
+/** A frame of the channel's socket as the relay reads it. */
+type Frame = { t: string; seq?: number; d?: unknown; e?: string; f?: Frame[] };
+
+export async function sseResponse(env: Env, name: string, req: StreamRequest, sentCursor: string | null): Promise<Response> {
+  const hub = hubStub(env, name);
   const first = await hub.streamCall({ ...req, ifNoneMatch: null });
   if (first.status !== 200) return reply(first);
   const contentType = first.headers["content-type"] ?? "application/octet-stream";
-  const binary = isBinary(contentType);
+  const mode = modeOf(contentType);
+  const base = first.base ?? 0;
   const cursor = cursorFor(sentCursor);
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
+  let open = true;
+  const write = (text: string) => (open ? writer.write(encoder.encode(text)) : Promise.resolve());
+  const control = (next: string, upToDate: boolean) => controlEvent({ streamNextOffset: next, streamCursor: cursor, ...(upToDate ? { upToDate: true } : {}) });
+  const closedControl = (next: string) => controlEvent({ streamNextOffset: next, streamClosed: true });
 
-  /** Writes one read's events; answers false when the stream is over (closed, gone, or the reader left). */
-  const emit = async (r: StreamReply): Promise<boolean> => {
+  /** One catch-up read's events; answers false once the stream is over. */
+  const emitRead = async (r: StreamReply): Promise<boolean> => {
     const h = r.headers;
     const next = h["stream-next-offset"]!;
-    const closed = h["stream-closed"] === "true";
     const upToDate = h["stream-up-to-date"] === "true";
     let text = "";
-    if (r.status === 200 && (r.count ?? 0) > 0 && r.body !== undefined) {
-      const payload = typeof r.body === "string" ? r.body : base64(r.body);
-      if (!binary || payload !== "") text += dataEvent(payload);
-    }
-    if (closed && upToDate) text += controlEvent({ streamNextOffset: next, streamClosed: true });
-    else text += controlEvent({ streamNextOffset: next, streamCursor: cursor, ...(upToDate ? { upToDate: true } : {}) });
-    await writer.write(encoder.encode(text));
-    return !(closed && upToDate);
+    if ((r.count ?? 0) > 0 && r.body !== undefined) text += dataEvent(typeof r.body === "string" ? r.body : base64(r.body));
+    const over = h["stream-closed"] === "true" && upToDate;
+    text += over ? closedControl(next) : control(next, upToDate);
+    await write(text);
+    return !over;
+  };
+
+  /** Live messages from the socket, as events (one data + control per batch; bytes per message). */
+  const emitLive = (messages: { seq: number; d: unknown }[]): string => {
+    if (messages.length === 0) return "";
+    const next = offsetOf(messages.at(-1)!.seq - base);
+    if (mode === "json") return dataEvent(`[${messages.map((m) => JSON.stringify(m.d)).join(",")}]`) + control(next, true);
+    if (mode === "text") return dataEvent(messages.map((m) => String(m.d)).join("")) + control(next, true);
+    return messages.map((m) => dataEvent(String(m.d)) + control(offsetOf(m.seq - base), true)).join("");
+  };
+
+  const end = () => {
+    if (!open) return;
+    open = false;
+    writer.close().catch(() => {});
   };
 
   const run = async () => {
-    let r: StreamReply = first;
+    let r = first;
+    // Catch up with reads until up to date (a fork's inherited part comes this way too).
     for (;;) {
-      if (!(await emit(r))) break;
-      const offset = r.headers["stream-next-offset"]!;
-      const upToDate = r.headers["stream-up-to-date"] === "true";
-      r = await hub.streamCall({ ...req, ifNoneMatch: null, offset, waitMs: upToDate ? waitMs : 0 });
-      if (r.status === 204) r = { ...r, status: 200, count: 0 };
-      if (r.status !== 200) break; // deleted or expired meanwhile
+      if (!(await emitRead(r))) return end();
+      if (r.headers["stream-up-to-date"] === "true") break;
+      r = await hub.streamCall({ ...req, ifNoneMatch: null, offset: r.headers["stream-next-offset"]!, waitMs: 0 });
+      if (r.status !== 200) return end();
+    }
+    // Live: the channel's socket from the seq reached (its replay covers anything since).
+    const from = base + Number(r.headers["stream-next-offset"]!.split("_")[1]);
+    const res = await hub.fetch(connectRequest({ channel: name, identity: { sub: null, canPublish: false, exp: null, info: null }, start: { cursor: { seq: from, epoch: null }, rewind: 0 }, transport: "ws", batch: true }));
+    const socket = res.webSocket;
+    if (socket === null) return end();
+    socket.accept();
+    let lastSeq = from;
+    /** Set when the stream was closed before this socket could hear of it: its last seq. */
+    let finalSeq: number | null = null;
+    const stop = () => {
+      end();
+      try {
+        socket.close(1000, "stream ended");
+      } catch {
+        // already closed
+      }
+    };
+    writer.closed.catch(stop);
+    socket.addEventListener("close", end);
+    socket.addEventListener("error", end);
+    socket.addEventListener("message", (e) => {
+      if (!open || typeof e.data !== "string") return;
+      const frame = JSON.parse(e.data) as Frame;
+      const frames = frame.t === "batch" ? frame.f! : [frame];
+      const messages: { seq: number; d: unknown }[] = [];
+      let text = "";
+      let over = false;
+      for (const f of frames) {
+        if (f.t === "msg" && f.seq! > lastSeq) {
+          messages.push({ seq: f.seq!, d: f.d });
+          lastSeq = f.seq!;
+        } else if (f.t === "more") socket.send(MORE); // a long replay: the next page
+        else if (f.t === "closed") {
+          text += emitLive(messages.splice(0)) + closedControl(offsetOf(lastSeq - base));
+          over = true;
+        } else if (f.t === "reset" || f.t === "err") over = true; // deleted, or the socket is ending
+      }
+      text += emitLive(messages);
+      if (!over && finalSeq !== null && lastSeq >= finalSeq) {
+        text += closedControl(offsetOf(lastSeq - base));
+        over = true;
+      }
+      if (text !== "") void write(text).catch(stop);
+      if (over) {
+        // What was written is read first: then the response ends.
+        void writer.ready.then(stop, stop);
+      }
+    });
+    // Closed between the last read and this socket: its `closed` went out before it was here.
+    const now = await hub.streamCall({ ...req, op: "head", ifNoneMatch: null });
+    if (now.headers["stream-closed"] === "true") {
+      finalSeq = base + Number(now.headers["stream-next-offset"]!.split("_")[1]);
+      if (lastSeq >= finalSeq) {
+        await write(closedControl(offsetOf(lastSeq - base)));
+        stop();
+      }
     }
   };
-  run()
-    .catch(() => {}) // the reader went away: nothing to tell
-    .finally(() => writer.close().catch(() => {}));
-  return new Response(readable, { status: 200, headers: { ...Object.fromEntries(new Headers(reply({ status: 204, headers: {} }).headers)), ...SSE_HEADERS, ...(binary ? { "stream-sse-data-encoding": "base64" } : {}) } });
+  run().catch(end);
+  return new Response(readable, { status: 200, headers: { ...Object.fromEntries(new Headers(reply({ status: 204, headers: {} }).headers)), ...SSE_HEADERS, ...(mode === "binary" ? { "stream-sse-data-encoding": "base64" } : {}) } });
 }

@@ -25,6 +25,8 @@ export function render(event: ChannelEvent): Out {
     case "join":
     case "leave":
       return out({ t: event.t, member: event.member });
+    case "closed":
+      return out({ t: "closed", seq: event.seq });
   }
 }
 

@@ -11,7 +11,9 @@ import type { Kind, SocketState } from "../sockets.js";
 export type ChannelEvent =
   | { t: "msg"; ch: string; epoch: string; m: LoggedMessage }
   | { t: "reset"; ch: string; seq: number; epoch: string }
-  | { t: "join" | "leave"; ch: string; member: Member };
+  | { t: "join" | "leave"; ch: string; member: Member }
+  /** The channel is a Durable Stream that was closed: it takes no more messages after `seq`. */
+  | { t: "closed"; ch: string; seq: number };
 
 /** Why the server ends a connection, each dialect saying it with its own close code. */
 export type Ending = "expired" | "silent" | "full" | "tooLarge" | "flooding";

@@ -28,6 +28,8 @@ export function render(event: ChannelEvent): Out {
     case "join":
     case "leave":
       return out({ t: event.t, ch: event.ch, member: event.member });
+    case "closed":
+      return out({ t: "closed", ch: event.ch, seq: event.seq });
   }
 }
 

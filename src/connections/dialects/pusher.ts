@@ -32,6 +32,7 @@ export function render(event: ChannelEvent): string | null {
     case "msg":
       return pusher.channelEvent(event.ch, event.m);
     case "reset":
+    case "closed":
       return null;
     case "join":
       return pusher.memberAdded(event.ch, event.member);
