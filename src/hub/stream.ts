@@ -114,6 +114,8 @@ export class StreamState {
     if (this.meta_ !== undefined) return this.meta_;
     this.exists_ ??= hasTable(this.sql, "stream");
     this.meta_ = this.exists_ ? ((this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM stream").toArray()[0] as unknown as Meta | undefined) ?? null) : null;
+    // The byte count is kept in memory (an append writes only its log row): counted once per wake.
+    if (this.meta_ !== null) this.meta_.bytes = this.sql.exec<{ n: number }>("SELECT COALESCE(SUM(LENGTH(data)), 0) AS n FROM log WHERE seq > ?", this.meta_.base).one().n;
     return this.meta_;
   }
 
@@ -401,7 +403,8 @@ export class StreamState {
       m.closed = 1;
       m.closed_by = tuple;
     }
-    this.save(m);
+    // Only what must survive a restart is written: a plain append writes just its log row.
+    if (req.closed || (!closeOnly && req.streamSeq !== null)) this.save(m);
     if (datas.length > 0) this.hub.append(datas);
     if (req.closed) this.hub.closed();
     const headers = { ...this.common(m), ...(producer === null ? {} : producerHeaders(producer.epoch, producer.seq)) };
@@ -479,7 +482,6 @@ export class StreamState {
     if (m.bytes + bytes > this.maxBytes()) return { code: "too_large", message: `the stream would be over STREAM_MAX_BYTES (${this.maxBytes()})` };
     m.bytes += bytes;
     this.touch(m, now);
-    this.save(m);
     return null;
   }
 
