@@ -23,6 +23,17 @@ describe("a Durable Stream is a channel", () => {
     again.close();
   });
 
+  it("closing the stream tells its channel's subscribers once: a closed frame after the last message", async () => {
+    const ch = channelName("ds-close");
+    await stream(ch, { method: "PUT", headers: json });
+    const [s] = await TestSocket.subscribe(ch);
+    expect((await stream(ch, { method: "POST", headers: { ...json, "stream-closed": "true" }, body: "[1]" })).status).toBe(204);
+    const msg = (await s.take("msg", 1))[0]!;
+    expect(await s.next()).toEqual({ t: "closed", seq: msg.seq });
+    expect(await s.settle(100)).toEqual([]);
+    s.close();
+  });
+
   it("a hibercast publish to a JSON stream appends to it; a stream reader gets it", async () => {
     const ch = channelName("ds-pub");
     await stream(ch, { method: "PUT", headers: json, body: JSON.stringify([{ from: "stream" }]) });
