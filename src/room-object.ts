@@ -41,6 +41,9 @@ interface DirectoryChange {
 /** A stream's log keeps everything until the stream is deleted or expires. */
 const KEEP_ALL = { maxMessages: Number.MAX_SAFE_INTEGER, maxAgeS: 3e9 }; // 95 years: alarms take dates up to 2189
 
+/** Long-polls one stream holds waiting at most. */
+const MAX_STREAM_WAITERS = 10_000;
+
 const retentionOf = (c: ChannelConfig): Retention => ({
   maxMessages: c.logMaxMessages,
   maxAgeS: c.logMaxAgeS,
@@ -386,6 +389,10 @@ export class RoomObject extends SocketHost implements HubRpc {
   // ---- the channel as a Durable Stream ---------------------------------------------------------
 
   async streamCall(req: StreamRequest): Promise<StreamReply> {
+    // Appends with a token count toward its publish rate, as its HTTP publishes do.
+    if (req.op === "append" && (req.scope ?? "") !== "" && this.tokenRate.take(req.scope!, this.clientPubPerS) !== "ok") {
+      return { status: 429, headers: { "content-type": "text/plain" }, body: `at most ${this.clientPubPerS} appends per second with one token (clientPubPerS)` };
+    }
     if (req.op !== "read" || req.waitMs <= 0) return this.streams.handle(req, Date.now());
     // A long-poll: from where the stream is (offset=now) or from the offset, wait for news.
     const offset = req.offset === "now" ? await this.streams.tailOffset(Date.now()) : req.offset;
@@ -422,6 +429,8 @@ export class RoomObject extends SocketHost implements HubRpc {
   }
 
   private waitForStream(ms: number): Promise<void> {
+    // Bounded: past MAX_STREAM_WAITERS a long-poll answers at once (204) instead of waiting.
+    if (this.streamWaiters.size >= MAX_STREAM_WAITERS) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);

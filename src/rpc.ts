@@ -70,6 +70,8 @@ export interface StreamRequest {
   ifNoneMatch: string | null;
   /** A long-poll: how long to wait for something after `offset` (0: answer now). */
   waitMs: number;
+  /** Writes: the publisher's scope ("" for the publish key): producers and Stream-Seq are per publisher, token writes rate limited. */
+  scope?: string;
   /** Create a fork of stream `source` at `offset` (default: its tail), `sub` items or bytes into the next append. */
   fork?: { source: string; offset: string | null; sub: number };
 }

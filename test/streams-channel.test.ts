@@ -102,4 +102,60 @@ describe("a Durable Stream is a channel", () => {
     expect(seqsOf(await s.take("msg", 256))).toEqual(Array.from({ length: 256 }, (_, i) => i + 1));
     s.close();
   });
+
+  it("a fork reads its source, so making one needs a read grant on the source", async () => {
+    const source = `private-${channelName("ds-src")}`;
+    await stream(source, { method: "PUT", headers: json, body: '[{"salary":1}]' });
+    const writer = await token({ sub: "mallory", ch: [], pub: ["ds-fork-*"] });
+    const fork = channelName("ds-fork");
+    const forged = await call(`/v1/stream/${fork}`, { method: "PUT", headers: { ...json, authorization: `Bearer ${writer}`, "stream-forked-from": `/v1/stream/${source}` } });
+    expect(forged.status).toBe(403);
+    expect((await call(`/v1/stream/${fork}`)).status).toBe(404); // nothing was made
+    const reader = await token({ sub: "alice", ch: [source], pub: ["ds-fork-*"] });
+    const made = await call(`/v1/stream/${fork}`, { method: "PUT", headers: { ...json, authorization: `Bearer ${reader}`, "stream-forked-from": `/v1/stream/${source}` } });
+    expect(made.status).toBe(201);
+  });
+
+  it("producers and Stream-Seq are per publisher: a client cannot fence out or pre-empt the origin's writer", async () => {
+    const ch = channelName("ds-prod");
+    await stream(ch, { method: "PUT", headers: json });
+    const producer = (seq: number) => ({ "producer-id": "p", "producer-epoch": "0", "producer-seq": String(seq) });
+    expect((await stream(ch, { method: "POST", headers: { ...json, ...producer(0) }, body: '["origin-0"]' })).status).toBe(200);
+    const client = await token({ sub: "mallory", ch: [ch], pub: [ch] });
+    const asClient = (headers: Record<string, string>, body: string) => call(`/v1/stream/${ch}`, { method: "POST", headers: { ...json, authorization: `Bearer ${client}`, ...headers }, body });
+    expect((await asClient({ "producer-id": "p", "producer-epoch": "1", "producer-seq": "0" }, '["junk"]')).status).toBe(200); // its own producer "p"
+    expect((await asClient({ "stream-seq": "zzzz" }, '["junk-2"]')).status).toBe(204);
+    expect((await stream(ch, { method: "POST", headers: { ...json, ...producer(1) }, body: '["origin-1"]' })).status).toBe(200); // not fenced (403), not a duplicate (204)
+    expect((await stream(ch, { method: "POST", headers: { ...json, "stream-seq": "a" }, body: '["origin-2"]' })).status).toBe(204); // the client's Stream-Seq is its own
+    expect(await (await stream(ch)).json()).toEqual(["origin-0", "junk", "junk-2", "origin-1", "origin-2"]);
+  });
+
+  it("appends with a token are rate limited per token (clientPubPerS), and writes take no credential from the URL", async () => {
+    const ch = channelName("ds-rate");
+    await stream(ch, { method: "PUT", headers: json });
+    const client = await token({ sub: "fast", ch: [ch], pub: [ch] });
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await call(`/v1/stream/${ch}`, { method: "POST", headers: { ...json, authorization: `Bearer ${client}` }, body: `[${i}]` })).status);
+    expect(statuses.slice(0, 10)).toEqual(Array(10).fill(204));
+    expect(statuses.slice(10)).toContain(429);
+    expect((await call(`/v1/stream/${ch}?token=${PUBLISH_KEY}`, { method: "POST", headers: json, body: "[1]" })).status).toBe(401);
+  });
+
+  it("refuses a JSON append of more than 10,000 items and never answers deep JSON with a 500", async () => {
+    const ch = channelName("ds-big");
+    await stream(ch, { method: "PUT", headers: json });
+    expect((await stream(ch, { method: "POST", headers: json, body: JSON.stringify(Array(10_001).fill(0)) })).status).toBe(400);
+    // As deep as a 1 MiB body can nest: stored if the runtime can parse and write it back, else 400; never a 500.
+    const deep = await stream(ch, { method: "POST", headers: json, body: "[".repeat(500_000) + "]".repeat(500_000) });
+    expect([204, 400]).toContain(deep.status);
+    expect((await stream(ch, { method: "HEAD" })).status).toBe(200);
+  });
+
+  it("a stream has at most 100 forks", async () => {
+    const source = channelName("ds-many");
+    await stream(source, { method: "PUT", headers: json, body: "[1]" });
+    const fork = (i: number) => stream(`${source}-f${i}`, { method: "PUT", headers: { ...json, "stream-forked-from": `/v1/stream/${source}` } });
+    for (let i = 0; i < 100; i += 20) expect((await Promise.all(Array.from({ length: 20 }, (_, k) => fork(i + k)))).map((r) => r.status)).toEqual(Array(20).fill(201));
+    expect((await fork(100)).status).toBe(409);
+  }, 30_000);
 });

@@ -29,7 +29,13 @@ CREATE TABLE IF NOT EXISTS stream (
   deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS stream_producers (id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stream_forks (name TEXT PRIMARY KEY) WITHOUT ROWID;`;
+CREATE TABLE IF NOT EXISTS stream_forks (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_seqs (scope TEXT PRIMARY KEY, seq TEXT NOT NULL) WITHOUT ROWID;`;
+
+/** Forks one stream may have at most: each keeps it readable (and stored) while it lives. */
+export const MAX_FORKS = 100;
+/** Items one JSON append may hold at most (each is a message of its own). */
+export const MAX_ITEMS = 10_000;
 
 interface Meta {
   content_type: string;
@@ -138,7 +144,12 @@ export class StreamState {
   }
 
   private forks(): string[] {
+    if (!hasTable(this.sql, "stream_forks")) return [];
     return this.sql.exec<{ name: string }>("SELECT name FROM stream_forks").toArray().map((r) => r.name);
+  }
+
+  private forget(fork: string): void {
+    if (hasTable(this.sql, "stream_forks")) this.sql.exec("DELETE FROM stream_forks WHERE name = ?", fork);
   }
 
   /**
@@ -166,18 +177,15 @@ export class StreamState {
 
   /** A deleted stream goes for good once no live fork reads it (forks that expired let go as they are asked). */
   private async release(): Promise<boolean> {
-    for (const fork of this.forks()) {
-      let alive = true;
-      try {
-        alive = await this.hub.other(fork).streamAlive();
-      } catch {
-        // cannot tell: keep it
-      }
-      if (!alive) this.sql.exec("DELETE FROM stream_forks WHERE name = ?", fork);
-    }
-    if (this.forks().length > 0 || this.meta() === null) return this.meta() === null;
+    // Asked all at once (at most MAX_FORKS): a fork that cannot answer is kept.
+    const forks = this.forks();
+    const alive = await Promise.all(forks.map((fork) => this.hub.other(fork).streamAlive().catch(() => true)));
+    forks.forEach((fork, i) => alive[i] || this.forget(fork));
+    // Another request may have finished the job while this one waited.
+    if (this.meta() === null) return true;
+    if (this.forks().length > 0) return false;
     const source = this.meta()!.fork_source;
-    this.sql.exec("DROP TABLE IF EXISTS stream; DROP TABLE IF EXISTS stream_producers; DROP TABLE IF EXISTS stream_forks");
+    this.sql.exec("DROP TABLE IF EXISTS stream; DROP TABLE IF EXISTS stream_producers; DROP TABLE IF EXISTS stream_forks; DROP TABLE IF EXISTS stream_seqs");
     this.meta_ = null;
     this.exists_ = false;
     this.hub.purge();
@@ -308,6 +316,8 @@ export class StreamState {
         prefix = JSON.stringify(mode === "text" ? new TextDecoder().decode(part) : toBase64(part));
       }
     }
+    const forks = this.forks();
+    if (!forks.includes(fork) && forks.length >= MAX_FORKS) return { ok: false, status: 409, message: `the source stream has ${MAX_FORKS} forks, the most it may have` };
     this.sql.exec("INSERT OR IGNORE INTO stream_forks (name) VALUES (?)", fork);
     return { ok: true, contentType: m.content_type, pos, ttl: m.ttl, expiresAt: m.expires_at, prefix };
   }
@@ -333,7 +343,7 @@ export class StreamState {
 
   /** A fork of this stream went: this stream may go too, when it was deleted. */
   async unref(fork: string): Promise<void> {
-    this.sql.exec("DELETE FROM stream_forks WHERE name = ?", fork);
+    this.forget(fork);
     if (this.meta()?.deleted === 1) await this.release();
   }
 
@@ -352,12 +362,21 @@ export class StreamState {
   async rows(from: number, to: number): Promise<string[]> {
     const m = this.meta();
     if (m === null) return [];
-    const out: string[] = [];
+    let out: string[] = [];
     if (m.fork_source !== null && from < m.fork_pos!) {
-      out.push(...(await this.hub.other(m.fork_source).streamRows(from, Math.min(to, m.fork_pos!))));
+      out = await this.hub.other(m.fork_source).streamRows(from, Math.min(to, m.fork_pos!));
+      // A page of them (about READ_BYTES) at most: the reader asks again from where it got to.
+      if (from + out.length < Math.min(to, m.fork_pos!)) return out;
       from = m.fork_pos!;
     }
-    if (to > from) for (const r of this.hub.after(m.base + from, to - from, Infinity)) if (r.seq - m.base <= to) out.push(r.data);
+    let bytes = out.reduce((n, d) => n + d.length, 0);
+    if (to > from && bytes < READ_BYTES) {
+      for (const r of this.hub.after(m.base + from, to - from, READ_BYTES - bytes)) {
+        if (r.seq - m.base > to) break;
+        out.push(r.data);
+        if ((bytes += r.data.length) > READ_BYTES) break;
+      }
+    }
     return out;
   }
 
@@ -379,15 +398,19 @@ export class StreamState {
       return { status: 409, headers: this.common(m), body: "stream is closed" };
     }
     if (!closeOnly && normalType(req.contentType ?? "") !== normalType(m.content_type)) return conflict("content type does not match the stream's");
+    // Producers and Stream-Seq are per publisher: no client can fence out or pre-empt the origin's writer.
+    const scope = req.scope ?? "";
+    const producerKey = producer === null ? "" : `${scope}\n${producer.id}`;
     if (producer !== null) {
-      const known = (this.sql.exec<{ epoch: number; seq: number }>("SELECT epoch, seq FROM stream_producers WHERE id = ?", producer.id).toArray()[0] as { epoch: number; seq: number } | undefined) ?? null;
+      const known = (this.sql.exec<{ epoch: number; seq: number }>("SELECT epoch, seq FROM stream_producers WHERE id = ?", producerKey).toArray()[0] as { epoch: number; seq: number } | undefined) ?? null;
       const verdict = judge(known, producer.epoch, producer.seq);
       if (verdict.kind === "stale") return { status: 403, headers: { "producer-epoch": String(known!.epoch) }, body: "stale producer epoch" };
       if (verdict.kind === "badEpoch") return bad("a new producer epoch starts at seq 0");
       if (verdict.kind === "gap") return { status: 409, headers: { "producer-expected-seq": String(verdict.expected), "producer-received-seq": String(producer.seq) }, body: "producer seq gap" };
       if (verdict.kind === "duplicate") return { status: 204, headers: { ...this.common(m), ...producerHeaders(known!.epoch, known!.seq) } };
     }
-    if (!closeOnly && req.streamSeq !== null && m.stream_seq !== null && req.streamSeq <= m.stream_seq) return conflict("Stream-Seq must increase");
+    const lastSeq = req.streamSeq === null ? null : scope === "" ? m.stream_seq : ((this.sql.exec<{ seq: string }>("SELECT seq FROM stream_seqs WHERE scope = ?", scope).toArray()[0] as { seq: string } | undefined)?.seq ?? null);
+    if (!closeOnly && req.streamSeq !== null && lastSeq !== null && req.streamSeq <= lastSeq) return conflict("Stream-Seq must increase");
     let datas: string[] = [];
     if (!closeOnly) {
       const parsed = parseBody(modeOf(m.content_type), body, false);
@@ -396,15 +419,16 @@ export class StreamState {
       const bytes = datas.reduce((n, d) => n + d.length, 0);
       if (m.bytes + bytes > this.maxBytes()) return tooLarge(this.maxBytes());
       m.bytes += bytes;
-      if (req.streamSeq !== null) m.stream_seq = req.streamSeq;
+      if (req.streamSeq !== null && scope === "") m.stream_seq = req.streamSeq;
+      if (req.streamSeq !== null && scope !== "") this.sql.exec("INSERT OR REPLACE INTO stream_seqs (scope, seq) VALUES (?, ?)", scope, req.streamSeq);
     }
-    if (producer !== null) this.sql.exec("INSERT OR REPLACE INTO stream_producers (id, epoch, seq) VALUES (?, ?, ?)", producer.id, producer.epoch, producer.seq);
+    if (producer !== null) this.sql.exec("INSERT OR REPLACE INTO stream_producers (id, epoch, seq) VALUES (?, ?, ?)", producerKey, producer.epoch, producer.seq);
     if (req.closed) {
       m.closed = 1;
       m.closed_by = tuple;
     }
     // Only what must survive a restart is written: a plain append writes just its log row.
-    if (req.closed || (!closeOnly && req.streamSeq !== null)) this.save(m);
+    if (req.closed || (!closeOnly && req.streamSeq !== null && scope === "")) this.save(m);
     if (datas.length > 0) this.hub.append(datas);
     if (req.closed) this.hub.closed();
     const headers = { ...this.common(m), ...(producer === null ? {} : producerHeaders(producer.epoch, producer.seq)) };
@@ -426,10 +450,11 @@ export class StreamState {
     const datas: string[] = [];
     let next = Math.max(from, 0);
     if (m.fork_source !== null && next < m.fork_pos!) {
-      datas.push(...(await this.hub.other(m.fork_source).streamRows(next, m.fork_pos!)));
-      next = m.fork_pos!;
+      for (const d of await this.hub.other(m.fork_source).streamRows(next, m.fork_pos!)) datas.push(d);
+      next += datas.length; // inherited positions are consecutive
     }
-    const rows = next >= tail ? [] : this.hub.after(m.base + next, 1_000_000, READ_BYTES);
+    const inheritedAll = m.fork_source === null || next >= m.fork_pos!;
+    const rows = next >= tail || !inheritedAll ? [] : this.hub.after(m.base + next, 1_000_000, READ_BYTES);
     let bytes = datas.reduce((n, d) => n + d.length, 0);
     const fit = rows.findIndex((r, i) => (bytes += r.data.length) > READ_BYTES && i > 0);
     if (fit > 0) rows.length = fit;
@@ -570,9 +595,13 @@ function parseBody(mode: Mode, body: Uint8Array, create: boolean): string[] | st
   } catch {
     return "body is not valid JSON";
   }
-  if (!Array.isArray(value)) return [JSON.stringify(value)];
-  if (value.length === 0 && !create) return "an empty JSON array appends nothing";
-  return value.map((v) => JSON.stringify(v));
+  if (Array.isArray(value) && value.length === 0 && !create) return "an empty JSON array appends nothing";
+  if (Array.isArray(value) && value.length > MAX_ITEMS) return `one append holds at most ${MAX_ITEMS} items`;
+  try {
+    return Array.isArray(value) ? value.map((v) => JSON.stringify(v)) : [JSON.stringify(value)];
+  } catch {
+    return "body is JSON nested too deeply";
+  }
 }
 
 /** Messages as a read answers them: one JSON array, the texts, or the bytes. */

@@ -47,7 +47,7 @@ function parseProducer(headers: Headers): StreamRequest["producer"] | string {
 }
 
 /** A fork's headers (`Stream-Forked-From`: the source's path), or the 400's message. */
-function parseFork(headers: Headers): StreamRequest["fork"] | null | string {
+function parseFork(headers: Headers): NonNullable<StreamRequest["fork"]> | null | string {
   const from = headers.get("stream-forked-from");
   const offset = headers.get("stream-fork-offset");
   const sub = headers.get("stream-fork-sub-offset");
@@ -75,11 +75,12 @@ export async function streams(request: Request, env: Env): Promise<Response> {
     if (name === null) return fail(400, `stream name must be a channel name: ${CHANNEL_RULE}`);
     const hub = hubStub(env, name);
     const headers = request.headers;
-    const credential = bearer(request, true);
+    // Writes take the credential from the header only: a key in a URL ends up in logs.
+    const credential = bearer(request, request.method === "GET" || request.method === "HEAD");
     const base: StreamRequest = { op: "head", contentType: headers.get("content-type"), closed: (headers.get("stream-closed") ?? "").toLowerCase() === "true", streamSeq: headers.get("stream-seq"), producer: null, body: null, offset: null, ifNoneMatch: headers.get("if-none-match"), waitMs: 0 };
     switch (request.method) {
       case "PUT": {
-        await authorizePublish(env, name, credential);
+        const publisher = await authorizePublish(env, name, credential);
         const ttl = headers.get("stream-ttl");
         const expiresAt = headers.get("stream-expires-at");
         if (ttl !== null && expiresAt !== null) return fail(400, "Stream-TTL and Stream-Expires-At cannot both be set");
@@ -87,18 +88,20 @@ export async function streams(request: Request, env: Env): Promise<Response> {
         if (expiresAt !== null && Number.isNaN(Date.parse(expiresAt))) return fail(400, "Stream-Expires-At must be an RFC 3339 timestamp");
         const fork = parseFork(headers);
         if (typeof fork === "string") return fail(fork.startsWith("no such") ? 404 : 400, fork);
+        // A fork reads its source: whoever makes one must be allowed to read the source.
+        if (fork !== null) await authorizeRead(env, fork.source, credential);
         const body = await readBytes(request, MAX_APPEND_BYTES);
-        const r = await hub.streamCall({ ...base, op: "create", ttl: ttl === null ? null : Number(ttl), expiresAt, body, ...(fork === null ? {} : { fork }) });
+        const r = await hub.streamCall({ ...base, op: "create", scope: publisher.scope, ttl: ttl === null ? null : Number(ttl), expiresAt, body, ...(fork === null ? {} : { fork }) });
         return reply(r, r.status === 201 ? { location: url.origin + url.pathname } : {});
       }
       case "POST": {
-        await authorizePublish(env, name, credential);
+        const publisher = await authorizePublish(env, name, credential);
         const producer = parseProducer(headers);
         if (typeof producer === "string") return fail(400, producer);
         const body = await readBytes(request, MAX_APPEND_BYTES);
         if (body.byteLength === 0 && !base.closed) return fail(400, "an append needs a body (or Stream-Closed: true to close)");
         if (body.byteLength > 0 && base.contentType === null) return fail(400, "an append needs a Content-Type");
-        return reply(await hub.streamCall({ ...base, op: "append", producer, body }));
+        return reply(await hub.streamCall({ ...base, op: "append", scope: publisher.scope, producer, body }));
       }
       case "HEAD":
         await authorizeRead(env, name, credential);
@@ -107,7 +110,7 @@ export async function streams(request: Request, env: Env): Promise<Response> {
         await authorizePublish(env, name, credential);
         return reply(await hub.streamCall({ ...base, op: "delete" }));
       case "GET": {
-        await authorizeRead(env, name, credential);
+        const reader = await authorizeRead(env, name, credential);
         const offsets = url.searchParams.getAll("offset");
         if (offsets.length > 1) return fail(400, "one offset at most");
         const offset = offsets[0] ?? null;
@@ -115,7 +118,7 @@ export async function streams(request: Request, env: Env): Promise<Response> {
         const live = url.searchParams.get("live");
         if ((live === "long-poll" || live === "sse") && offset === null) return fail(400, `live=${live} needs an offset`);
         const waitMs = configFor(env, name).streamLongPollMs;
-        if (live === "sse") return sseResponse(env, name, { ...base, op: "read", offset }, url.searchParams.get("cursor"));
+        if (live === "sse") return sseResponse(env, name, { ...base, op: "read", offset }, url.searchParams.get("cursor"), reader.exp, configFor(env, name).sseMaxBacklogBytes);
         if (live === "long-poll") {
           const r = await hub.streamCall({ ...base, op: "read", offset, waitMs });
           return reply(r, r.status === 200 || r.status === 204 ? { "stream-cursor": cursorFor(url.searchParams.get("cursor")) } : {});

@@ -44,7 +44,12 @@ const controlEvent = (control: Record<string, unknown>) => `event: control\ndata
 /** A frame of the channel's socket as the relay reads it. */
 type Frame = { t: string; seq?: number; d?: unknown; e?: string; f?: Frame[] };
 
-export async function sseResponse(env: Env, name: string, req: StreamRequest, sentCursor: string | null): Promise<Response> {
+/**
+ * `exp`: the reader's token expiry (its socket is closed then, ending the stream, as any grant
+ * dies with its token). `maxBacklog`: bytes written but not yet taken by the client, at most;
+ * past it the stream ends and the client reads on from its last offset.
+ */
+export async function sseResponse(env: Env, name: string, req: StreamRequest, sentCursor: string | null, exp: number | null, maxBacklog: number): Promise<Response> {
   const hub = hubStub(env, name);
   const first = await hub.streamCall({ ...req, ifNoneMatch: null });
   if (first.status !== 200) return reply(first);
@@ -55,7 +60,17 @@ export async function sseResponse(env: Env, name: string, req: StreamRequest, se
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
   let open = true;
-  const write = (text: string) => (open ? writer.write(encoder.encode(text)) : Promise.resolve());
+  let backlog = 0;
+  const write = (text: string): Promise<void> => {
+    if (!open) return Promise.resolve();
+    const bytes = encoder.encode(text);
+    if (backlog + bytes.byteLength > maxBacklog) {
+      end(); // a reader that stopped reading: it resumes from its last control's offset
+      return Promise.resolve();
+    }
+    backlog += bytes.byteLength;
+    return writer.write(bytes).then(() => void (backlog -= bytes.byteLength));
+  };
   const control = (next: string, upToDate: boolean) => controlEvent({ streamNextOffset: next, streamCursor: cursor, ...(upToDate ? { upToDate: true } : {}) });
   const closedControl = (next: string) => controlEvent({ streamNextOffset: next, streamClosed: true });
 
@@ -98,7 +113,7 @@ export async function sseResponse(env: Env, name: string, req: StreamRequest, se
     }
     // Live: the channel's socket from the seq reached (its replay covers anything since).
     const from = base + Number(r.headers["stream-next-offset"]!.split("_")[1]);
-    const res = await hub.fetch(connectRequest({ channel: name, identity: { sub: null, canPublish: false, exp: null, info: null }, start: { cursor: { seq: from, epoch: null }, rewind: 0 }, transport: "ws", batch: true }));
+    const res = await hub.fetch(connectRequest({ channel: name, identity: { sub: null, canPublish: false, exp, info: null }, start: { cursor: { seq: from, epoch: null }, rewind: 0 }, transport: "ws", batch: true }));
     const socket = res.webSocket;
     if (socket === null) return end();
     socket.accept();
