@@ -44,6 +44,30 @@ const controlEvent = (control: Record<string, unknown>) => `event: control\ndata
 /** A frame of the channel's socket as the relay reads it. */
 type Frame = { t: string; seq?: number; d?: unknown; e?: string; f?: Frame[] };
 
+/** A socket text as the relay uses it: its frames, with each message's data serialized once. */
+interface Parsed {
+  /** `json`: the message's data as JSON text; `text`: the data when it is a string (text and base64 streams). */
+  frames: { t: string; seq: number; json: string; text: string }[];
+}
+
+/**
+ * Every reader of a stream gets the same texts from the hub (one serialization per flush), so an
+ * isolate that relays many of them parses each text once: the last few, by text.
+ */
+const parsedTexts = new Map<string, Parsed>();
+const PARSED_KEEP = 32;
+
+function parse(text: string): Parsed {
+  let parsed = parsedTexts.get(text);
+  if (parsed !== undefined) return parsed;
+  const frame = JSON.parse(text) as Frame;
+  const frames = frame.t === "batch" ? frame.f! : [frame];
+  parsed = { frames: frames.map((f) => ({ t: f.t, seq: f.seq ?? 0, json: f.t === "msg" ? JSON.stringify(f.d) : "", text: typeof f.d === "string" ? f.d : "" })) };
+  if (parsedTexts.size >= PARSED_KEEP) parsedTexts.delete(parsedTexts.keys().next().value!);
+  parsedTexts.set(text, parsed);
+  return parsed;
+}
+
 /**
  * `exp`: the reader's token expiry (its socket is closed then, ending the stream, as any grant
  * dies with its token). `maxBacklog`: bytes written but not yet taken by the client, at most;
@@ -88,12 +112,12 @@ export async function sseResponse(env: Env, name: string, req: StreamRequest, se
   };
 
   /** Live messages from the socket, as events (one data + control per batch; bytes per message). */
-  const emitLive = (messages: { seq: number; d: unknown }[]): string => {
+  const emitLive = (messages: Parsed["frames"]): string => {
     if (messages.length === 0) return "";
     const next = offsetOf(messages.at(-1)!.seq - base);
-    if (mode === "json") return dataEvent(`[${messages.map((m) => JSON.stringify(m.d)).join(",")}]`) + control(next, true);
-    if (mode === "text") return dataEvent(messages.map((m) => String(m.d)).join("")) + control(next, true);
-    return messages.map((m) => dataEvent(String(m.d)) + control(offsetOf(m.seq - base), true)).join("");
+    if (mode === "json") return dataEvent(`[${messages.map((m) => m.json).join(",")}]`) + control(next, true);
+    if (mode === "text") return dataEvent(messages.map((m) => m.text).join("")) + control(next, true);
+    return messages.map((m) => dataEvent(m.text) + control(offsetOf(m.seq - base), true)).join("");
   };
 
   const end = () => {
@@ -133,15 +157,14 @@ export async function sseResponse(env: Env, name: string, req: StreamRequest, se
     socket.addEventListener("error", end);
     socket.addEventListener("message", (e) => {
       if (!open || typeof e.data !== "string") return;
-      const frame = JSON.parse(e.data) as Frame;
-      const frames = frame.t === "batch" ? frame.f! : [frame];
-      const messages: { seq: number; d: unknown }[] = [];
+      const { frames } = parse(e.data);
+      const messages: Parsed["frames"] = [];
       let text = "";
       let over = false;
       for (const f of frames) {
-        if (f.t === "msg" && f.seq! > lastSeq) {
-          messages.push({ seq: f.seq!, d: f.d });
-          lastSeq = f.seq!;
+        if (f.t === "msg" && f.seq > lastSeq) {
+          messages.push(f);
+          lastSeq = f.seq;
         } else if (f.t === "more") socket.send(MORE); // a long replay: the next page
         else if (f.t === "closed") {
           text += emitLive(messages.splice(0)) + closedControl(offsetOf(lastSeq - base));
