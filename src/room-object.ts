@@ -102,7 +102,7 @@ export class RoomObject extends SocketHost implements HubRpc {
           datas.forEach((data, i) => deliver(this, this.log.append(this.channel, { event: STREAM_EVENT, data, id: `${record}.${i}` }, null, now, "stream"), null));
           this.wakeStream();
         },
-        purge: () => void this.purge(),
+        purge: () => void this.clearLog(),
         keepAll: (yes) => (this.log.retention = { ...retentionOf(this.config(this.channel)), ...(yes ? KEEP_ALL : {}) }),
         wake: () => this.wakeStream(),
         closed: () => {
@@ -286,6 +286,13 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   /** Empties the log and starts a new epoch; every connected client, on every edge, gets `reset`. */
   async purge(): Promise<{ seq: number; epoch: string }> {
+    // A stream goes with its messages (DELETE /v1/stream/:name is the stream's own way).
+    await this.streams.purged();
+    return this.clearLog();
+  }
+
+  /** Empties the log and starts a new epoch; every subscriber, on every edge, gets `reset`. */
+  private clearLog(): { seq: number; epoch: string } {
     this.log.purge(Date.now());
     const { lastSeq: seq, epoch } = this.log;
     const reset = this.fanOut({ t: "reset", ch: this.channel, seq, epoch }, null);

@@ -158,4 +158,21 @@ describe("a Durable Stream is a channel", () => {
     for (let i = 0; i < 100; i += 20) expect((await Promise.all(Array.from({ length: 20 }, (_, k) => fork(i + k)))).map((r) => r.status)).toEqual(Array(20).fill(201));
     expect((await fork(100)).status).toBe(409);
   }, 30_000);
+
+  it("a purge of the channel takes the stream with its messages; a deleted stream that forks still read takes no publishes", async () => {
+    const ch = channelName("ds-purged");
+    await stream(ch, { method: "PUT", headers: json, body: "[1,2]" });
+    expect((await call(`/v1/channels/${ch}/messages`, { method: "DELETE", headers: KEY })).status).toBe(200);
+    expect((await stream(ch, { method: "HEAD" })).status).toBe(404);
+    expect((await stream(ch, { method: "PUT", headers: json })).status).toBe(201); // a stream again, from nothing
+
+    const source = channelName("ds-kept");
+    await stream(source, { method: "PUT", headers: json, body: "[1]" });
+    await stream(`${source}-fork`, { method: "PUT", headers: { ...json, "stream-forked-from": `/v1/stream/${source}` } });
+    expect((await stream(source, { method: "DELETE" })).status).toBe(204);
+    expect((await stream(source, { method: "HEAD" })).status).toBe(410);
+    const refused = await publish(source, { event: "e", data: 2 });
+    expect(refused.status).toBe(409);
+    expect(await (await stream(`${source}-fork`)).json()).toEqual([1]);
+  });
 });

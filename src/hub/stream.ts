@@ -164,6 +164,21 @@ export class StreamState {
     return (await this.remove_()) ? null : "deleted";
   }
 
+  /**
+   * The channel's log was purged (`DELETE /v1/channels/:channel/messages`): the stream goes with
+   * its messages (forks keep only their own), rather than claim messages it no longer has.
+   */
+  async purged(): Promise<void> {
+    const m = this.meta();
+    if (m === null) return;
+    this.sql.exec("DROP TABLE IF EXISTS stream; DROP TABLE IF EXISTS stream_producers; DROP TABLE IF EXISTS stream_forks; DROP TABLE IF EXISTS stream_seqs");
+    this.meta_ = null;
+    this.exists_ = false;
+    this.hub.keepAll(false);
+    this.hub.wake();
+    if (m.fork_source !== null) await this.hub.other(m.fork_source).streamUnref(this.hub.name).catch(() => {});
+  }
+
   /** Deletes the stream; kept (deleted) while forks still read it. Answers whether it is gone. */
   private async remove_(): Promise<boolean> {
     const m = this.meta()!;
@@ -451,7 +466,8 @@ export class StreamState {
     let next = Math.max(from, 0);
     if (m.fork_source !== null && next < m.fork_pos!) {
       for (const d of await this.hub.other(m.fork_source).streamRows(next, m.fork_pos!)) datas.push(d);
-      next += datas.length; // inherited positions are consecutive
+      // Inherited positions are consecutive; a source that no longer has them (purged) has none.
+      next = datas.length === 0 ? m.fork_pos! : next + datas.length;
     }
     const inheritedAll = m.fork_source === null || next >= m.fork_pos!;
     const rows = next >= tail || !inheritedAll ? [] : this.hub.after(m.base + next, 1_000_000, READ_BYTES);
@@ -498,7 +514,8 @@ export class StreamState {
    */
   refusesPublish(datas: string[], now: number): { code: "conflict" | "unsupported_media_type" | "too_large"; message: string } | null {
     const m = this.meta();
-    if (m === null || m.deleted === 1 || expired(m, now)) return null;
+    if (m === null || (m.deleted !== 1 && expired(m, now) && this.forks().length === 0)) return null;
+    if (m.deleted === 1 || expired(m, now)) return { code: "conflict", message: "this channel is a deleted stream that forks still read: it takes no messages" };
     if (m.closed === 1) return { code: "conflict", message: "this channel is a closed stream: it takes no more messages" };
     const mode = modeOf(m.content_type);
     if (mode === "binary") return { code: "unsupported_media_type", message: `this channel is a ${m.content_type} stream: append with POST /v1/stream/:name` };
