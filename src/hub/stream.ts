@@ -579,7 +579,7 @@ const conflict = (message: string): StreamReply => ({ status: 409, headers: {}, 
 const bad = (message: string): StreamReply => ({ status: 400, headers: {}, body: message });
 const tooLarge = (max: number): StreamReply => ({ status: 413, headers: {}, body: `the stream would be over STREAM_MAX_BYTES (${max})` });
 
-function toBase64(bytes: Uint8Array): string {
+export function toBase64(bytes: Uint8Array): string {
   let s = "";
   for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(s);

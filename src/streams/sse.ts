@@ -10,26 +10,12 @@ import type { Env } from "../env.js";
 import type { StreamReply, StreamRequest } from "../rpc.js";
 import { hubStub } from "../rpc.js";
 import { connectRequest } from "../connections/connect.js";
-import { offsetOf } from "../hub/stream.js";
+import { modeOf, offsetOf, toBase64 } from "../hub/stream.js";
 import { cursorFor, reply } from "./reply.js";
 
 const encoder = new TextEncoder();
 const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" };
 const MORE = JSON.stringify({ t: "more" });
-
-type Mode = "json" | "text" | "binary";
-
-function modeOf(contentType: string): Mode {
-  const t = contentType.split(";")[0]!.trim().toLowerCase();
-  if (t === "application/json" || t.endsWith("+json")) return "json";
-  return t.startsWith("text/") ? "text" : "binary";
-}
-
-function base64(bytes: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(s);
-}
 
 /** A data event: every line of the payload (CR, LF or CRLF) its own `data:` line, so no payload can forge an event. */
 function dataEvent(payload: string): string {
@@ -104,7 +90,7 @@ export async function sseResponse(env: Env, name: string, req: StreamRequest, se
     const next = h["stream-next-offset"]!;
     const upToDate = h["stream-up-to-date"] === "true";
     let text = "";
-    if ((r.count ?? 0) > 0 && r.body !== undefined) text += dataEvent(typeof r.body === "string" ? r.body : base64(r.body));
+    if ((r.count ?? 0) > 0 && r.body !== undefined) text += dataEvent(typeof r.body === "string" ? r.body : toBase64(r.body));
     const over = h["stream-closed"] === "true" && upToDate;
     text += over ? closedControl(next) : control(next, upToDate);
     await write(text);
