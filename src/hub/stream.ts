@@ -171,12 +171,17 @@ export class StreamState {
   async purged(): Promise<void> {
     const m = this.meta();
     if (m === null) return;
+    this.dropTables();
+    this.hub.wake();
+    if (m.fork_source !== null) await this.hub.other(m.fork_source).streamUnref(this.hub.name).catch(() => {});
+  }
+
+  /** The stream's own tables go, and the channel's log keeps its usual retention again. */
+  private dropTables(): void {
     this.sql.exec("DROP TABLE IF EXISTS stream; DROP TABLE IF EXISTS stream_producers; DROP TABLE IF EXISTS stream_forks; DROP TABLE IF EXISTS stream_seqs");
     this.meta_ = null;
     this.exists_ = false;
     this.hub.keepAll(false);
-    this.hub.wake();
-    if (m.fork_source !== null) await this.hub.other(m.fork_source).streamUnref(this.hub.name).catch(() => {});
   }
 
   /** Deletes the stream; kept (deleted) while forks still read it. Answers whether it is gone. */
@@ -200,11 +205,8 @@ export class StreamState {
     if (this.meta() === null) return true;
     if (this.forks().length > 0) return false;
     const source = this.meta()!.fork_source;
-    this.sql.exec("DROP TABLE IF EXISTS stream; DROP TABLE IF EXISTS stream_producers; DROP TABLE IF EXISTS stream_forks; DROP TABLE IF EXISTS stream_seqs");
-    this.meta_ = null;
-    this.exists_ = false;
+    this.dropTables();
     this.hub.purge();
-    this.hub.keepAll(false);
     if (source !== null) await this.hub.other(source).streamUnref(this.hub.name).catch(() => {});
     return true;
   }
