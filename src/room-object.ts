@@ -99,16 +99,13 @@ export class RoomObject extends SocketHost implements HubRpc {
           const now = Date.now();
           // One append record: its messages' ids say which (a fork's sub-offset counts within one).
           const record = `ds-${this.log.lastSeq + 1}`;
+          // Delivering wakes the stream's long-polls (fanOut does, for every message of the channel).
           datas.forEach((data, i) => deliver(this, this.log.append(this.channel, { event: STREAM_EVENT, data, id: `${record}.${i}` }, null, now, "stream"), null));
-          this.wakeStream();
         },
         purge: () => void this.clearLog(),
         keepAll: (yes) => (this.log.retention = { ...retentionOf(this.config(this.channel)), ...(yes ? KEEP_ALL : {}) }),
         wake: () => this.wakeStream(),
-        closed: () => {
-          this.wakeStream();
-          this.fanOut({ t: "closed", ch: this.channel, seq: this.log.lastSeq }, null);
-        },
+        closed: () => void this.fanOut({ t: "closed", ch: this.channel, seq: this.log.lastSeq }, null), // wakes long-polls too
         other: (name) => hubStub(env, name),
       },
       () => this.config(this.channel).streamMaxBytes,

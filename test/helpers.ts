@@ -1,4 +1,5 @@
 // Test helpers: talk to the Worker the way clients do, through its fetch handler.
+import { runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 
@@ -20,6 +21,13 @@ export const seqsOf = (frames: { seq: number }[]) => frames.map((f) => f.seq);
 export const hubOf = (channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
 /** An edge by name (a shard `channel#k`, or a pool's). */
 export const edgeOf = (name: string) => env.EDGES.get(env.EDGES.idFromName(name));
+
+/** What a channel's hub keeps in storage: its tables (not the runtime's own) and its keys. */
+export const storedOf = (channel: string) =>
+  runInDurableObject(hubOf(channel), (_room, state) => ({
+    tables: state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'").toArray().map((r) => r.name),
+    keys: [...state.storage.kv.list()].map(([k]) => k),
+  }));
 
 export function call(path: string, init?: RequestInit): Promise<Response> {
   return exports.default.fetch(new Request(BASE + path, init));

@@ -5,7 +5,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { edgeName, poolEdgeName, shardChannel } from "../src/rpc";
 import { isValidChannel } from "../src/protocol";
-import { call, channelName, hubOf, publishOk, SseReader, TestSocket, token } from "./helpers";
+import { call, channelName, hubOf, publishOk, SseReader, storedOf, TestSocket, token } from "./helpers";
 
 const inSeconds = (s: number) => Math.floor(Date.now() / 1000) + s;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -96,10 +96,7 @@ describe("nothing outlives its owner", () => {
     let stored: { tables: string[]; keys: string[] } = { tables: ["?"], keys: [] };
     for (let i = 0; i < 40 && stored.tables.length > 0; i++) {
       await sleep(50);
-      stored = await runInDurableObject(hubOf(ch), (_room, state) => ({
-        tables: state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'").toArray().map((r) => r.name),
-        keys: [...state.storage.kv.list()].map(([k]) => k),
-      }));
+      stored = await storedOf(ch);
     }
     expect(stored).toEqual({ tables: [], keys: [] });
     // The channel still works, and a later subscriber is welcomed as usual.

@@ -341,7 +341,7 @@ export class StreamState {
 
   /** The messages of the one append after position `pos` (its items, in JSON mode), or null. */
   private async recordAfter(m: Meta, pos: number): Promise<string[] | null> {
-    if (m.fork_source !== null && pos < m.fork_pos!) return null !== m.fork_source ? this.inheritedRecord(m, pos) : null;
+    if (m.fork_source !== null && pos < m.fork_pos!) return this.inheritedRecord(m, pos);
     const rows = this.hub.after(m.base + pos, 10_000, READ_BYTES);
     if (rows.length === 0) return null;
     const group = recordOf(rows[0]!.id);

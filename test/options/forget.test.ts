@@ -3,18 +3,11 @@
 // nobody publishes to makes its hub write occupancy, then `channel_vacated` and the directory's
 // update; once those are done the hub drops all of it. (`quiet-*` has webhooks off, so no
 // webhook waits for the receiver that is down here.)
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { channelName, hubOf, publishOk, TestSocket } from "../helpers";
+import { channelName, hubOf, publishOk, storedOf, TestSocket } from "../helpers";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** What the hub keeps in storage: its tables and keys. */
-const stored = (ch: string) =>
-  runInDurableObject(hubOf(ch), (_room, state) => ({
-    tables: state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'").toArray().map((r) => r.name),
-    keys: [...state.storage.kv.list()].map(([k]) => k),
-  }));
 
 /** Runs the hub's alarm until it has nothing left to do, or 5 times (the vacate waits 5 s). */
 async function settleHub(ch: string): Promise<void> {
@@ -26,10 +19,10 @@ describe("a hub that tracks occupancy forgets a channel nobody published to", ()
   it("after a socket of its own came and went", async () => {
     const ch = channelName("quiet-drive-by");
     const [s] = await TestSocket.subscribe(ch);
-    expect((await stored(ch)).keys).toContain("occupancy");
+    expect((await storedOf(ch)).keys).toContain("occupancy");
     s.close();
     await settleHub(ch);
-    expect(await stored(ch)).toEqual({ tables: [], keys: [] });
+    expect(await storedOf(ch)).toEqual({ tables: [], keys: [] });
     // The channel still works.
     const [again] = await TestSocket.subscribe(ch);
     await publishOk(ch, "now", 1);
@@ -47,7 +40,7 @@ describe("a hub that tracks occupancy forgets a channel nobody published to", ()
     await s.expect("unsubscribed");
     s.close();
     await settleHub(ch);
-    expect(await stored(ch)).toEqual({ tables: [], keys: [] });
+    expect(await storedOf(ch)).toEqual({ tables: [], keys: [] });
   }, 15_000);
 
   it("keeps everything of a channel that had a publish", async () => {
@@ -56,6 +49,6 @@ describe("a hub that tracks occupancy forgets a channel nobody published to", ()
     await publishOk(ch, "kept", 1);
     s.close();
     await settleHub(ch);
-    expect((await stored(ch)).tables).toContain("log");
+    expect((await storedOf(ch)).tables).toContain("log");
   }, 15_000);
 });
