@@ -12,7 +12,7 @@ import { ServiceError } from "../server/service-error.js";
 import { checkConfig, configFor } from "../settings/config.js";
 import { hubStub, type StreamRequest } from "../rpc.js";
 import { readBytes } from "../http/body.js";
-import { ALWAYS, cursorFor, reply } from "./reply.js";
+import { cursorFor, PREFLIGHT, reply } from "./reply.js";
 import { sseResponse } from "./sse.js";
 
 export const STREAM_PREFIX = "/v1/stream/";
@@ -69,7 +69,7 @@ function parseFork(headers: Headers): NonNullable<StreamRequest["fork"]> | null 
 export async function streams(request: Request, env: Env): Promise<Response> {
   try {
     checkConfig(env);
-    if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: { ...ALWAYS, "access-control-max-age": "86400" } });
+    if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: PREFLIGHT });
     const url = new URL(request.url);
     const name = nameOf(url);
     if (name === null) return fail(400, `stream name must be a channel name: ${CHANNEL_RULE}`);

@@ -7,11 +7,17 @@ export const ALWAYS: Record<string, string> = {
   "x-content-type-options": "nosniff",
   "cross-origin-resource-policy": "cross-origin",
   "access-control-allow-origin": "*",
+  "access-control-expose-headers":
+    "stream-next-offset, stream-cursor, stream-up-to-date, stream-closed, producer-epoch, producer-seq, producer-expected-seq, producer-received-seq, etag, content-type, location, stream-ttl, stream-expires-at, stream-sse-data-encoding",
+};
+
+/** A CORS preflight's answer: what browsers may send (only preflights read these, so only they carry them). */
+export const PREFLIGHT: Record<string, string> = {
+  ...ALWAYS,
   "access-control-allow-methods": "GET, POST, PUT, DELETE, HEAD, OPTIONS",
   "access-control-allow-headers":
     "authorization, content-type, if-none-match, stream-seq, stream-ttl, stream-expires-at, stream-closed, producer-id, producer-epoch, producer-seq, stream-forked-from, stream-fork-offset, stream-fork-sub-offset",
-  "access-control-expose-headers":
-    "stream-next-offset, stream-cursor, stream-up-to-date, stream-closed, producer-epoch, producer-seq, producer-expected-seq, producer-received-seq, etag, content-type, location, stream-ttl, stream-expires-at, stream-sse-data-encoding",
+  "access-control-max-age": "86400",
 };
 
 export function reply(r: StreamReply, extra: Record<string, string> = {}): Response {
