@@ -26,7 +26,7 @@ import { deliver, publish, refusal } from "./hub/publish.js";
 import { STREAM_EVENT, StreamState } from "./hub/stream.js";
 import { PublishRate } from "./connections/rate-limit.js";
 import { accepted } from "./server/service-error.js";
-import { ReplayLog, type Retention } from "./hub/replay-log.js";
+import { ReplayLog, type GrowthLimits, type Retention } from "./hub/replay-log.js";
 import { firstPage, PAGE_READ, type LogReader, type Page } from "./connections/replay-pages.js";
 import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
@@ -272,6 +272,15 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   get clientPubPerS(): number {
     return this.config(this.channel).clientPubPerS;
+  }
+
+  get growthLimits(): GrowthLimits {
+    const config = this.config(this.channel);
+    return { maxBytes: config.maxMessageBytes, maxAppends: config.appendsMax };
+  }
+
+  noAppends(): string | null {
+    return this.streams.meta() === null ? null : "this channel is a Durable Stream: its messages do not grow (append to the stream with POST /v1/stream/:name)";
   }
 
   /** What publishing reaches here: this hub's own sockets (edges get the push). */

@@ -12,6 +12,8 @@ export interface PublishInput {
   /** Serialized JSON of the message's data. */
   data: string;
   id: string;
+  /** An append (DESIGN v1.3 "Appends"): grows message `to` (an id in the publisher's own id space) by `data`, a JSON string; `done` ends it. */
+  append?: { to: string; done: boolean };
 }
 
 /** Who publishes, and how: the one set of options of the hub's one publish entry point. */
@@ -51,6 +53,13 @@ export interface LoggedMessage {
   sender: string | null;
   /** A connection (cid or Pusher socket_id) this message is not delivered to, kept in the log so gap repair and catch-up skip it too. */
   skip?: string;
+  /** An append: the seq of the message it grows (`of`: that message's id); `data` is the fragment, a JSON string. */
+  ref?: number;
+  of?: string;
+  /** An append that ended its message, or (compacted) a message so ended. */
+  done?: true;
+  /** Compacted (rewind, latest, history without a cursor): `data` is the whole text so far, `v` the seq of its last append. */
+  v?: number;
 }
 
 /** A Durable Streams request, as the Worker parsed and checked it (src/streams/http.ts). */

@@ -3,9 +3,10 @@
 // brings an object made by an older version up to this one, so a new column has a home.
 //
 //   RoomObject (a channel's hub), SQLite:
-//     meta             (k, channel, epoch, last_seq)     the log's head; one row, never trimmed
-//     log              (seq, id, event, data, ts, sender, scope, skip) the replay log (hub/replay-log.ts)
-//     dedupe           (scope, id, seq, ts)              ids of trimmed messages, for the dedupe window
+//     meta             (k, channel, epoch, last_seq, cut) the log's head and its last trim; one row, never trimmed
+//     log              (seq, id, event, data, ts, sender, scope, skip, ref, of, done) the replay log (hub/replay-log.ts)
+//     grown            (ref, text, v, n, bytes, done)    the running text of each message that was appended to
+//     dedupe           (scope, id, seq, ts, ref)         ids of trimmed messages, for the dedupe window
 //     edges            (name)                            edges holding the channel's sockets (hub/edge-links.ts)
 //     remote_members   (cid, edge, sub, info)            presence members on edges (hub/presence.ts)
 //     webhook_outbox   (id, event)                       webhook events not yet delivered (hub/webhooks.ts)
@@ -18,9 +19,12 @@
  * The version this code writes. 1: 0.3.0's layout. 2 (0.4.0): idempotency ids are scoped by
  * publisher (`scope`: "" for the publish key, `u:<sub>` for a token's user, …), so no client can
  * make an origin's publish a duplicate; the log keeps the connection a message skips, so gap
- * repair skips it too.
+ * repair skips it too. 3: appends (DESIGN v1.3 "Appends"): an append is a log row with `ref`
+ * (the message it grows), `of` (that message's id) and `done`; `grown` keeps each grown message's
+ * whole text, so it outlives its appends' rows; `meta.cut` is the last seq trimmed (a grown
+ * message may be kept below it).
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 const VERSION_KEY = "schema-version";
 
 export const OCCUPANCY_KEY = "occupancy";
@@ -33,13 +37,16 @@ export const positionKey = (channel: string) => `position:${channel}`;
 export const PUSHER_POOL_KEY = "pusher-pool";
 export const LATE_EXPIRY_KEY = "late-expiry";
 
+const GROWN = "CREATE TABLE IF NOT EXISTS grown (ref INTEGER PRIMARY KEY, text TEXT NOT NULL, v INTEGER NOT NULL, n INTEGER NOT NULL, bytes INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);";
+
 export const TABLES = {
   log: `
 CREATE TABLE IF NOT EXISTS meta (
   k INTEGER PRIMARY KEY CHECK (k = 0),
   channel TEXT NOT NULL,
   epoch TEXT NOT NULL,
-  last_seq INTEGER NOT NULL
+  last_seq INTEGER NOT NULL,
+  cut INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS log (
   seq INTEGER PRIMARY KEY,
@@ -49,14 +56,19 @@ CREATE TABLE IF NOT EXISTS log (
   ts INTEGER NOT NULL,
   sender TEXT,
   scope TEXT NOT NULL DEFAULT '',
-  skip TEXT
+  skip TEXT,
+  ref INTEGER,
+  of TEXT,
+  done INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS log_scope_id ON log (scope, id);
+${GROWN}
 CREATE TABLE IF NOT EXISTS dedupe (
   scope TEXT NOT NULL DEFAULT '',
   id TEXT NOT NULL,
   seq INTEGER NOT NULL,
   ts INTEGER NOT NULL,
+  ref INTEGER,
   PRIMARY KEY (scope, id)
 ) WITHOUT ROWID;`,
   edges: "CREATE TABLE IF NOT EXISTS edges (name TEXT PRIMARY KEY) WITHOUT ROWID",
@@ -88,6 +100,16 @@ CREATE TABLE dedupe_v2 (scope TEXT NOT NULL DEFAULT '', id TEXT NOT NULL, seq IN
 INSERT INTO dedupe_v2 (scope, id, seq, ts) SELECT '', id, seq, ts FROM dedupe;
 DROP TABLE dedupe;
 ALTER TABLE dedupe_v2 RENAME TO dedupe;`);
+  },
+  // 2 → 3: appends. Nothing was appended before, so every row is a message and nothing was kept below a trim.
+  2: ({ sql }) => {
+    if (!hasTable(sql, "log")) return;
+    sql.exec(`ALTER TABLE log ADD COLUMN ref INTEGER;
+ALTER TABLE log ADD COLUMN of TEXT;
+ALTER TABLE log ADD COLUMN done INTEGER;
+ALTER TABLE meta ADD COLUMN cut INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE dedupe ADD COLUMN ref INTEGER;
+${GROWN}`);
   },
 };
 

@@ -61,7 +61,7 @@ describe("HTTP publishes with a token are rate limited per token user", () => {
 });
 
 describe("schema migration", () => {
-  it("brings a 0.3.0 log (ids without a scope) to version 2 once, keeping its messages and their dedupe", async () => {
+  it("brings a 0.3.0 log (ids without a scope) to the current version once, keeping its messages and their dedupe", async () => {
     const ch = channelName("migrate");
     await runInDurableObject(hubOf(ch), (_room, state) => {
       // 0.3.0's tables, as it made them.
@@ -85,9 +85,29 @@ CREATE TABLE dedupe (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, ts INTEGER NOT N
       version: state.storage.kv.get("schema-version"),
       log: state.storage.sql.exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE name = 'log'").one().sql,
     }));
-    expect(shape.version).toBe(2);
+    expect(shape.version).toBe(3);
     expect(shape.log).toContain("scope");
     expect(TABLES.log).toContain("scope");
+  });
+
+  it("brings a 0.4.0 log (version 2) to version 3: its messages can grow by appends", async () => {
+    const ch = channelName("migrate");
+    await runInDurableObject(hubOf(ch), (_room, state) => {
+      // 0.4.0's tables, as it made them, stamped version 2.
+      state.storage.sql.exec(`CREATE TABLE meta (k INTEGER PRIMARY KEY CHECK (k = 0), channel TEXT NOT NULL, epoch TEXT NOT NULL, last_seq INTEGER NOT NULL);
+CREATE TABLE log (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, event TEXT NOT NULL, data TEXT NOT NULL, ts INTEGER NOT NULL, sender TEXT, scope TEXT NOT NULL DEFAULT '', skip TEXT);
+CREATE UNIQUE INDEX log_scope_id ON log (scope, id);
+CREATE TABLE dedupe (scope TEXT NOT NULL DEFAULT '', id TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (scope, id)) WITHOUT ROWID;`);
+      state.storage.sql.exec("INSERT INTO meta VALUES (0, ?, 'e0e0e0e0e0e0', 1)", ch);
+      state.storage.sql.exec(`INSERT INTO log VALUES (1, 'answer', 'token', '"Hel"', ?, NULL, '', NULL)`, Date.now());
+      state.storage.kv.put("schema-version", 2);
+    });
+    await evictDurableObject(hubOf(ch));
+    const res = await publish(ch, { append: "answer", data: "lo", id: "a1" });
+    expect(await res.json()).toMatchObject({ seq: 2, ref: 1, duplicate: false });
+    const page = await (await call(`/v1/channels/${ch}/messages`)).json<{ messages: { d: unknown; v?: number }[] }>();
+    expect(page.messages).toEqual([expect.objectContaining({ d: "Hello", v: 2 })]);
+    expect(await runInDurableObject(hubOf(ch), (_room, state) => state.storage.kv.get("schema-version"))).toBe(3);
   });
 
   it("writes nothing for a hub that never had a publish (reads never create storage)", async () => {

@@ -70,6 +70,8 @@ export interface Ack {
   seq: number;
   id: string;
   duplicate: boolean;
+  /** An append's ack: the seq of the message it grew. */
+  ref?: number;
 }
 
 interface Pending {
@@ -297,7 +299,7 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
         if (!entry) return;
         this.clearTimer(entry);
         this.pending.delete(frame.id);
-        entry.resolve({ seq: frame.seq, id: frame.id, duplicate: frame.duplicate });
+        entry.resolve({ seq: frame.seq, id: frame.id, duplicate: frame.duplicate, ...(frame.ref === undefined ? {} : { ref: frame.ref }) });
         return;
       }
       case "err":

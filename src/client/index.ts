@@ -8,7 +8,7 @@ export { Emitter } from "./emitter.js";
 export { HibercastError, type ClientErrorCode } from "./errors.js";
 export { connect, MultiplexedConnection, type ChannelOptions, type ConnectOptions } from "./multiplexed.js";
 export { type StateChange, type StateReason, type SubscriptionState } from "./state.js";
-export { Subscription, type EventMap, type Link, type PresenceEvents, type SubscribeOptions, type SubscriptionEvents } from "./subscription.js";
+export { Subscription, type EventMap, type Link, type Message, type PresenceEvents, type PubFields, type SubscribeOptions, type SubscriptionEvents } from "./subscription.js";
 export type * from "../protocol/frames.js";
 export type { Cursor } from "../protocol/cursor.js";
 export type { ErrorBody, ErrorCode } from "../protocol/errors.js";

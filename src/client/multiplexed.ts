@@ -70,7 +70,7 @@ export class MultiplexedConnection {
       get state() {
         return socketState();
       },
-      publish: (id, event, data) => this.socket.request(id, JSON.stringify({ t: "pub", ch: channel, e: event, d: data, id })),
+      publish: (id, fields) => this.socket.request(id, JSON.stringify({ t: "pub", ch: channel, ...fields, id })),
       reconnect: () => this.socket.reconnect(),
       close: () => this.unsubscribe(channel),
     }));

@@ -41,6 +41,12 @@ export interface HistoryQuery {
 export interface Publisher {
   /** Publishes one message. A retry reuses the same id, so it is never delivered twice. */
   publish(channel: string, event: string, data: unknown, options?: { id?: string; exclude?: string }): Promise<PublishResult>;
+  /**
+   * Grows message `messageId` (published by this key with string data) by `text`; `done: true`
+   * ends it. Subscribers get each fragment; late joiners get the message whole. A retry reuses
+   * the append's id, so a fragment is never added twice.
+   */
+  append(channel: string, messageId: string, text: string, options?: { id?: string; done?: boolean }): Promise<PublishResult>;
   /** Up to 100 messages across channels; one result per message, in order (check `error`). */
   publishBatch(messages: BatchMessage[]): Promise<BatchResult[]>;
   /** One message to several channels, with one id. */
@@ -86,6 +92,9 @@ export function createPublisher(options: PublisherOptions): Publisher {
     publish(channel, event, data, { id = randomId(), exclude } = {}) {
       const query = exclude === undefined ? "" : `?exclude=${encodeURIComponent(exclude)}`;
       return request("POST", channelPath(channel, `/messages${query}`), { event, data, id });
+    },
+    append(channel, messageId, text, { id = randomId(), done } = {}) {
+      return request("POST", channelPath(channel, "/messages"), { append: messageId, data: text, id, ...(done ? { done: true } : {}) });
     },
     async publishBatch(messages) {
       const withIds = messages.map((m) => ({ ...m, id: m.id ?? randomId() }));

@@ -2,7 +2,7 @@
 // members. It rides on a connection of its own (`subscribe()`), or on a multiplexed connection
 // shared with other channels (`connect().subscribe()`, multiplexed.ts); either way it sees every
 // message once and in order across drops.
-import type { Cursor, Member, MsgFrame, ServerFrame } from "../protocol/index.js";
+import type { AppendFrame, Cursor, Member, MsgFrame, ServerFrame } from "../protocol/index.js";
 import { randomId } from "./backoff.js";
 import { Connection, type Ack, type ConnectionOptions, type LifecycleEvents, type State } from "./connection.js";
 import { Emitter } from "./emitter.js";
@@ -27,7 +27,22 @@ export interface PresenceEvents {
 }
 
 export type EventMap = Record<string, unknown>;
-type MessageHandler<E extends string, D> = (data: D, message: MsgFrame<E, D>) => void;
+
+/**
+ * A message as handlers get it. A message that grows (appends) comes again after each append,
+ * with the same `id` and `seq` and `d` its whole text so far: render by `id`, replacing what
+ * was there. `v` is the seq of its last append, `done` says it grows no more.
+ */
+export type Message<E extends string = string, D = unknown> = MsgFrame<E, D> & {
+  /** After an append: the text it added (`d` already holds it). */
+  appended?: string;
+  /** The append grew a message this subscription never had (it began before its cursor): `d` is only what arrived since. */
+  partial?: true;
+};
+type MessageHandler<E extends string, D> = (data: D, message: Message<E, D>) => void;
+
+/** Growing messages whose text the subscription keeps, to hand the whole text after each append. */
+const TEXTS_KEPT = 1000;
 
 /** A subscription's lifecycle: its connection's events, and the subscription's own `state`. */
 export interface SubscriptionEvents extends LifecycleEvents {
@@ -36,6 +51,14 @@ export interface SubscriptionEvents extends LifecycleEvents {
 
 /** Connection events a subscription passes on to the app (`reset` it raises itself). */
 export const PASSED_ON = ["open", "welcome", "reconnecting", "close", "error"] as const;
+
+/** What a `pub` frame carries besides its id: a publish (`e`, `d`) or an append (`append`, `d`, `done`). */
+export interface PubFields {
+  e?: string;
+  d: unknown;
+  append?: string;
+  done?: boolean;
+}
 
 /** Close codes of a refused socket: the subscription was refused, not the network lost. */
 const REFUSALS = [4400, 4401, 4403];
@@ -47,8 +70,8 @@ const REFUSALS = [4400, 4401, 4403];
 export interface Link {
   /** The carrying connection's state (`closed` for a channel that left its connection). */
   readonly state: State;
-  /** Sends a frame answered by `ack` (a publish), built for this link (`ch` where needed). */
-  publish(id: string, event: string, data: unknown): Promise<Ack>;
+  /** Sends a `pub` frame answered by `ack` (a publish or an append), built for this link (`ch` where needed). */
+  publish(id: string, fields: PubFields): Promise<Ack>;
   reconnect(): void;
   close(): void;
 }
@@ -76,6 +99,13 @@ export class Subscription<Events extends EventMap = EventMap> {
   /** Why it ended, for `ready()` calls made after the fact. */
   private endError: HibercastError | undefined;
   private readonly messages = new Map<string, Set<MessageHandler<string, unknown>>>();
+  /** Messages that may grow (string data, not done), by seq: their text so far. Oldest dropped past TEXTS_KEPT. */
+  private readonly texts = new Map<number, Message<string, string>>();
+  /**
+   * After a welcome with no cursor: the seq it named. The rewind (or `latest`) that follows has
+   * messages up to it, each whole, to deliver though the cursor is already there.
+   */
+  private opening: number | null = null;
 
   /** `link` is given by a multiplexed connection; without it the subscription opens its own socket. */
   constructor(
@@ -97,7 +127,7 @@ export class Subscription<Events extends EventMap = EventMap> {
       get state() {
         return socket.state;
       },
-      publish: (id, event, data) => socket.request(id, JSON.stringify({ t: "pub", e: event, d: data, id })),
+      publish: (id, fields) => socket.request(id, JSON.stringify({ t: "pub", ...fields, id })),
       reconnect: () => socket.reconnect(),
       close: () => socket.close(),
     };
@@ -159,7 +189,22 @@ export class Subscription<Events extends EventMap = EventMap> {
    */
   publish<K extends keyof Events & string>(event: K, data: Events[K], options: { id?: string } = {}): Promise<Ack> {
     if (this.current === "unsubscribed") return Promise.reject(new HibercastError("closed", `not subscribed to ${this.channel}`));
-    return this.link.publish(options.id ?? randomId(), event, data);
+    return this.link.publish(options.id ?? randomId(), { e: event, d: data });
+  }
+
+  /**
+   * Grows message `messageId` (one this publisher sent, with string data) by `text`; `done: true`
+   * ends it. Every subscriber's handler gets the message again with its whole text so far.
+   * Resolves with the `ack` (`ref`: the message's seq); a retry with the same `id` appends once.
+   */
+  append(messageId: string, text: string, options: { id?: string; done?: boolean } = {}): Promise<Ack> {
+    if (this.current === "unsubscribed") return Promise.reject(new HibercastError("closed", `not subscribed to ${this.channel}`));
+    return this.link.publish(options.id ?? randomId(), { append: messageId, d: text, ...(options.done ? { done: true } : {}) });
+  }
+
+  /** The whole text so far of a growing message this subscription has (by the message's seq), if it keeps it. */
+  textOf(seq: number): string | undefined {
+    return this.texts.get(seq)?.d;
   }
 
   /**
@@ -196,9 +241,11 @@ export class Subscription<Events extends EventMap = EventMap> {
   /** From the carrier: the server accepted it (the channel's welcome, or `subscribed`) on connection `cid`. */
   subscribed(cid: string, seq: number, epoch: string): void {
     this.cid = cid;
+    this.opening = null;
     if (this.cursor === null) {
-      // Live from here; a rewind's replay has seqs after this point.
-      this.cursor = { seq: Math.max(0, seq - (this.config.rewind ?? 0)), epoch };
+      // Live from here; a rewind's messages (each whole, so not one per seq) come first, up to here.
+      this.cursor = { seq, epoch };
+      this.opening = seq;
     } else if (this.cursor.epoch === null) {
       this.cursor = { seq: this.cursor.seq, epoch };
     }
@@ -236,6 +283,8 @@ export class Subscription<Events extends EventMap = EventMap> {
     switch (frame.t) {
       case "msg":
         return this.deliver(frame);
+      case "append":
+        return this.grow(frame);
       case "reset":
         this.cursor = { seq: frame.seq, epoch: frame.epoch };
         this.connection.emit("reset", frame);
@@ -261,14 +310,60 @@ export class Subscription<Events extends EventMap = EventMap> {
     }
   }
 
-  private deliver(frame: MsgFrame): void {
+  /** Whether a frame at `seq` is new: past the cursor, or part of the opening's rewind. */
+  private fresh(seq: number): boolean {
+    if (this.opening !== null && seq <= this.opening) return true;
+    this.opening = null;
     // Never twice: a frame at or before the cursor was already delivered.
-    if (this.cursor !== null && frame.seq <= this.cursor.seq) return;
-    this.cursor = { seq: frame.seq, epoch: this.cursor?.epoch ?? null };
-    for (const key of [frame.e, "*"]) {
+    return this.cursor === null || seq > this.cursor.seq;
+  }
+
+  private moveTo(seq: number): void {
+    if (this.cursor === null || seq > this.cursor.seq) this.cursor = { seq, epoch: this.cursor?.epoch ?? null };
+  }
+
+  private deliver(frame: MsgFrame): void {
+    if (!this.fresh(frame.seq)) return;
+    this.moveTo(frame.v ?? frame.seq);
+    if (typeof frame.d === "string" && frame.done !== true) this.keep(frame as Message<string, string>);
+    this.emit(frame);
+  }
+
+  /** An append: the message again, with its whole text so far (only what arrived when it began before this subscription). */
+  private grow(frame: AppendFrame): void {
+    if (!this.fresh(frame.seq)) return;
+    this.moveTo(frame.seq);
+    const known = this.texts.get(frame.ref);
+    const message: Message<string, string> = {
+      t: "msg",
+      ch: frame.ch,
+      seq: frame.ref,
+      id: frame.id,
+      e: frame.e,
+      d: (known?.d ?? "") + frame.d,
+      ts: known?.ts ?? frame.ts,
+      ...(frame.u === undefined ? {} : { u: frame.u }),
+      v: frame.seq,
+      ...(frame.done === true ? { done: true as const } : {}),
+      appended: frame.d,
+      ...(known === undefined ? { partial: true as const } : {}),
+    };
+    if (frame.done === true) this.texts.delete(frame.ref);
+    else this.keep(message);
+    this.emit(message);
+  }
+
+  private keep(message: Message<string, string>): void {
+    this.texts.delete(message.seq);
+    this.texts.set(message.seq, message);
+    if (this.texts.size > TEXTS_KEPT) this.texts.delete(this.texts.keys().next().value!);
+  }
+
+  private emit(message: Message): void {
+    for (const key of [message.e, "*"]) {
       for (const handler of this.messages.get(key) ?? []) {
         try {
-          handler(frame.d, frame);
+          handler(message.d, message);
         } catch (err) {
           console.error(`hibercast: a "${key}" message handler threw`, err);
         }

@@ -5,7 +5,7 @@
 import type { CloseCode } from "../protocol/index.js";
 import { LIMITS } from "../protocol/index.js";
 import { ServiceError } from "../server/service-error.js";
-import { out, sseEvent, type Out } from "./outgoing.js";
+import { isEntry, joinAppends, out, sseEvent, type Out } from "./outgoing.js";
 import type { Group, SocketState, Transport } from "./sockets.js";
 
 /** The sockets a Delivery sends to, by group: all of an object's, or one channel's on a connection edge. */
@@ -165,7 +165,7 @@ export class Delivery {
 
   private sendPending(): boolean {
     if (this.pending.length === 0) return false;
-    const frames = this.pending;
+    const frames = joinAppends(this.pending);
     this.pending = [];
     const batching = this.sockets.group("wb");
     if (batching.length > 0) this.sendRun(batching, frames, batchTexts);
@@ -193,12 +193,12 @@ export class Delivery {
     for (const text of texts(frames)) sendEach(sockets, text, null, this.held);
     if (this.held.size === 0) return;
     const held = sockets.filter((ws) => this.held.has(ws));
-    const rest = held.length === 0 ? [] : frames.filter((f) => f.t !== "msg");
+    const rest = held.length === 0 ? [] : frames.filter((f) => !isEntry(f));
     if (rest.length > 0) for (const text of texts(rest)) sendEach(held, text);
   }
 
   private heldFor(frame: Out): ReadonlySet<WebSocket> {
-    return frame.t === "msg" ? this.held : NONE;
+    return isEntry(frame) ? this.held : NONE;
   }
 
   private sendNow(frame: Out, exclude: WebSocket | null): number {

@@ -107,7 +107,13 @@ export abstract class SocketHost extends DurableObject<Env> implements DialectHo
     }
     if (verdict === "refuse") throw new ServiceError("rate_limited", `at most ${perS} publishes per second`, input.id);
     // A client's ids are its own: its user's, or this connection's when it has no user.
-    return this.publishFor(channel, input, { sender: grant.sub, exclude: null, by: "client", scope: grant.sub === null ? `c:${state.cid}` : `u:${grant.sub}` });
+    try {
+      return await this.publishFor(channel, input, { sender: grant.sub, exclude: null, by: "client", scope: grant.sub === null ? `c:${state.cid}` : `u:${grant.sub}` });
+    } catch (err) {
+      // The hub's refusal (not found, conflict, too large...) names the pub it answers.
+      if (err instanceof ServiceError && err.id === undefined) throw new ServiceError(err.code, err.message, input.id);
+      throw err;
+    }
   }
 
   // ---- close: one path for every socket ----------------------------------------------------

@@ -12,6 +12,8 @@ export class ChannelTail implements ReplaySource {
   private frames: LoggedMessage[] = [];
   /** Bytes of the frames kept (see sizeOf). */
   private size = 0;
+  /** Appends among the frames kept: a rewind must then be compacted, which the hub's log does. */
+  private appends = 0;
 
   constructor(
     /** The epoch of the frames kept. */
@@ -29,8 +31,13 @@ export class ChannelTail implements ReplaySource {
   private expire(now: number): void {
     const cutoff = now - this.maxAgeS() * 1000;
     let drop = 0;
-    while (drop < this.frames.length && this.frames[drop]!.ts < cutoff) this.size -= sizeOf(this.frames[drop++]!);
+    while (drop < this.frames.length && this.frames[drop]!.ts < cutoff) this.forget(this.frames[drop++]!);
     if (drop > 0) this.frames.splice(0, drop);
+  }
+
+  private forget(m: LoggedMessage): void {
+    this.size -= sizeOf(m);
+    if (m.ref !== undefined) this.appends--;
   }
 
   /** Bytes the kept frames take. */
@@ -47,10 +54,11 @@ export class ChannelTail implements ReplaySource {
     if (m.seq !== this.lastSeq + 1) throw new Error(`tail: seq ${m.seq} does not follow ${this.lastSeq}`);
     this.frames.push(m);
     this.size += sizeOf(m);
+    if (m.ref !== undefined) this.appends++;
     this.lastSeq = m.seq;
     const maxBytes = this.maxBytes();
     let drop = 0;
-    while (this.frames.length - drop > this.capacity || (this.size > maxBytes && drop < this.frames.length)) this.size -= sizeOf(this.frames[drop++]!);
+    while (this.frames.length - drop > this.capacity || (this.size > maxBytes && drop < this.frames.length)) this.forget(this.frames[drop++]!);
     if (drop > 0) this.frames.splice(0, drop);
   }
 
@@ -58,6 +66,7 @@ export class ChannelTail implements ReplaySource {
   restart(seq: number, epoch: string): void {
     this.frames = [];
     this.size = 0;
+    this.appends = 0;
     this.lastSeq = seq;
     this.epoch = epoch;
   }
@@ -85,6 +94,6 @@ export class ChannelTail implements ReplaySource {
   holdsLast(n: number, now: number): boolean {
     const kept = this.frames.length;
     this.expire(now);
-    return this.frames.length === kept && kept >= Math.min(n, this.lastSeq);
+    return this.appends === 0 && this.frames.length === kept && kept >= Math.min(n, this.lastSeq);
   }
 }

@@ -1,5 +1,5 @@
 import { CHANNEL_RULE, isValidChannel, LIMITS, type BatchResult } from "../protocol/index.js";
-import { checkId, isObject, toPublishInput, type PublishInput } from "../server/input.js";
+import { checkId, isObject, toInput, type PublishInput } from "../server/input.js";
 import { ServiceError } from "../server/service-error.js";
 
 /** One message of a batch, validated, in request order. */
@@ -23,11 +23,11 @@ function within<T>(where: string, check: () => T): T {
   }
 }
 
-function item(where: string, channel: unknown, event: unknown, data: unknown, id: unknown, dataPresent: boolean, maxBytes: number): BatchItem {
+function item(where: string, channel: unknown, fields: Record<string, unknown>, maxBytes: number): BatchItem {
   if (typeof channel !== "string" || !isValidChannel(channel)) {
     throw bad(`${where}.channel must be ${CHANNEL_RULE}`);
   }
-  const input: PublishInput = within(where, () => toPublishInput(event, data, id, dataPresent));
+  const input: PublishInput = within(where, () => toInput(fields, "data", "event"));
   // Bytes, as every MAX_MESSAGE_BYTES check counts them: a UTF-16 unit is 1-3 of them.
   if (utf8.encode(input.data).byteLength + utf8.encode(input.event).byteLength + utf8.encode(input.id).byteLength > maxBytes) {
     throw new ServiceError("too_large", `${where} is over MAX_MESSAGE_BYTES (${maxBytes})`);
@@ -47,7 +47,7 @@ export function parseBatch(body: unknown, maxBytes: number): BatchItem[] {
     checkCount(list.length, "messages");
     return list.map((m, i) => {
       if (!isObject(m)) throw bad(`messages[${i}] must be an object`);
-      return item(`messages[${i}]`, m.channel, m.event, m.data, m.id, "data" in m, maxBytes);
+      return item(`messages[${i}]`, m.channel, m, maxBytes);
     });
   }
   if (Array.isArray(body.channels)) {
@@ -55,7 +55,8 @@ export function parseBatch(body: unknown, maxBytes: number): BatchItem[] {
     checkCount(list.length, "channels");
     // One id for every channel: ids are per channel, and a retry reuses it.
     const id = checkId(body.id);
-    return list.map((ch, i) => item(`channels[${i}]`, ch, body.event, body.data, id, "data" in body, maxBytes));
+    if (body.append !== undefined) throw bad("an append grows one message of one channel: send it in messages[], with its channel");
+    return list.map((ch, i) => item(`channels[${i}]`, ch, { ...body, id }, maxBytes));
   }
   throw bad('body must have a "messages" array or a "channels" array');
 }

@@ -7,7 +7,7 @@ import type { Env } from "../env.js";
 import { CONSOLE_CSP, CONSOLE_HTML } from "../console/bundle.generated.js";
 import { errorText, log } from "../server/log.js";
 import { CHANNEL_RULE, isPresenceChannel, isValidChannel, LIMITS, type HttpErrorCode } from "../protocol/index.js";
-import { isObject, toPublishInput, type PublishInput } from "../server/input.js";
+import { isObject, toInput, type PublishInput } from "../server/input.js";
 import { accepted, ServiceError } from "../server/service-error.js";
 import { connectRequest } from "../connections/connect.js";
 import { edgeName, edgeStub, hubStub } from "../rpc.js";
@@ -96,8 +96,8 @@ async function publishInput(request: Request, max: number): Promise<PublishInput
     return { event: "message", data, id: crypto.randomUUID() };
   }
   const body = await readJson(request, max);
-  if (!isObject(body)) throw new ServiceError("bad_request", 'body must be a JSON object {"event", "data", "id"?}');
-  return toPublishInput(body.event, body.data, body.id, "data" in body);
+  if (!isObject(body)) throw new ServiceError("bad_request", 'body must be a JSON object {"event", "data", "id"?} (or an append: {"append", "data", "id"?, "done"?})');
+  return toInput(body, "data", "event");
 }
 
 async function publish(request: IRequest, env: Env): Promise<Response> {

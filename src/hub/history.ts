@@ -49,23 +49,25 @@ function reader(log: ReplayLog, query: HistoryQuery, now: number): ((n: number) 
       return rows;
     };
   }
-  let after: Cursor;
   if (query.cursor !== null) {
     // The cursor is checked once (epoch, retention); later reads go on from the last row read,
-    // in this same synchronous turn, so nothing can change between them.
+    // in this same synchronous turn, so nothing can change between them. Entries: a message's
+    // appends come as its `append` frames, as a resume gives them.
     const first = log.since(query.cursor, now, 0);
     if (first.reset) return null;
-    after = { seq: query.cursor.seq, epoch: null };
-  } else {
-    // The last `limit`: from the first of them, oldest first (what `log.last` answers).
-    const { count, oldestSeq } = log.stats(now);
-    if (count === 0 || oldestSeq === null) return () => [];
-    after = { seq: Math.max(oldestSeq, log.lastSeq - query.limit + 1) - 1, epoch: null };
+    let after: Cursor = { seq: query.cursor.seq, epoch: null };
+    return (n) => {
+      const replay = log.since(after, now, n);
+      const rows = replay.reset ? [] : replay.messages;
+      if (rows.length > 0) after = { seq: rows[rows.length - 1]!.seq, epoch: null };
+      return rows;
+    };
   }
+  // The last `limit` messages, oldest first (what `log.last` answers): each grown one whole.
+  let after = log.beforeLast(query.limit, now);
   return (n) => {
-    const replay = log.since(after, now, n);
-    const rows = replay.reset ? [] : replay.messages;
-    if (rows.length > 0) after = { seq: rows[rows.length - 1]!.seq, epoch: null };
+    const rows = log.messagesAfter(after, n, now);
+    if (rows.length > 0) after = rows[rows.length - 1]!.seq;
     return rows;
   };
 }

@@ -2,7 +2,6 @@
 // Pusher's HTTP API, socket `pub` here or forwarded by an edge, Pusher client events — comes in
 // through `publish(input, options)`, which records the message, then delivers it to the hub's
 // own sockets and pushes it to the channel's edges, with no await in between.
-import type { PublishResult } from "../protocol/index.js";
 import type { LoggedMessage, PublishAnswer, PublishInput, PublishOptions } from "../rpc.js";
 import type { PublishRate } from "../connections/rate-limit.js";
 import type { ChannelEvent } from "../connections/dialects/dialect.js";
@@ -11,7 +10,7 @@ import { count } from "../server/metrics.js";
 import type { Env } from "../env.js";
 import { pusherData } from "../pusher/frames.js";
 import type { EdgeLinks } from "./edge-links.js";
-import type { ReplayLog } from "./replay-log.js";
+import type { GrowthLimits, ReplayLog } from "./replay-log.js";
 import type { WebhookEvent } from "./webhooks.js";
 
 /** What publishing needs of its hub. */
@@ -28,6 +27,10 @@ export interface PublishSide {
   readonly tokenRate: PublishRate;
   /** The channel's `clientPubPerS`. */
   readonly clientPubPerS: number;
+  /** How far one message may grow by appends (MAX_MESSAGE_BYTES, APPENDS_MAX). */
+  readonly growthLimits: GrowthLimits;
+  /** Why this channel takes no appends (a Durable Stream's messages do not grow), or null. */
+  noAppends(): string | null;
 }
 
 /**
@@ -50,7 +53,8 @@ export function refusal(hub: PublishSide, options: PublishOptions, count = 1): P
  * holds both the sends and the answer until the row is durable. A client's publish is told to
  * the webhook in the same step as its log row.
  */
-export function publish(hub: PublishSide, input: PublishInput, options: PublishOptions): PublishResult {
+export function publish(hub: PublishSide, input: PublishInput, options: PublishOptions): PublishAnswer {
+  if (input.append !== undefined) return append(hub, input, options);
   const { channel } = hub;
   const recorded = hub.log.record(channel, input, options.sender, Date.now(), options.scope ?? "", options.exclude);
   if (recorded.duplicate) {
@@ -65,6 +69,26 @@ export function publish(hub: PublishSide, input: PublishInput, options: PublishO
   }
   log("publish", { channel, seq: m.seq, delivered, bytes: m.data.length, sub: options.sender });
   return { seq: m.seq, id: m.id, delivered, duplicate: false };
+}
+
+/**
+ * An append (DESIGN v1.3 "Appends"): recorded as its own log entry, then delivered like a
+ * message, with no await in between. Refused as the log says (404, 400, 409, 413).
+ */
+function append(hub: PublishSide, input: PublishInput, options: PublishOptions): PublishAnswer {
+  const { channel } = hub;
+  const why = hub.noAppends();
+  if (why !== null) return { refused: { code: "conflict", message: why } };
+  const grown = hub.log.grow(channel, input, options.sender, Date.now(), options.scope ?? "", options.exclude, hub.growthLimits);
+  if ("refused" in grown) return grown;
+  if (grown.duplicate) {
+    log("append", { channel, seq: grown.seq, duplicate: true });
+    return { seq: grown.seq, id: input.id, ref: grown.ref!, delivered: 0, duplicate: true };
+  }
+  const m = grown.message;
+  const delivered = deliver(hub, m, options.exclude);
+  log("append", { channel, seq: m.seq, ref: m.ref, delivered, bytes: m.data.length, sub: options.sender, done: m.done });
+  return { seq: m.seq, id: m.id, ref: m.ref!, delivered, duplicate: false };
 }
 
 /**

@@ -6,8 +6,17 @@ import { hasTable, TABLES } from "../schema.js";
 // The message and replay shapes are the objects' contract (src/rpc.ts): edges hold them too.
 export type { LoggedMessage, Replay };
 
-/** What recording a publish answers: the new message, or the seq its id was first given. */
-export type Recorded = { duplicate: false; message: LoggedMessage } | { duplicate: true; seq: number };
+/** What recording a publish answers: the new message, or the seq its id was first given (and, for an append, the message it grew). */
+export type Recorded = { duplicate: false; message: LoggedMessage } | { duplicate: true; seq: number; ref?: number };
+
+/** What an append answers: as a publish does, or why the message cannot grow by it. */
+export type Grown = Recorded | { refused: { code: "not_found" | "bad_request" | "conflict" | "too_large"; message: string } };
+
+/** How far one message may grow: its accumulated data (bytes, as stored) and its number of appends. */
+export interface GrowthLimits {
+  maxBytes: number;
+  maxAppends: number;
+}
 
 /** How long the log keeps messages and remembers ids. */
 export interface Retention {
@@ -29,7 +38,43 @@ export interface ReplaySource {
   last(n: number, now: number): LoggedMessage[];
 }
 
-const COLUMNS = "seq, id, event, data, ts, sender, skip";
+const COLUMNS = "seq, id, event, data, ts, sender, skip, ref, of, done";
+/** The same columns of the log as `l`, for reads that join each message's growth (`grown` as `g`). */
+const JOINED = "l.seq, l.id, l.event, l.data, l.ts, l.sender, l.skip, l.ref, l.of, l.done, g.text AS g_text, g.v AS g_v, g.done AS g_done";
+
+type Row = Record<string, SqlStorageValue>;
+
+/** A stored row as the message it is: absent fields instead of NULLs. */
+function toMessage(row: Row): LoggedMessage {
+  const m = { seq: row.seq, id: row.id, event: row.event, data: row.data, ts: row.ts, sender: row.sender } as LoggedMessage;
+  if (row.skip !== null) m.skip = row.skip as string;
+  if (row.ref !== null) {
+    m.ref = row.ref as number;
+    m.of = row.of as string;
+  }
+  if (row.done === 1) m.done = true;
+  return m;
+}
+
+/** A message row with its growth, compacted: `data` its whole text so far, `v` its last append. */
+function compacted(row: Row): LoggedMessage {
+  const m = toMessage(row);
+  if (row.g_v === null || row.g_v === undefined) return m;
+  m.data = JSON.stringify(row.g_text);
+  m.v = row.g_v as number;
+  if (row.g_done === 1) m.done = true;
+  return m;
+}
+
+/** UTF-8 bytes of a string, without encoding it. */
+function utf8Bytes(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c <= 0xdbff ? (i++, 4) : 3;
+  }
+  return n;
+}
 
 /** Ids the Pusher HTTP API derives from a request's signature (pusher/http-api.ts). */
 const SIGNED_ID_PREFIX = "pusher:";
@@ -62,6 +107,10 @@ export class ReplayLog implements ReplaySource {
   /** Oldest row still stored (it may already be past retention: reads filter). */
   private oldest: { seq: number; ts: number } | null = null;
   private lastTs = 0;
+  /** The last seq trimmed: rows at or below it are only messages kept for their growth. */
+  private cut = 0;
+  /** Whether any message was ever appended to (reads then compact); plain logs keep the plain reads. */
+  private grows = false;
 
   constructor(
     private readonly sql: SqlStorage,
@@ -73,18 +122,21 @@ export class ReplayLog implements ReplaySource {
   private load(): void {
     this.created = hasTable(this.sql, "meta");
     if (!this.created) return;
-    const meta = this.sql.exec<{ channel: string; epoch: string; last_seq: number }>("SELECT channel, epoch, last_seq FROM meta").toArray()[0];
+    const meta = this.sql.exec<{ channel: string; epoch: string; last_seq: number; cut: number }>("SELECT channel, epoch, last_seq, cut FROM meta").toArray()[0];
     if (!meta) return;
     this.channel = meta.channel;
     this.stored = meta.epoch;
+    this.cut = meta.cut;
+    this.grows = this.sql.exec("SELECT 1 FROM grown LIMIT 1").toArray().length > 0;
     const newest = this.sql.exec<{ seq: number; ts: number }>("SELECT seq, ts FROM log ORDER BY seq DESC LIMIT 1").toArray()[0];
     this.lastSeq = Math.max(meta.last_seq, newest?.seq ?? 0);
     this.lastTs = newest?.ts ?? 0;
     this.loadOldest();
   }
 
+  /** The oldest entry past the last trim (messages kept below it for their growth do not count). */
   private loadOldest(): void {
-    this.oldest = this.sql.exec<{ seq: number; ts: number }>("SELECT seq, ts FROM log ORDER BY seq LIMIT 1").toArray()[0] ?? null;
+    this.oldest = this.sql.exec<{ seq: number; ts: number }>("SELECT seq, ts FROM log WHERE seq > ? ORDER BY seq LIMIT 1", this.cut).toArray()[0] ?? null;
   }
 
   /**
@@ -131,7 +183,7 @@ export class ReplayLog implements ReplaySource {
   forgetIfUnused(): boolean {
     if (!this.created || this.lastSeq !== 0) return false;
     const epoch = this.epoch;
-    this.sql.exec("DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS log; DROP TABLE IF EXISTS dedupe");
+    this.sql.exec("DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS log; DROP TABLE IF EXISTS dedupe; DROP TABLE IF EXISTS grown");
     this.created = false;
     this.stored = null;
     this.pending = epoch;
@@ -155,12 +207,16 @@ export class ReplayLog implements ReplaySource {
 
   /** The seq an id was first published with, while the log or the dedupe window remembers it. */
   findId(scope: string, id: string, now: number): number | null {
+    return this.seen(scope, id, now)?.seq ?? null;
+  }
+
+  /** The seq an id was first given and, for an append's id, the message it grew. */
+  private seen(scope: string, id: string, now: number): { seq: number; ref: number | null } | null {
     if (!this.created) return null;
-    const inLog = this.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE scope = ? AND id = ?", scope, id).toArray()[0];
-    if (inLog) return inLog.seq;
+    const inLog = this.sql.exec<{ seq: number; ref: number | null }>("SELECT seq, ref FROM log WHERE scope = ? AND id = ?", scope, id).toArray()[0];
+    if (inLog) return inLog;
     const cutoff = now - this.windowMs(scope, id);
-    const remembered = this.sql.exec<{ seq: number }>("SELECT seq FROM dedupe WHERE scope = ? AND id = ? AND ts >= ?", scope, id, cutoff).toArray()[0];
-    return remembered?.seq ?? null;
+    return this.sql.exec<{ seq: number; ref: number | null }>("SELECT seq, ref FROM dedupe WHERE scope = ? AND id = ? AND ts >= ?", scope, id, cutoff).toArray()[0] ?? null;
   }
 
   /**
@@ -173,14 +229,62 @@ export class ReplayLog implements ReplaySource {
     return { duplicate: false, message: this.append(channel, input, sender, now, scope, skip) };
   }
 
-  /** Writes one message and returns it with its seq. Callers check `findId` first. */
-  append(channel: string, input: PublishInput, sender: string | null, now: number, scope = "", skip: string | null = null): LoggedMessage {
+  /**
+   * Grows message `input.append.to` (an id in the publisher's own id space) by `input.data`: one
+   * log row for the append and one update of the message's running text (`grown`). The message
+   * must still be kept, hold a string and not be done; the append's own id makes a retry a
+   * duplicate, as a publish's does.
+   */
+  grow(channel: string, input: PublishInput, sender: string | null, now: number, scope: string, skip: string | null, limits: GrowthLimits): Grown {
+    const to = input.append!.to;
+    const seen = this.seen(scope, input.id, now);
+    if (seen !== null) {
+      if (seen.ref === null) return { refused: { code: "conflict", message: `id ${input.id} is a message's, not an append's: give each append its own id` } };
+      return { duplicate: true, seq: seen.seq, ref: seen.ref };
+    }
+    const target = this.created ? this.sql.exec<{ seq: number; id: string; event: string; data: string; ts: number }>("SELECT seq, id, event, data, ts FROM log WHERE scope = ? AND id = ? AND ref IS NULL", scope, to).toArray()[0] : undefined;
+    const growth = target === undefined ? undefined : this.sql.exec<{ n: number; bytes: number; done: number }>("SELECT n, bytes, done FROM grown WHERE ref = ?", target.seq).toArray()[0];
+    if (target === undefined || !this.keeps(target, growth !== undefined, now)) return { refused: { code: "not_found", message: `this channel has no message ${to} to append to (never published by you, or older than the log keeps)` } };
+    if (growth === undefined && !target.data.startsWith('"')) return { refused: { code: "bad_request", message: `message ${to} holds no string: only a message whose data is a string can grow` } };
+    if (growth?.done === 1) return { refused: { code: "conflict", message: `message ${to} is done: it takes no more appends` } };
+    const n = (growth?.n ?? 0) + 1;
+    if (n > limits.maxAppends) return { refused: { code: "too_large", message: `message ${to} has had APPENDS_MAX (${limits.maxAppends}) appends` } };
+    // As stored: the whole text's JSON, whose escapes are the fragments' escapes joined.
+    const bytes = (growth?.bytes ?? utf8Bytes(target.data)) + utf8Bytes(input.data) - 2;
+    if (bytes > limits.maxBytes) return { refused: { code: "too_large", message: `message ${to} would pass MAX_MESSAGE_BYTES (${limits.maxBytes} bytes) with this append` } };
+    const done = input.append!.done;
+    const fragment = JSON.parse(input.data) as string;
+    // The running text first: the append's own row may trim the log, which keeps grown messages.
+    const seq = this.lastSeq + 1;
+    if (growth === undefined) this.sql.exec("INSERT INTO grown (ref, text, v, n, bytes, done) VALUES (?, ?, ?, ?, ?, ?)", target.seq, (JSON.parse(target.data) as string) + fragment, seq, n, bytes, done ? 1 : 0);
+    else this.sql.exec("UPDATE grown SET text = text || ?, v = ?, n = ?, bytes = ?, done = ? WHERE ref = ?", fragment, seq, n, bytes, done ? 1 : 0, target.seq);
+    this.grows = true;
+    const m = this.append(channel, { event: target.event, data: input.data, id: input.id }, sender, now, scope, skip, { ref: target.seq, of: target.id, done });
+    return { duplicate: false, message: m };
+  }
+
+  /**
+   * Whether a message is still in the log: within the age limit, and past the last trim or kept
+   * below it because it grew (trimmed messages' growth goes with them).
+   */
+  private keeps(m: { seq: number; ts: number }, grew: boolean, now: number): boolean {
+    if (m.ts < now - this.retention.maxAgeS * 1000) return false;
+    return grew || m.seq >= this.firstValid(now);
+  }
+
+  /** Writes one message (or an append: `grows`) and returns it with its seq. Callers check `findId` first. */
+  append(channel: string, input: PublishInput, sender: string | null, now: number, scope = "", skip: string | null = null, grows: { ref: number; of: string; done: boolean } | null = null): LoggedMessage {
     this.ensureCreated(channel);
     // Monotonic timestamps let reads find the age boundary by walking seqs in order.
     const ts = Math.max(now, this.lastTs);
     const m: LoggedMessage = { seq: this.lastSeq + 1, id: input.id, event: input.event, data: input.data, ts, sender };
     if (skip !== null) m.skip = skip;
-    this.sql.exec(`INSERT INTO log (${COLUMNS}, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, m.seq, m.id, m.event, m.data, m.ts, m.sender, skip, scope);
+    if (grows !== null) {
+      m.ref = grows.ref;
+      m.of = grows.of;
+      if (grows.done) m.done = true;
+    }
+    this.sql.exec(`INSERT INTO log (${COLUMNS}, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, m.seq, m.id, m.event, m.data, m.ts, m.sender, skip, grows?.ref ?? null, grows?.of ?? null, grows?.done ? 1 : null, scope);
     this.lastSeq = m.seq;
     this.lastTs = ts;
     this.oldest ??= { seq: m.seq, ts };
@@ -202,13 +306,41 @@ export class ReplayLog implements ReplaySource {
   private rows(query: string, bindings: SqlStorageValue[], maxBytes = Infinity): LoggedMessage[] {
     const rows: LoggedMessage[] = [];
     let bytes = 0;
-    for (const row of this.sql.exec<Record<string, SqlStorageValue>>(`SELECT ${COLUMNS} FROM log ${query}`, ...bindings)) {
-      const r = row as unknown as LoggedMessage & { skip: string | null };
-      if (r.skip === null) delete (r as LoggedMessage).skip;
-      rows.push(r);
-      if ((bytes += r.data.length) > maxBytes) break;
+    for (const row of this.sql.exec<Row>(`SELECT ${COLUMNS} FROM log ${query}`, ...bindings)) {
+      const m = toMessage(row);
+      rows.push(m);
+      if ((bytes += m.data.length) > maxBytes) break;
     }
     return rows;
+  }
+
+  /**
+   * Messages (no appends), each whole: its text so far from `grown`. Those kept are those past
+   * the retention boundary and, below it, the grown ones the trim kept; none past the age limit.
+   */
+  private messages(where: string, bindings: SqlStorageValue[], order: "ASC" | "DESC", limit: number, now: number): LoggedMessage[] {
+    const cutoff = now - this.retention.maxAgeS * 1000;
+    const query = `SELECT ${JOINED} FROM log l LEFT JOIN grown g ON g.ref = l.seq WHERE l.ref IS NULL AND l.ts >= ? AND (l.seq >= ? OR g.ref IS NOT NULL) ${where} ORDER BY l.seq ${order} LIMIT ?`;
+    return this.sql.exec<Row>(query, cutoff, this.firstValid(now), ...bindings, limit).toArray().map(compacted);
+  }
+
+  /**
+   * Up to `limit` messages after `seq`, oldest first, each whole (history's last `limit`: it
+   * reads on from the last one it got). Entries, not messages, when nothing ever grew: the same.
+   */
+  messagesAfter(seq: number, limit: number, now: number): LoggedMessage[] {
+    if (!this.grows) {
+      const replay = this.since({ seq, epoch: null }, now, limit);
+      return replay.reset ? [] : replay.messages;
+    }
+    return this.messages("AND l.seq > ?", [seq], "ASC", limit, now);
+  }
+
+  /** The seq before the first of the last `n` messages (entries, when nothing ever grew). */
+  beforeLast(n: number, now: number): number {
+    if (!this.grows) return Math.max(this.firstValid(now), this.lastSeq - n + 1) - 1;
+    const first = this.messages("", [], "DESC", n, now).at(-1);
+    return first === undefined ? this.lastSeq : first.seq - 1;
   }
 
   /** Up to `limit` messages after `seq`, oldest first (-1: no limit), reading little past `maxBytes`. */
@@ -230,13 +362,15 @@ export class ReplayLog implements ReplaySource {
 
   /** Up to `limit` retained messages older than `seq`, newest first (chat scroll-back). */
   before(seq: number, limit: number, now: number): LoggedMessage[] {
+    if (this.grows) return this.messages("AND l.seq < ?", [seq], "DESC", limit, now);
     const first = this.firstValid(now);
     return seq <= first ? [] : this.rows("WHERE seq < ? AND seq >= ? ORDER BY seq DESC LIMIT ?", [seq, first, limit]);
   }
 
-  /** The last `n` messages still retained, oldest first. */
+  /** The last `n` messages still retained, oldest first; a grown one whole (its text so far). */
   last(n: number, now: number): LoggedMessage[] {
     if (n <= 0) return [];
+    if (this.grows) return this.messages("", [], "DESC", n, now).reverse();
     return this.rowsAfter(Math.max(this.firstValid(now) - 1, this.lastSeq - n));
   }
 
@@ -260,10 +394,20 @@ export class ReplayLog implements ReplaySource {
    * trimmed message is still answered as a duplicate.
    */
   private retireThrough(seq: number, now: number): void {
-    this.sql.exec("UPDATE meta SET last_seq = ?", this.lastSeq);
+    this.cut = Math.max(this.cut, seq);
+    this.sql.exec("UPDATE meta SET last_seq = ?, cut = ?", this.lastSeq, this.cut);
     const windowStart = now - this.retention.dedupeWindowS * 1000;
-    this.sql.exec(`INSERT OR IGNORE INTO dedupe (scope, id, seq, ts) SELECT scope, id, seq, ts FROM log WHERE seq <= ? AND (ts >= ? OR (${SIGNED} AND ts >= ?))`, seq, windowStart, now - SIGNED_REPLAY_MS);
-    this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
+    this.sql.exec(`INSERT OR IGNORE INTO dedupe (scope, id, seq, ts, ref) SELECT scope, id, seq, ts, ref FROM log WHERE seq <= ? AND (ts >= ? OR (${SIGNED} AND ts >= ?))`, seq, windowStart, now - SIGNED_REPLAY_MS);
+    if (!this.grows) this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
+    else {
+      // A grown message stays while it is among the newest LOG_MAX_MESSAGES messages and young
+      // enough: its appends' entries go (a cursor before them is a reset), its whole text stays.
+      const floor = this.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE ref IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?", this.retention.maxMessages - 1).toArray()[0]?.seq ?? 0;
+      const cutoff = now - this.retention.maxAgeS * 1000;
+      const kept = "ref IS NULL AND seq >= ? AND ts >= ? AND seq IN (SELECT ref FROM grown)";
+      this.sql.exec(`DELETE FROM log WHERE seq <= ? AND NOT (${kept})`, seq, floor, cutoff);
+      this.sql.exec("DELETE FROM grown WHERE ref <= ? AND ref NOT IN (SELECT seq FROM log)", seq);
+    }
     this.loadOldest();
   }
 
@@ -296,6 +440,8 @@ export class ReplayLog implements ReplaySource {
   purge(now: number): void {
     if (this.stored === null) return;
     this.retireThrough(this.lastSeq, now);
+    this.sql.exec("DELETE FROM log; DELETE FROM grown");
+    this.grows = false;
     this.stored = newEpoch();
     this.sql.exec("UPDATE meta SET epoch = ?", this.stored);
   }

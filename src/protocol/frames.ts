@@ -33,6 +33,33 @@ export interface MsgFrame<E extends string = string, D = unknown> {
   ts: number;
   /** The publishing client's `sub`, when a client with a token published it. */
   u?: string;
+  /**
+   * A message that grows (appends), as a rewind, `latest` or history without a cursor gives it:
+   * `d` is its whole text so far and `v` the seq of its last append.
+   */
+  v?: number;
+  /** The message was ended by an append with `done`: it grows no more. */
+  done?: true;
+}
+/**
+ * A fragment appended to message `ref` (whose id is `id`): its text so far plus `d`. Consecutive
+ * appends to one message sent together may come as one frame (`d` joined, `seq` the last one's).
+ */
+export interface AppendFrame {
+  t: "append";
+  ch: string;
+  seq: number;
+  /** The seq of the message this grows. */
+  ref: number;
+  /** The message's id. */
+  id: string;
+  d: string;
+  /** The message's event name. */
+  e: string;
+  ts: number;
+  u?: string;
+  /** The message ends here. */
+  done?: true;
 }
 /** The resume point cannot be served (or the channel was purged): refetch; live after `seq`. */
 export interface ResetFrame {
@@ -47,6 +74,8 @@ export interface AckFrame {
   id: string;
   seq: number;
   duplicate: boolean;
+  /** An append's ack: the seq of the message it grew. */
+  ref?: number;
 }
 export interface ErrFrame {
   t: "err";
@@ -126,6 +155,7 @@ export type ServerFrame =
   | MoreFrame
   | ConnectionWelcomeFrame
   | MsgFrame
+  | AppendFrame
   | ResetFrame
   | AckFrame
   | ErrFrame
@@ -138,13 +168,19 @@ export type ServerFrame =
 
 // ---- client to server --------------------------------------------------------------------
 
-/** Publish over the socket (needs a `pub` grant); `ch` on multiplexed connections. */
+/**
+ * Publish over the socket (needs a `pub` grant); `ch` on multiplexed connections. With `append`
+ * (the id of a message this publisher made, whose data is a string) it grows that message by
+ * `d` (a string) instead, and `done` ends it; `e` is then not needed.
+ */
 export interface PubFrame {
   t: "pub";
-  e: string;
+  e?: string;
   d: unknown;
   id?: string;
   ch?: string;
+  append?: string;
+  done?: boolean;
 }
 /** Replaces the connection's token (same channel grant, same `sub`). */
 export interface AuthFrame {
@@ -178,4 +214,6 @@ export interface PublishResult {
   id: string;
   delivered: number;
   duplicate: boolean;
+  /** An append's answer: the seq of the message it grew. */
+  ref?: number;
 }

@@ -57,6 +57,9 @@ export const subscriptionError = (channel: string, status: number, error: string
 export const memberAdded = (channel: string, m: Member) => frame("pusher_internal:member_added", { user_id: m.id, user_info: m.info }, channel);
 export const memberRemoved = (channel: string, m: Member) => frame("pusher_internal:member_removed", { user_id: m.id }, channel);
 
+/** What Pusher clients get for an append: data `{"id","d","done"?}` (`id`: the message's). */
+export const APPEND_EVENT = "hibercast:append";
+
 /** Stored data (JSON text) as a Pusher `data` string: a string itself, anything else its JSON. */
 export const pusherData = (stored: string): string => (stored.startsWith('"') ? (JSON.parse(stored) as string) : stored);
 
@@ -66,6 +69,8 @@ export const pusherData = (stored: string): string => (stored.startsWith('"') ? 
  * events on presence channels name their sender (`user_id`).
  */
 export function channelEvent(channel: string, m: LoggedMessage): string {
+  // An append (DESIGN v1.3 "Appends"): an event only the server sends, naming the message it grows.
+  if (m.ref !== undefined) return JSON.stringify({ event: APPEND_EVENT, channel, data: JSON.stringify({ id: m.of, d: JSON.parse(m.data) as string, ...(m.done === true ? { done: true } : {}) }) });
   const data = pusherData(m.data);
   const user = m.sender !== null && isPresenceChannel(channel) && m.event.startsWith("client-") ? { user_id: m.sender } : {};
   return JSON.stringify({ event: m.event, channel, data, ...user });

@@ -33,6 +33,23 @@ export function toPublishInput(event: unknown, data: unknown, id: unknown, dataP
 }
 
 
+/**
+ * Validates an append `{append, data, id?, done?}` (socket: `{append, d, id?, done?}`): `data` is
+ * the text to add to message `append`. Its event is the message's, filled in by the hub.
+ */
+export function toAppendInput(append: unknown, data: unknown, id: unknown, done: unknown): PublishInput {
+  const to = checkName("append", append, LIMITS.id);
+  if (typeof data !== "string") throw invalid("an append's data must be a string: the text to add");
+  if (done !== undefined && typeof done !== "boolean") throw invalid("done must be true or false");
+  return { event: "", data: JSON.stringify(data), id: checkId(id), append: { to, done: done === true } };
+}
+
+/** A publish or an append, by whether `append` is there: what HTTP bodies, batch items and socket `pub`s carry. */
+export function toInput(body: Record<string, unknown>, dataKey: "data" | "d", eventKey: "event" | "e"): PublishInput {
+  if (body.append !== undefined) return toAppendInput(body.append, body[dataKey], body.id, body.done);
+  return toPublishInput(body[eventKey], body[dataKey], body.id, dataKey in body);
+}
+
 /** A `sub` of a multiplexed connection, validated. */
 export interface SubRequest {
   ch: string;
@@ -87,7 +104,7 @@ export function parseClientFrame(text: string): ParsedClientFrame {
     case "pub":
       try {
         const ch = value.ch === undefined ? null : channelField(value.ch);
-        return { t: "pub", input: toPublishInput(value.e, value.d, value.id, "d" in value), ch };
+        return { t: "pub", input: toInput(value, "d", "e"), ch };
       } catch (err) {
         const id = typeof value.id === "string" && value.id.length <= LIMITS.id ? value.id : undefined;
         throw err instanceof ServiceError ? err.asBadFrame(id) : err;

@@ -6,7 +6,7 @@
  * Every line goes through one sink. In production it is the console (Workers Logs reads it);
  * tests install their own sink to keep the output quiet and to assert on what was logged.
  */
-export type LogEvent = "connect" | "refused" | "publish" | "purge" | "close" | "expired" | "swept" | "slow" | "config" | "gap" | "sync" | "webhook" | "error";
+export type LogEvent = "connect" | "refused" | "publish" | "append" | "purge" | "close" | "expired" | "swept" | "slow" | "config" | "gap" | "sync" | "webhook" | "error";
 
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 export type LogLine = { event: LogEvent } & LogFields;

@@ -16,6 +16,8 @@ export interface ChannelConfig extends ChannelOptions {
   streamMaxBytes: number;
   /** How long a Durable Streams long-poll waits for news, in ms. */
   streamLongPollMs: number;
+  /** Appends one message may have (DESIGN v1.3 "Appends"). */
+  appendsMax: number;
   /** The CHANNEL_OPTIONS rule in force (its `match`), or null for the global vars alone. */
   rule: string | null;
 }
@@ -38,6 +40,7 @@ const VARS = {
   WEBHOOK_MAX_PENDING: { key: "webhookMaxPending", spec: { kind: "int", min: 1 }, fallback: 10_000 },
   STREAM_MAX_BYTES: { key: "streamMaxBytes", spec: { kind: "int", min: 1 }, fallback: 1024 * 1024 * 1024 },
   STREAM_LONG_POLL_MS: { key: "streamLongPollMs", spec: { kind: "int", min: 100, max: 60_000 }, fallback: 20_000 },
+  APPENDS_MAX: { key: "appendsMax", spec: { kind: "int", min: 1, max: 1_000_000 }, fallback: 10_000 },
 } as const;
 
 /** Options no var sets: a rule may. */

@@ -11,6 +11,8 @@ export interface Vars {
   LOG_MAX_MESSAGES?: string;
   STREAM_MAX_BYTES?: string;
   STREAM_LONG_POLL_MS?: string;
+  /** Appends one message may have (default 10000). */
+  APPENDS_MAX?: string;
   LOG_MAX_AGE_S?: string;
   DEDUPE_WINDOW_S?: string;
   CLIENT_PUB_PER_S?: string;

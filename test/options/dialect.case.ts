@@ -7,8 +7,14 @@
 import { describe, expect, it } from "vitest";
 import { call, publish, publishOk } from "../helpers";
 
+/** Grows message `to` by `text` over HTTP, failing the test on a non-2xx. */
+async function appendOk(ch: string, to: string, text: string, done = false): Promise<void> {
+  const res = await publish(ch, { append: to, data: text, ...(done ? { done: true } : {}) });
+  if (!res.ok) throw new Error(`append failed: ${res.status} ${await res.text()}`);
+}
+
 /** What a client saw, in words every dialect can be read into. */
-export type Seen = { t: "msg"; seq: number | null; event: string; data: unknown } | { t: "reset" } | { t: "join" | "leave"; id: string } | { t: "other" };
+export type Seen = { t: "msg"; seq: number | null; event: string; data: unknown } | { t: "append"; id: string; text: string; done: boolean } | { t: "reset" } | { t: "join" | "leave"; id: string } | { t: "other" };
 
 export interface Opened {
   /** The connection id `?exclude=` takes (cid, or Pusher socket_id). */
@@ -62,6 +68,29 @@ export function dialectContract(name: string, make: () => DialectCase): void {
       }
       a.close();
       b.close();
+    });
+
+    it("delivers a growing message's appends in order: the message, then fragments that add up to its text", async () => {
+      const d = make();
+      const ch = d.channel("public");
+      const c = await d.open(ch);
+      await publishOk(ch, "answer", "Hello", "ans-1");
+      const words = [",", " wor", "ld", "!"];
+      for (const [i, w] of words.entries()) await appendOk(ch, "ans-1", w, i === words.length - 1);
+      const [first] = await messages(c, 1);
+      expect([first!.event, first!.data]).toEqual(["answer", "Hello"]);
+      let text = "Hello";
+      let done = false;
+      while (!done) {
+        const s = await c.next(3000);
+        if (s.t !== "append") continue;
+        expect(s.id).toBe("ans-1");
+        text += s.text;
+        done = s.done;
+      }
+      expect(text).toBe("Hello, world!");
+      expect((await c.settle(100)).filter((s) => s.t === "append" || s.t === "msg")).toEqual([]);
+      c.close();
     });
 
     it("delivers a burst whole and in seq order (batch frames unpacked as they came)", async () => {

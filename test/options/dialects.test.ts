@@ -10,6 +10,7 @@ import { dialectContract, type DialectCase, type Opened, type Seen } from "./dia
 function seenOf(f: Frame): Seen[] {
   if (f.t === "batch") return (f as Extract<ServerFrame, { t: "batch" }>).f.flatMap(seenOf);
   if (f.t === "msg") return [{ t: "msg", seq: f.seq, event: f.e, data: f.d }];
+  if (f.t === "append") return [{ t: "append", id: f.id, text: f.d, done: f.done === true }];
   if (f.t === "reset") return [{ t: "reset" }];
   if (f.t === "join" || f.t === "leave") return [{ t: f.t, id: f.member.id }];
   return [{ t: "other" }];
@@ -81,6 +82,10 @@ function pusherSeen(f: Frame): Seen[] {
   if (typeof p.event !== "string") return [{ t: "other" }];
   if (p.event === "pusher_internal:member_added") return [{ t: "join", id: String(JSON.parse(p.data).user_id) }];
   if (p.event === "pusher_internal:member_removed") return [{ t: "leave", id: String(JSON.parse(p.data).user_id) }];
+  if (p.event === "hibercast:append") {
+    const a = JSON.parse(p.data) as { id: string; d: string; done?: true };
+    return [{ t: "append", id: a.id, text: a.d, done: a.done === true }];
+  }
   if (p.event.startsWith("pusher")) return [{ t: "other" }];
   let data: unknown = p.data;
   try {

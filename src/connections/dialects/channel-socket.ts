@@ -135,7 +135,7 @@ export class ChannelSockets implements Dialect {
         case "pub": {
           if (frame.ch !== null && frame.ch !== state.ch) throw new ServiceError("bad_frame", `this socket is subscribed to ${state.ch}, not ${frame.ch}`, frame.input.id);
           const result = await this.host.publishFromSocket(ws, state, state.ch, state, frame.input);
-          if (result !== null) delivery.to(ws, state, out({ t: "ack", id: result.id, seq: result.seq, duplicate: result.duplicate } satisfies ServerFrame));
+          if (result !== null) delivery.to(ws, state, out({ t: "ack", id: result.id, seq: result.seq, duplicate: result.duplicate, ...(result.ref === undefined ? {} : { ref: result.ref }) } satisfies ServerFrame));
           return;
         }
         case "auth":
