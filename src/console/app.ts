@@ -43,8 +43,8 @@ function setStatus(text: string, kind: "idle" | "ok" | "warn" | "error"): void {
   ui.status.dataset.kind = kind;
 }
 
-function row(cells: [string, string][], kind: string): void {
-  const li = document.createElement("li");
+function row(cells: [string, string][], kind: string, li = document.createElement("li")): HTMLLIElement {
+  li.replaceChildren();
   li.className = `frame ${kind}`;
   for (const [cls, text] of cells) {
     const span = document.createElement("span");
@@ -52,25 +52,36 @@ function row(cells: [string, string][], kind: string): void {
     span.textContent = text; // textContent, never innerHTML: message data is untrusted
     li.append(span);
   }
-  ui.frames.prepend(li);
+  if (li.parentElement === null) ui.frames.prepend(li);
   while (ui.frames.children.length > 500) ui.frames.lastElementChild?.remove();
   ui.empty.hidden = true;
+  return li;
 }
+
+/** Rows of messages that grow (appends), by channel and seq: each append rewrites its row in place. */
+const growing = new Map<string, HTMLLIElement>();
 
 const time = (ts: number) => new Date(ts).toLocaleTimeString();
 const notice = (text: string, kind = "notice") => row([["time", time(Date.now())], ["text", text]], kind);
 
 function showMessage(msg: MsgFrame): void {
-  row(
+  const key = `${msg.ch}\n${msg.seq}`;
+  const grows = msg.v !== undefined ? ` (grown to #${msg.v}${msg.done ? ", done" : ""})` : "";
+  const li = row(
     [
       ...(watching.length > 1 ? ([["ch", msg.ch]] as [string, string][]) : []),
-      ["seq", `#${msg.seq}`],
+      ["seq", `#${msg.seq}${grows}`],
       ["event", msg.e],
       ["data", JSON.stringify(msg.d)],
       ["time", time(msg.ts)],
     ],
     "msg",
+    growing.get(key),
   );
+  // A string message may grow: keep its row (at most 100) so the next append updates it.
+  if (typeof msg.d === "string" && msg.done !== true) growing.set(key, li);
+  else growing.delete(key);
+  if (growing.size > 100) growing.delete(growing.keys().next().value!);
 }
 
 function renderMembers(): void {
@@ -136,6 +147,7 @@ function connect_(): void {
   mux?.close();
   sub = mux = null;
   ui.frames.replaceChildren();
+  growing.clear();
   ui.empty.hidden = false;
   // Nothing of the previous channel stays on screen.
   ui.stats.textContent = "";

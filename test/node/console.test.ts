@@ -129,3 +129,20 @@ it("watches several channels at once over one socket, and resumes them all after
   expect(errors).toEqual([]);
   await page.close();
 });
+
+it("shows a growing message as one row whose text grows with each append", { timeout: 30_000 }, async () => {
+  const ch = channelName("console-grow");
+  const page = await browser.newPage();
+  await page.goto(`${baseUrl()}/console?channel=${ch}`);
+  await page.getByRole("button", { name: "Connect", exact: true }).click();
+  await expect.poll(() => page.textContent("#status")).toMatch(/^connected to /);
+  const pub = publisher();
+  await pub.publish(ch, "answer", "Thinking", { id: "ans" });
+  await expect.poll(() => page.locator("#frames .msg").count()).toBe(1);
+  await pub.append(ch, "ans", " about it");
+  await pub.append(ch, "ans", ": yes.", { done: true });
+  await expect.poll(() => page.textContent("#frames .msg .data")).toBe('"Thinking about it: yes."');
+  expect(await page.locator("#frames .msg").count()).toBe(1);
+  expect(await page.textContent("#frames .msg .seq")).toBe("#1 (grown to #3, done)");
+  await page.close();
+});
