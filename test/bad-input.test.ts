@@ -1,11 +1,12 @@
 // The bad-input matrix of docs/errors.md: every row is one test here, with the same name.
 // All rows aim at the same two channels, and the last test checks that the rooms still serve
 // and that their logs hold exactly what was accepted.
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { call, publish, TestSocket, token, type Frame, type HistoryPage } from "./helpers";
 
 const CH = `matrix-${Date.now().toString(36)}`;
 const PRIVATE = `private-matrix-${Date.now().toString(36)}`;
+const APPENDS = `matrix-appends-${Date.now().toString(36)}`;
 
 type Answer = { status?: number; close?: number; code?: string; frame?: Frame | null };
 
@@ -51,6 +52,11 @@ const rows: [string, () => Promise<Answer>, Answer][] = [
   ["wrong publish key", async () => http(await publish(CH, { event: "e", data: 1 }, { key: "not-the-key" })), { status: 403, code: "forbidden" }],
   ["token without a pub grant", async () => http(await publish(CH, { event: "e", data: 1 }, { key: await token({ sub: "u", ch: ["*"] }) })), { status: 403, code: "forbidden" }],
   ["event name reserved for the server", async () => http(await publish(CH, { event: "pusher_internal:member_added", data: { user_id: "ceo" } })), { status: 400, code: "bad_request" }],
+  // Appends, on a channel of their own (its messages "answer" and "answer-done" are made before the rows run)
+  ["append to a message the channel does not have", async () => http(await publish(APPENDS, { append: "no-such-message", data: "x" })), { status: 404, code: "not_found" }],
+  ["append whose data is not a string", async () => http(await publish(APPENDS, { append: "answer", data: 42 })), { status: 400, code: "bad_request" }],
+  ["append id over 128 characters", async () => http(await publish(APPENDS, { append: "a".repeat(129), data: "x" })), { status: 400, code: "bad_request" }],
+  ["append after done", async () => http(await publish(APPENDS, { append: "answer-done", data: "x" })), { status: 409, code: "conflict" }],
   // Channel names
   ["empty channel name", async () => http(await call("/v1/channels//messages")), { status: 404, code: "not_found" }],
   ["channel name of 129 characters", async () => http(await call(`/v1/channels/${"c".repeat(129)}`)), { status: 400, code: "bad_request" }],
@@ -99,6 +105,11 @@ const rows: [string, () => Promise<Answer>, Answer][] = [
 ];
 
 describe("bad-input matrix (docs/errors.md)", () => {
+  beforeAll(async () => {
+    await publish(APPENDS, { event: "answer", data: "text", id: "answer" });
+    await publish(APPENDS, { event: "answer", data: "text", id: "answer-done" });
+    await publish(APPENDS, { append: "answer-done", data: ".", done: true });
+  });
   for (const [name, run, expected] of rows) {
     it(name, async () => {
       const answer = await run();
