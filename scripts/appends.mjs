@@ -35,8 +35,17 @@ async function subscribers(base, channel) {
         const texts = new Map();
         views.push({ ws, texts });
         const timer = setTimeout(() => reject(new Error("connect timeout")), 20_000);
+        // Every subscriber counts its bytes; one in ten also rebuilds the texts, so the client's
+        // own parsing does not become what is measured.
+        const tracked = views.length % 10 === 1;
+        if (!tracked) texts.untracked = true;
+        let welcomed = false;
         const take = (f) => {
-          if (f.t === "welcome") return clearTimeout(timer), resolve();
+          if (f.t === "welcome") {
+            welcomed = true;
+            clearTimeout(timer);
+            return resolve();
+          }
           if (f.t === "batch") return f.f.forEach(take);
           if (f.t === "msg") {
             texts.set(f.id, f.d);
@@ -54,7 +63,7 @@ async function subscribers(base, channel) {
         };
         ws.on("message", (raw) => {
           bytes += raw.length;
-          take(JSON.parse(raw.toString()));
+          if (tracked || !welcomed) take(JSON.parse(raw.toString()));
         });
         ws.on("error", reject);
       })),
@@ -101,9 +110,10 @@ async function run(base, mode) {
     }),
   );
   const writeS = (performance.now() - t0) / 1000;
-  await until(() => subs.views.every((v) => answers.every((id) => mode === "append" ? v.texts.get(id) === whole : true)), 60_000, "every subscriber to rebuild every answer");
+  const tracked = subs.views.filter((v) => !v.texts.untracked);
+  await until(() => tracked.every((v) => answers.every((id) => mode === "append" ? v.texts.get(id) === whole : v.texts.get(`${id}-${TOKENS - 1}`) === whole)), 60_000, "every tracked subscriber to rebuild every answer");
   await sleep(300);
-  const exact = subs.views.filter((v) => answers.every((id) => v.texts.get(id) === whole || mode !== "append")).length;
+  const exact = `${tracked.filter((v) => answers.every((id) => (mode === "append" ? v.texts.get(id) : v.texts.get(`${id}-${TOKENS - 1}`)) === whole)).length}/${tracked.length}`;
   const received = subs.bytes() - before;
   subs.views.forEach((v) => v.ws.close());
   const sorted = subs.latencies.sort((a, b) => a - b);
@@ -116,7 +126,7 @@ try {
   console.log(`appends: ${N} subscribers, ${PARALLEL} answer(s) of ${TOKENS} tokens`);
   const rows = [await run(server.url, "append"), await run(server.url, "republish")];
   console.log("mode        writes  writes/s  p50_ms  p99_ms  KB/subscriber  exact");
-  for (const r of rows) console.log(`${r.mode.padEnd(10)} ${String(r.writes).padStart(7)} ${r.per_s.toFixed(0).padStart(9)} ${r.p50.toFixed(1).padStart(7)} ${r.p99.toFixed(1).padStart(7)} ${(r.bytes_per_subscriber / 1024).toFixed(1).padStart(14)} ${r.mode === "append" ? `${r.exact}/${N}` : "-"}`);
+  for (const r of rows) console.log(`${r.mode.padEnd(10)} ${String(r.writes).padStart(7)} ${r.per_s.toFixed(0).padStart(9)} ${r.p50.toFixed(1).padStart(7)} ${r.p99.toFixed(1).padStart(7)} ${(r.bytes_per_subscriber / 1024).toFixed(1).padStart(14)} ${r.exact}`);
   console.log(`bytes on the wire: appends ${((rows[0].bytes_per_subscriber / rows[1].bytes_per_subscriber) * 100).toFixed(1)}% of republishing the whole text`);
 } finally {
   await server.stop();
