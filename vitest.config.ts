@@ -41,6 +41,7 @@ export default defineConfig({
             PRESENCE_MAX_MEMBERS: "2",
             // One connection edge, so MAX_SOCKETS applies to every /v1/ws connection here.
             CONNECTION_EDGES: "1",
+            APPENDS_MAX: "3",
           }),
         ],
         test: { name: "strict", include: ["test/strict/*.test.ts"], setupFiles: ["test/logs.ts"] },

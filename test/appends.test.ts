@@ -136,6 +136,15 @@ describe("appends on a socket", () => {
     expect(frag).toMatchObject({ t: "append", ch, seq: ack!.seq + 1, ref: ack!.seq, id: "m", e: "answer", d: "lo", done: true, u: "bot" });
   });
 
+  it("refuses an append from a socket whose token grants no publishing (forbidden)", async () => {
+    const ch = channelName("grow");
+    await publishOk(ch, "answer", "a", "m");
+    const [reader] = await TestSocket.subscribe(ch, `?token=${await token({ sub: "reader", ch: [ch] })}`);
+    reader.send({ t: "pub", append: "m", d: "b", id: "a1" });
+    expect(await reader.expect("err")).toMatchObject({ code: "forbidden", id: "a1" });
+    expect((await history(ch)).messages).toEqual([expect.objectContaining({ d: "a" })]);
+  });
+
   it("tells a socket why an append was refused, naming the pub", async () => {
     const ch = channelName("grow");
     const writer = await token({ sub: "bot", ch: [ch], pub: [ch] });

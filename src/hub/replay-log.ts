@@ -319,9 +319,16 @@ export class ReplayLog implements ReplaySource {
    * the retention boundary and, below it, the grown ones the trim kept; none past the age limit.
    */
   private messages(where: string, bindings: SqlStorageValue[], order: "ASC" | "DESC", limit: number, now: number): LoggedMessage[] {
-    const cutoff = now - this.retention.maxAgeS * 1000;
-    const query = `SELECT ${JOINED} FROM log l LEFT JOIN grown g ON g.ref = l.seq WHERE l.ref IS NULL AND l.ts >= ? AND (l.seq >= ? OR g.ref IS NOT NULL) ${where} ORDER BY l.seq ${order} LIMIT ?`;
-    return this.sql.exec<Row>(query, cutoff, this.firstValid(now), ...bindings, limit).toArray().map(compacted);
+    return this.sql.exec<Row>(`SELECT ${JOINED} ${this.keptMessages(where)} ORDER BY l.seq ${order} LIMIT ?`, ...this.keptBindings(now), ...bindings, limit).toArray().map(compacted);
+  }
+
+  /** FROM and WHERE of the messages kept (see `messages`), and their bindings. */
+  private keptMessages(where: string): string {
+    return `FROM log l LEFT JOIN grown g ON g.ref = l.seq WHERE l.ref IS NULL AND l.ts >= ? AND (l.seq >= ? OR g.ref IS NOT NULL) ${where}`;
+  }
+
+  private keptBindings(now: number): SqlStorageValue[] {
+    return [now - this.retention.maxAgeS * 1000, this.firstValid(now)];
   }
 
   /**
@@ -339,8 +346,9 @@ export class ReplayLog implements ReplaySource {
   /** The seq before the first of the last `n` messages (entries, when nothing ever grew). */
   beforeLast(n: number, now: number): number {
     if (!this.grows) return Math.max(this.firstValid(now), this.lastSeq - n + 1) - 1;
-    const first = this.messages("", [], "DESC", n, now).at(-1);
-    return first === undefined ? this.lastSeq : first.seq - 1;
+    // Seqs only: the page reads the messages themselves a few at a time.
+    const first = this.sql.exec<{ seq: number | null }>(`SELECT MIN(seq) AS seq FROM (SELECT l.seq ${this.keptMessages("")} ORDER BY l.seq DESC LIMIT ?)`, ...this.keptBindings(now), n).one().seq;
+    return first === null ? this.lastSeq : first - 1;
   }
 
   /** Up to `limit` messages after `seq`, oldest first (-1: no limit), reading little past `maxBytes`. */
