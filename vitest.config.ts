@@ -58,6 +58,7 @@ export default defineConfig({
             PUSHER_APP_ID: "77",
             PUSHER_KEY: "test-pusher-key",
             PUSHER_SECRET: "test-pusher-secret",
+            PUSHER_CLIENT_EVENTS: "true",
             // As wrangler.toml passes it: a JSON array (bad-config below passes a JSON string).
             CHANNEL_OPTIONS: [
               { match: "chat-*", logMaxMessages: 5, clientPubPerS: 2 },

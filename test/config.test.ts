@@ -114,3 +114,14 @@ describe("secrets", () => {
     expect(await res.text()).toMatch(/JWT_SECRET entry 1 is shorter than 32 bytes/);
   });
 });
+
+describe("PUSHER_CLIENT_EVENTS", () => {
+  const app = { PUSHER_APP_ID: "1", PUSHER_KEY: "k", PUSHER_SECRET: "s" };
+  it("is off unless true, and a typo is a named configuration error", async () => {
+    const { pusherApp } = await import("../src/pusher/app");
+    expect(pusherApp({ ...app })!.clientEvents).toBe(false);
+    expect(pusherApp({ ...app, PUSHER_CLIENT_EVENTS: "true" })!.clientEvents).toBe(true);
+    expect(pusherApp({ ...app, PUSHER_CLIENT_EVENTS: " FALSE " })!.clientEvents).toBe(false);
+    expect(() => pusherApp({ ...app, PUSHER_CLIENT_EVENTS: "yes" })).toThrow(/PUSHER_CLIENT_EVENTS must be true or false/);
+  });
+});

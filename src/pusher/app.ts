@@ -9,6 +9,8 @@ export interface PusherApp {
   id: string;
   key: string;
   secret: string;
+  /** Client events (`client-*`), off unless PUSHER_CLIENT_EVENTS=true, as on Pusher. */
+  clientEvents: boolean;
 }
 
 const NAMES = ["PUSHER_APP_ID", "PUSHER_KEY", "PUSHER_SECRET"] as const;
@@ -23,7 +25,9 @@ function readApp(env: Partial<Env>): PusherApp | null {
     const missing = NAMES.filter((name) => !(env[name] ?? "").trim()).join(", ");
     throw new ConfigError(`the Pusher endpoint needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET (missing ${missing})`);
   }
-  return { id, key, secret };
+  const flag = (env.PUSHER_CLIENT_EVENTS ?? "").trim().toLowerCase();
+  if (flag !== "" && flag !== "true" && flag !== "false") throw new ConfigError(`PUSHER_CLIENT_EVENTS must be true or false (got ${JSON.stringify(env.PUSHER_CLIENT_EVENTS)})`);
+  return { id, key, secret, clientEvents: flag === "true" };
 }
 
 /** The app, or 404: with the endpoint off, its routes do not exist. */

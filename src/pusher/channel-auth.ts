@@ -1,6 +1,8 @@
 // Who may subscribe to what on a Pusher connection (DESIGN.md "Pusher-compatible endpoint"):
 // public channels are open (unless the channel's options require auth), `private-` and
-// `presence-` channels need the app's signature of "socket_id:channel[:channel_data]".
+// `presence-` channels need the app's signature of "socket_id:channel[:channel_data]";
+// `private-encrypted-` channels too (the server relays what it cannot read, and takes no client
+// events on them, as Pusher does).
 // A refusal is a ServiceError like any other; the Pusher dialect sends it as
 // `pusher:subscription_error` with its status (400, 401 or 403).
 import { isPresenceChannel, isPrivateChannel, LIMITS } from "../protocol/index.js";
@@ -17,9 +19,11 @@ export interface PusherGrant {
   clientEvents: boolean;
 }
 
+/** Whether an encrypted channel (`private-encrypted-*`, also its cache variant). */
+export const isEncryptedChannel = (channel: string) => channel.startsWith("private-encrypted-");
+
 /** Checks a `pusher:subscribe`; throws a ServiceError (401, 403, 400) when it may not subscribe. */
 export async function authorizePusherChannel(app: PusherApp, socketId: string, channel: string, data: { auth?: unknown; channel_data?: unknown }, requireAuth: boolean): Promise<PusherGrant> {
-  if (channel.startsWith("private-encrypted-")) throw refuse(403, "encrypted channels are not supported by this server");
   if (!isPrivateChannel(channel)) {
     if (requireAuth) throw refuse(403, `channel ${channel} requires auth: use a private- or presence- channel`);
     return { member: null, clientEvents: false };
@@ -35,7 +39,7 @@ export async function authorizePusherChannel(app: PusherApp, socketId: string, c
   if (colon < 0 || key !== app.key || !(await verifyHmacHex(app.secret, signed, auth.slice(colon + 1)))) {
     throw refuse(401, `Invalid signature: expected HMAC SHA256 hex digest of ${signed}`);
   }
-  return { member: presence ? memberOf(channelData!) : null, clientEvents: true };
+  return { member: presence ? memberOf(channelData!) : null, clientEvents: app.clientEvents && !isEncryptedChannel(channel) };
 }
 
 /** The member a presence channel_data names: `user_id` (string or number) and `user_info`. */

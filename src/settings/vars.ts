@@ -30,6 +30,8 @@ export interface Vars {
   PUSHER_APP_ID?: string;
   PUSHER_KEY?: string;
   PUSHER_SECRET?: string;
+  /** "true" lets Pusher clients send client events (`client-*`) on private and presence channels; off by default, as on Pusher. */
+  PUSHER_CLIENT_EVENTS?: string;
   /** Webhooks (DESIGN.md "Webhooks"): on when both are set (the secret with `wrangler secret put`). */
   WEBHOOK_URL?: string;
   WEBHOOK_SECRET?: string;

@@ -15,7 +15,7 @@ export interface LocalServer {
 export async function startServer(options: { vars?: Record<string, string>; persist?: string } = {}): Promise<LocalServer> {
   process.env.WRANGLER_SEND_METRICS = "false";
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
-  const pusher = { PUSHER_APP_ID: NODE_PUSHER.appId, PUSHER_KEY: NODE_PUSHER.key, PUSHER_SECRET: NODE_PUSHER.secret };
+  const pusher = { PUSHER_APP_ID: NODE_PUSHER.appId, PUSHER_KEY: NODE_PUSHER.key, PUSHER_SECRET: NODE_PUSHER.secret, PUSHER_CLIENT_EVENTS: "true" };
   const vars = { PUBLISH_KEY: NODE_PUBLISH_KEY, JWT_SECRET: NODE_JWT_SECRET, CONSOLE: "on", ...pusher, ...options.vars };
   const worker = await unstable_startWorker({
     config: "wrangler.toml",

@@ -8,7 +8,7 @@ import { count } from "../../server/metrics.js";
 import { ServiceError } from "../../server/service-error.js";
 import type { ChannelEdge } from "../../edge/channel-edge.js";
 import { requirePusherApp } from "../../pusher/app.js";
-import { authorizePusherChannel, type PusherGrant } from "../../pusher/channel-auth.js";
+import { authorizePusherChannel, isEncryptedChannel, type PusherGrant } from "../../pusher/channel-auth.js";
 import * as pusher from "../../pusher/frames.js";
 import { overLimit } from "../frame-size.js";
 import { refuseSocket } from "../refuse.js";
@@ -219,6 +219,8 @@ export class PusherConnections extends IndexedConnections implements Dialect {
     const sub = this.index.subsOf(ws)[ch];
     if (sub === undefined) throw new ServiceError("forbidden", `Client event rejected - not subscribed to ${ch}`);
     if (!isPrivateChannel(ch)) throw new ServiceError("forbidden", "Client event rejected - only supported on private and presence channels");
+    if (isEncryptedChannel(ch)) throw new ServiceError("forbidden", "Client event rejected - not supported on encrypted channels");
+    if (!requirePusherApp(this.host.bindings).clientEvents) throw new ServiceError("forbidden", "Client event rejected - client events are off for this app (PUSHER_CLIENT_EVENTS=true turns them on)");
     if (!sub.pub) throw new ServiceError("forbidden", `Client event rejected - client events are off for ${ch} (clientPublish)`);
     if (frame.event.length > LIMITS.eventName) throw new ServiceError("bad_request", `Client event rejected - event name over ${LIMITS.eventName} characters`);
     const perS = this.host.config(ch).clientPubPerS;

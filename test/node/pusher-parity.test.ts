@@ -1,0 +1,128 @@
+// Pusher features apps rely on beyond channels and presence (DESIGN v1.3 "Pusher: users, cache
+// and encrypted channels"), with the real, unmodified libraries: pusher-js 8 (its Node build
+// decrypts with tweetnacl) and the `pusher` server SDK.
+import { randomBytes } from "node:crypto";
+import PusherServer from "pusher";
+import Pusher from "pusher-js";
+import WebSocket from "ws";
+import { afterAll, describe, expect, it } from "vitest";
+import { baseUrl, channelName, sleep, token, until } from "./helpers";
+import { NODE_PUSHER, startServer, type LocalServer } from "./server";
+
+const MASTER_KEY = randomBytes(32).toString("base64");
+const cleanup: (() => unknown)[] = [];
+afterAll(async () => {
+  for (const fn of cleanup.reverse()) await fn();
+});
+
+const portOf = (url: string) => Number(new URL(url).port);
+
+/** The app's backend: the official server SDK (with an encryption master key), pointed at a local worker. */
+const backend = (url = baseUrl()) =>
+  new PusherServer({ appId: NODE_PUSHER.appId, key: NODE_PUSHER.key, secret: NODE_PUSHER.secret, host: "127.0.0.1", port: String(portOf(url)), useTLS: false, encryptionMasterKeyBase64: MASTER_KEY });
+
+/** A pusher-js client whose auth endpoint is the SDK in-process (encrypted channels get their shared secret from it). */
+async function pusherClient(url = baseUrl()): Promise<Pusher> {
+  const signer = backend(url);
+  const client = new Pusher(NODE_PUSHER.key, {
+    cluster: "local",
+    wsHost: "127.0.0.1",
+    wsPort: portOf(url),
+    forceTLS: false,
+    enabledTransports: ["ws"],
+    channelAuthorization: {
+      customHandler: ({ socketId, channelName: name }: { socketId: string; channelName: string }, callback: (error: Error | null, auth: unknown) => void) => callback(null, signer.authorizeChannel(socketId, name)),
+    } as never,
+  });
+  cleanup.push(() => client.disconnect());
+  await new Promise<void>((resolve, reject) => {
+    client.connection.bind("connected", () => resolve());
+    client.connection.bind("failed", () => reject(new Error("pusher-js could not connect")));
+  });
+  return client;
+}
+
+function subscribed(client: Pusher, name: string): Promise<unknown> {
+  const channel = client.subscribe(name);
+  return new Promise((resolve, reject) => {
+    channel.bind("pusher:subscription_succeeded", resolve);
+    channel.bind("pusher:subscription_error", (e: unknown) => reject(Object.assign(new Error("subscription_error"), { data: e })));
+  });
+}
+
+/** The `pusher:error`s a pusher-js client gets. */
+function errorsOf(client: Pusher): { code: number | null; message: string }[] {
+  const errors: { code: number | null; message: string }[] = [];
+  client.connection.bind("error", (e: { data?: { code: number | null; message: string } }) => e.data && errors.push(e.data));
+  return errors;
+}
+
+describe("encrypted channels (private-encrypted-)", () => {
+  it("relays what the SDK encrypted, unread: pusher-js decrypts it with the shared secret from the auth endpoint", async () => {
+    const client = await pusherClient();
+    const name = `private-encrypted-${channelName("vault")}`;
+    await subscribed(client, name);
+    const got: unknown[] = [];
+    client.channel(name)!.bind("secret", (d: unknown) => got.push(d));
+    await backend().trigger(name, "secret", { pin: "1234", note: "é" });
+    await until(() => got.length === 1);
+    expect(got).toEqual([{ pin: "1234", note: "é" }]);
+  });
+
+  it("keeps only ciphertext: hibercast subscribers and history see Pusher's {nonce, ciphertext}", async () => {
+    const name = `private-encrypted-${channelName("vault")}`;
+    await backend().trigger(name, "secret", { pin: "9876" });
+    const res = await fetch(`${baseUrl()}/v1/channels/${name}/messages`, { headers: { authorization: `Bearer ${await token({ sub: "auditor", ch: [name] })}` } });
+    const { messages } = (await res.json()) as { messages: { d: { nonce: string; ciphertext: string } }[] };
+    expect(Object.keys(messages[0]!.d).sort()).toEqual(["ciphertext", "nonce"]);
+    expect(JSON.stringify(messages)).not.toContain("9876");
+  });
+
+  it("refuses client events on them, as Pusher does, keeping the socket", async () => {
+    // pusher-js will not even send one (it throws): a raw client, signed in by the SDK, does.
+    const raw = new WebSocket(`${baseUrl().replace("http", "ws")}/app/${NODE_PUSHER.key}?protocol=7`);
+    cleanup.push(() => raw.close());
+    const frames: { event: string; data: string; channel?: string }[] = [];
+    raw.on("message", (d) => frames.push(JSON.parse(String(d))));
+    await until(() => frames.length > 0);
+    const socketId = (JSON.parse(frames[0]!.data) as { socket_id: string }).socket_id;
+    const name = `private-encrypted-${channelName("vault")}`;
+    raw.send(JSON.stringify({ event: "pusher:subscribe", data: { channel: name, ...backend().authorizeChannel(socketId, name) } }));
+    await until(() => frames.some((f) => f.event === "pusher_internal:subscription_succeeded"));
+    raw.send(JSON.stringify({ event: "client-peek", channel: name, data: { x: 1 } }));
+    await until(() => frames.some((f) => f.event === "pusher:error"));
+    expect(JSON.parse(frames.find((f) => f.event === "pusher:error")!.data)).toMatchObject({ message: expect.stringMatching(/not supported on encrypted channels/) });
+    expect(raw.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it("refuses a subscription without the app's signature", async () => {
+    const raw = new WebSocket(`${baseUrl().replace("http", "ws")}/app/${NODE_PUSHER.key}?protocol=7`);
+    const frames: { event: string; data: string }[] = [];
+    raw.on("message", (d) => frames.push(JSON.parse(String(d))));
+    await until(() => frames.length > 0);
+    const name = `private-encrypted-${channelName("vault")}`;
+    raw.send(JSON.stringify({ event: "pusher:subscribe", data: { channel: name } }));
+    await until(() => frames.length > 1);
+    expect(frames[1]).toMatchObject({ event: "pusher:subscription_error", channel: name });
+    raw.close();
+  });
+});
+
+describe("client events", () => {
+  let server: LocalServer;
+  it("are off unless PUSHER_CLIENT_EVENTS=true, as on Pusher", async () => {
+    server = await startServer({ vars: { PUSHER_CLIENT_EVENTS: "" } });
+    cleanup.push(() => server.stop());
+    const [ann, bob] = [await pusherClient(server.url), await pusherClient(server.url)];
+    const errors = errorsOf(ann);
+    const name = `private-${channelName("chat")}`;
+    await Promise.all([subscribed(ann, name), subscribed(bob, name)]);
+    const seen: unknown[] = [];
+    bob.channel(name)!.bind("client-typing", (d: unknown) => seen.push(d));
+    ann.channel(name)!.trigger("client-typing", { typing: true });
+    await until(() => errors.length > 0);
+    expect(errors[0]).toMatchObject({ code: null, message: expect.stringMatching(/client events are off for this app \(PUSHER_CLIENT_EVENTS=true/) });
+    await sleep(200);
+    expect(seen).toEqual([]);
+  });
+});
