@@ -30,6 +30,7 @@ import { ReplayLog, type GrowthLimits, type Retention } from "./hub/replay-log.j
 import { firstPage, PAGE_READ, type LogReader, type Page } from "./connections/replay-pages.js";
 import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
+import { CACHE_MISS_EVERY_MS } from "./pusher/cache.js";
 import { pusherApp } from "./pusher/app.js";
 
 /** A change of occupancy the directory has not confirmed yet (Pusher's channel list). */
@@ -473,6 +474,16 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   private webhooksOn(): boolean {
     return webhookTarget(this.env) !== null && this.config(this.channel).webhooks;
+  }
+
+  /** When this hub last wrote a `cache_miss` webhook (in memory: a storm of empty subscribes costs one a window). */
+  private lastCacheMiss = 0;
+
+  async cacheMiss(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastCacheMiss < CACHE_MISS_EVERY_MS) return;
+    this.lastCacheMiss = now;
+    this.webhook({ name: "cache_miss", channel: this.channel });
   }
 
   /** One outbox row, written in the caller's step; the alarm delivers it. */

@@ -198,6 +198,8 @@ export interface HubRpc extends Rpc.DurableObjectBranded {
   /** A connection on an edge joins presence; null when a new member would go over `cap`. */
   presenceJoin(edge: string, cid: string, sub: string, info: string | null, cap: number | null): Promise<MemberList | null>;
   presenceLeave(cid: string): Promise<void>;
+  /** A Pusher client found this cache channel empty: the `cache_miss` webhook (at most one per channel per CACHE_MISS_EVERY_MS). */
+  cacheMiss(): Promise<void>;
 }
 
 /** An edge: a sharded channel's (`channel#k`) or a connection pool's (`#conn/…`, `#pusher/…`). */

@@ -21,7 +21,9 @@ import { hasTable, TABLES, WEBHOOK_DROPPED_KEY, WEBHOOK_INFLIGHT_KEY } from "../
 export type WebhookEvent =
   | { name: "channel_occupied" | "channel_vacated"; channel: string }
   | { name: "member_added" | "member_removed"; channel: string; user_id: string }
-  | { name: "client_event"; channel: string; event: string; data: string; user_id?: string; socket_id?: string };
+  | { name: "client_event"; channel: string; event: string; data: string; user_id?: string; socket_id?: string }
+  /** A Pusher client subscribed to a cache channel that had no event to give it. */
+  | { name: "cache_miss"; channel: string };
 
 export interface WebhookTarget {
   url: string;

@@ -31,7 +31,7 @@ async function pusherClient(url = baseUrl()): Promise<Pusher> {
     forceTLS: false,
     enabledTransports: ["ws"],
     channelAuthorization: {
-      customHandler: ({ socketId, channelName: name }: { socketId: string; channelName: string }, callback: (error: Error | null, auth: unknown) => void) => callback(null, signer.authorizeChannel(socketId, name)),
+      customHandler: ({ socketId, channelName: name }: { socketId: string; channelName: string }, callback: (error: Error | null, auth: unknown) => void) => callback(null, signer.authorizeChannel(socketId, name, name.startsWith("presence-") ? { user_id: "u1", user_info: {} } : undefined)),
     } as never,
   });
   cleanup.push(() => client.disconnect());
@@ -124,5 +124,41 @@ describe("client events", () => {
     expect(errors[0]).toMatchObject({ code: null, message: expect.stringMatching(/client events are off for this app \(PUSHER_CLIENT_EVENTS=true/) });
     await sleep(200);
     expect(seen).toEqual([]);
+  });
+});
+
+describe("cache channels", () => {
+  it("give a new subscriber the last event at once, or pusher:cache_miss when there is none", async () => {
+    const name = `cache-${channelName("rates")}`;
+    const first = await pusherClient();
+    const misses: unknown[] = [];
+    const channel = first.subscribe(name);
+    channel.bind("pusher:cache_miss", () => misses.push(name));
+    await until(() => misses.length === 1);
+    await backend().trigger(name, "rate", { eur: 1.08 });
+    await backend().trigger(name, "rate", { eur: 1.09 });
+    // A later subscriber gets the last event right after subscribing, and no cache_miss.
+    const late = await pusherClient();
+    const got: unknown[] = [];
+    const lateMisses: unknown[] = [];
+    const lateChannel = late.subscribe(name);
+    lateChannel.bind("rate", (d: unknown) => got.push(d));
+    lateChannel.bind("pusher:cache_miss", () => lateMisses.push(1));
+    await until(() => got.length === 1);
+    await sleep(200);
+    expect(got).toEqual([{ eur: 1.09 }]);
+    expect(lateMisses).toEqual([]);
+  });
+
+  it("work as private, presence and encrypted cache channels too", async () => {
+    const client = await pusherClient();
+    for (const prefix of ["private-cache-", "presence-cache-", "private-encrypted-cache-"]) {
+      const name = `${prefix}${channelName("c")}`;
+      await backend().trigger(name, "state", { v: prefix });
+      const got: unknown[] = [];
+      client.subscribe(name).bind("state", (d: unknown) => got.push(d));
+      await until(() => got.length === 1);
+      expect(got).toEqual([{ v: prefix }]);
+    }
   });
 });

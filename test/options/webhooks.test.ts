@@ -118,3 +118,34 @@ describe("webhooks: the outbox", () => {
     expect(await outbox(ch)).toEqual([]);
   });
 });
+
+describe("webhooks: cache_miss", () => {
+  /** A raw Pusher client subscribed to a public cache channel: the frames it got. */
+  async function pusherSubscribe(ch: string) {
+    const s = await TestSocket.open("/app/test-pusher-key?protocol=7");
+    await s.next(); // connection_established
+    s.send({ event: "pusher:subscribe", data: { channel: ch } });
+    const frames = [await s.next(), await s.next()] as unknown as { event: string; channel?: string }[];
+    return { s, frames };
+  }
+
+  it("is written when a Pusher client finds a cache channel empty, at most once per channel per 10 s", async () => {
+    const ch = `cache-${channelName("hook")}`;
+    const first = await pusherSubscribe(ch);
+    expect(first.frames.map((f) => f.event)).toEqual(["pusher_internal:subscription_succeeded", "pusher:cache_miss"]);
+    expect(first.frames[1]).toEqual({ event: "pusher:cache_miss", channel: ch });
+    await eventually(ch, (events) => events.some((e) => e.name === "cache_miss"));
+    // Nine more empty subscribes in a row: each told cache_miss, one webhook in all.
+    for (let i = 0; i < 9; i++) expect((await pusherSubscribe(ch)).frames[1]!.event).toBe("pusher:cache_miss");
+    expect((await outbox(ch)).filter((e) => e.name === "cache_miss")).toEqual([{ name: "cache_miss", channel: ch }]);
+  });
+
+  it("is not written once the channel has an event: the subscriber gets it instead", async () => {
+    const ch = `cache-${channelName("hook")}`;
+    await publishOk(ch, "price", { eur: 1.08 });
+    const { frames } = await pusherSubscribe(ch);
+    expect(frames[1]).toMatchObject({ event: "price", channel: ch, data: '{"eur":1.08}' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await outbox(ch)).filter((e) => e.name === "cache_miss")).toEqual([]);
+  });
+});

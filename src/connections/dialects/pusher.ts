@@ -9,6 +9,7 @@ import { ServiceError } from "../../server/service-error.js";
 import type { ChannelEdge } from "../../edge/channel-edge.js";
 import { requirePusherApp } from "../../pusher/app.js";
 import { authorizePusherChannel, isEncryptedChannel, type PusherGrant } from "../../pusher/channel-auth.js";
+import { cachedEvent, cacheMiss, isCacheChannel } from "../../pusher/cache.js";
 import * as pusher from "../../pusher/frames.js";
 import { overLimit } from "../frame-size.js";
 import { refuseSocket } from "../refuse.js";
@@ -175,7 +176,8 @@ export class PusherConnections extends IndexedConnections implements Dialect {
 
   private async join(ws: WebSocket, state: SocketState, ch: string, grant: PusherGrant): Promise<void> {
     if (ws.readyState !== WebSocket.READY_STATE_OPEN) return;
-    const { opening } = await this.edge.attach(ch, { cursor: null, rewind: 0 });
+    const cache = isCacheChannel(ch);
+    const { opening } = await this.edge.attach(ch, { cursor: null, rewind: cache ? 1 : 0 });
     const gone = () => ws.readyState !== WebSocket.READY_STATE_OPEN || this.reservations.cancelled(state.cid, ch);
     if (gone()) return void this.edge.left(ch, state.cid, false);
     let members: MemberList | undefined;
@@ -196,7 +198,15 @@ export class PusherConnections extends IndexedConnections implements Dialect {
       throw err;
     }
     send(ws, pusher.subscriptionSucceeded(ch, members));
-    if (!opening.reset) for (const m of opening.messages) send(ws, pusher.channelEvent(ch, m));
+    const messages = opening.reset ? [] : opening.messages;
+    if (cache) {
+      const cached = cachedEvent(messages, Date.now());
+      if (cached !== null) send(ws, pusher.channelEvent(ch, cached));
+      else {
+        send(ws, cacheMiss(ch));
+        void this.edge.hub(ch).cacheMiss().catch(() => {});
+      }
+    } else for (const m of messages) send(ws, pusher.channelEvent(ch, m));
     if (members !== undefined) await this.host.alarms.by(Date.now() + PRESENCE_SWEEP_MS);
   }
 
