@@ -469,11 +469,13 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   /** Whether any channel's occupancy may be tracked (cheap: no storage read). */
   private get mayTrack(): boolean {
+    // Internal channels (`#server-to-user-…`) are no app's channels: no webhooks, no channel list.
+    if (this.channel.startsWith("#")) return false;
     return pusherApp(this.env) !== null || webhookTarget(this.env) !== null;
   }
 
   private webhooksOn(): boolean {
-    return webhookTarget(this.env) !== null && this.config(this.channel).webhooks;
+    return webhookTarget(this.env) !== null && this.config(this.channel).webhooks && !this.channel.startsWith("#");
   }
 
   /** When this hub last wrote a `cache_miss` webhook (in memory: a storm of empty subscribes costs one a window). */

@@ -45,6 +45,8 @@ export interface SocketState {
   b?: true;
   /** A Pusher protocol connection (its frames are Pusher's; `cid` is its socket_id). */
   pz?: true;
+  /** The user a Pusher connection signed in as (`pusher:signin`). */
+  user?: string;
   /**
    * A multiplexed connection's subscriptions, by channel (then `ch` is ""). `sub`, `pub` and
    * `exp` here are per channel: a per-sub token may differ from the connection's.

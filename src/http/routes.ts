@@ -224,6 +224,7 @@ router
   .get("/apps/:id/channels", pusherApi.channels)
   .get("/apps/:id/channels/:name", pusherApi.channel)
   .get("/apps/:id/channels/:name/users", pusherApi.users)
+  .post("/apps/:id/users/:user_id/terminate_connections", pusherApi.terminate)
   .all("/apps/*", allow("the methods of Pusher's HTTP API"))
   .all("*", () => {
     throw new ServiceError("not_found", "no such route");

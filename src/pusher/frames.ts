@@ -42,6 +42,9 @@ export const pusherError = (code: number | null, message: string) => frame("push
 
 export const pusherPing = () => frame("pusher:ping", {});
 
+/** A sign-in accepted: the user_data it signed, sent back as it came. */
+export const signinSuccess = (userData: string) => frame("pusher:signin_success", { user_data: userData });
+
 export function subscriptionSucceeded(channel: string, presence?: { members: Member[]; count: number }): string {
   if (presence === undefined) return frame("pusher_internal:subscription_succeeded", {}, channel);
   // No prototype: a user_id such as "__proto__" or "constructor" is a key like any other.

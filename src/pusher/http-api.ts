@@ -7,6 +7,7 @@ import { configFor } from "../settings/config.js";
 import type { Env } from "../env.js";
 import { readBytes, utf8Text } from "../http/body.js";
 import { isObject, type PublishInput } from "../server/input.js";
+import { isUserId, TERMINATE_EVENT, userChannel, userOf } from "./users.js";
 import { CHANNEL_RULE, isPresenceChannel, isValidChannel, LIMITS, isReservedEvent, RESERVED_EVENT_PREFIXES } from "../protocol/index.js";
 import { ServiceError } from "../server/service-error.js";
 import { directoryStub, hubStub, type PublishAnswer, type PublishOptions } from "../rpc.js";
@@ -129,6 +130,8 @@ function jsonBody(body: string): Record<string, unknown> {
 }
 
 function channelName(value: unknown): string {
+  // A user's channel (`sendToUser`) is the one `#` name the API takes.
+  if (typeof value === "string" && userOf(value) !== null) return value;
   if (typeof value !== "string" || !isValidChannel(value)) throw badRequest(`Invalid channel name: a channel is ${CHANNEL_RULE}`);
   return value;
 }
@@ -248,7 +251,27 @@ async function users({ request, env }: Signed): Promise<unknown> {
   return { users: members.map((m) => ({ id: m.id })) };
 }
 
+/**
+ * `POST /apps/:id/users/:user_id/terminate_connections`: every connection of the user, signed in
+ * or in presence, on any edge, is closed (4009). Sent as an event on the user's channel that only
+ * the server can make; a replay of the request is the same event, answered as a duplicate.
+ */
+async function terminate({ request, env, signature }: Signed): Promise<unknown> {
+  let user: string;
+  try {
+    user = decodeURIComponent(request.params.user_id ?? "");
+  } catch {
+    throw badRequest("Invalid user id: bad percent-encoding");
+  }
+  if (!isUserId(user)) throw badRequest(`Invalid user id: 1-${LIMITS.id} of A-Z a-z 0-9 _ - = @ , . ;`);
+  const channel = userChannel(user);
+  const input = { event: TERMINATE_EVENT, data: "{}", id: await eventId(signature, channel, 0) };
+  published(await hubStub(env, channel).publish(input, originOptions(null)));
+  return {};
+}
+
 export const pusherApi = {
+  terminate: route(terminate),
   events: route(events),
   batchEvents: route(batchEvents),
   channels: route(channels),

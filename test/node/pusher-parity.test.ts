@@ -162,3 +162,90 @@ describe("cache channels", () => {
     }
   });
 });
+
+/** A pusher-js client that signs in as `user` through the SDK (or, with `forged`, with a signature of another secret). */
+async function signedInClient(user: { id: string; user_info?: unknown }, forged = false, signin = true): Promise<Pusher> {
+  const signer = forged ? new PusherServer({ appId: NODE_PUSHER.appId, key: NODE_PUSHER.key, secret: "not-the-secret", host: "127.0.0.1", port: String(portOf(baseUrl())), useTLS: false }) : backend();
+  const client = new Pusher(NODE_PUSHER.key, {
+    cluster: "local",
+    wsHost: "127.0.0.1",
+    wsPort: portOf(baseUrl()),
+    forceTLS: false,
+    enabledTransports: ["ws"],
+    userAuthentication: { customHandler: ({ socketId }: { socketId: string }, callback: (e: Error | null, auth: unknown) => void) => callback(null, signer.authenticateUser(socketId, user)) } as never,
+    channelAuthorization: { customHandler: ({ socketId, channelName: name }: { socketId: string; channelName: string }, callback: (error: Error | null, auth: unknown) => void) => callback(null, signer.authorizeChannel(socketId, name, name.startsWith("presence-") ? { user_id: user.id, user_info: {} } : undefined)) } as never,
+  });
+  cleanup.push(() => client.disconnect());
+  await new Promise<void>((resolve) => client.connection.bind("connected", () => resolve()));
+  if (signin) client.signin();
+  return client;
+}
+
+describe("users: sign-in, sendToUser, terminate", () => {
+  it("delivers sendToUser to every signed-in connection of that user, and no one else's", async () => {
+    const id = channelName("user").replaceAll("-", "_");
+    const [a, b, other] = [await signedInClient({ id }), await signedInClient({ id }), await signedInClient({ id: `${id}_x` })];
+    const got = { a: [] as unknown[], b: [] as unknown[], other: [] as unknown[] };
+    a.user.bind("notice", (d: unknown) => got.a.push(d));
+    b.user.bind("notice", (d: unknown) => got.b.push(d));
+    other.user.bind("notice", (d: unknown) => got.other.push(d));
+    await Promise.all([a, b, other].map((c) => c.user.signinDonePromise));
+    // pusher-js subscribes to #server-to-user-<id> after signin_success: wait until it is in.
+    await until(() => [a, b, other].every((c) => (c.user as unknown as { serverToUserChannel?: { subscribed: boolean } }).serverToUserChannel?.subscribed === true));
+    await backend().sendToUser(id, "notice", { text: "your export is ready" });
+    await until(() => got.a.length === 1 && got.b.length === 1);
+    await sleep(200);
+    expect(got).toEqual({ a: [{ text: "your export is ready" }], b: [{ text: "your export is ready" }], other: [] });
+  });
+
+  it("ends a connection whose sign-in signature is forged (4009), as Pusher does", async () => {
+    const client = await signedInClient({ id: "mallory" }, true);
+    const errors = errorsOf(client);
+    await until(() => errors.length > 0);
+    expect(errors[0]).toMatchObject({ code: 4009 });
+  });
+
+  it("refuses a subscription to another user's #server-to-user- channel, and to one without sign-in", async () => {
+    const raw = new WebSocket(`${baseUrl().replace("http", "ws")}/app/${NODE_PUSHER.key}?protocol=7`);
+    cleanup.push(() => raw.close());
+    const frames: { event: string; data: string; channel?: string }[] = [];
+    raw.on("message", (d) => frames.push(JSON.parse(String(d))));
+    await until(() => frames.length > 0);
+    const socketId = (JSON.parse(frames[0]!.data) as { socket_id: string }).socket_id;
+    raw.send(JSON.stringify({ event: "pusher:subscribe", data: { channel: "#server-to-user-ceo", auth: "" } }));
+    await until(() => frames.some((f) => f.event === "pusher:subscription_error"));
+    raw.send(JSON.stringify({ event: "pusher:signin", data: backend().authenticateUser(socketId, { id: "intern" }) }));
+    await until(() => frames.some((f) => f.event === "pusher:signin_success"));
+    raw.send(JSON.stringify({ event: "pusher:subscribe", data: { channel: "#server-to-user-ceo", auth: "" } }));
+    await until(() => frames.filter((f) => f.event === "pusher:subscription_error").length === 2);
+    expect(frames.filter((f) => f.event === "pusher:subscription_error").map((f) => f.channel)).toEqual(["#server-to-user-ceo", "#server-to-user-ceo"]);
+    await backend().sendToUser("ceo", "secret", { x: 1 });
+    await sleep(200);
+    expect(frames.some((f) => f.event === "secret")).toBe(false);
+  });
+
+  it("terminates every connection of a user, signed in or in presence (4009), and no one else's", async () => {
+    const id = channelName("user").replaceAll("-", "_");
+    const signedIn = await signedInClient({ id });
+    await signedIn.user.signinDonePromise;
+    // The same user, not signed in, in a presence channel: found all the same.
+    const inPresence = await signedInClient({ id }, false, false);
+    await subscribed(inPresence, `presence-${channelName("room")}`);
+    const bystander = await signedInClient({ id: `${id}_other` });
+    await bystander.user.signinDonePromise;
+    await until(() => (signedIn.user as unknown as { serverToUserChannel?: { subscribed: boolean } }).serverToUserChannel?.subscribed === true);
+    await sleep(200);
+    const ended = new Map<string, number>();
+    for (const [name, c] of [["signed in", signedIn], ["in presence", inPresence]] as const) c.connection.bind("error", (e: { data?: { code: number } }) => e.data && ended.set(name, e.data.code));
+    await backend().terminateUserConnections(id);
+    await until(() => ended.size === 2, 5000, "both connections to be ended");
+    expect(Object.fromEntries(ended)).toEqual({ "signed in": 4009, "in presence": 4009 });
+    expect(bystander.connection.state).toBe("connected");
+  });
+
+  it("answers terminate for a user with no connection, and refuses a bad user id (400)", async () => {
+    await expect(backend().terminateUserConnections("nobody-here")).resolves.toBeDefined();
+    const res = await fetch(`${baseUrl()}/apps/${NODE_PUSHER.appId}/users/${encodeURIComponent("bad id!")}/terminate_connections`, { method: "POST" });
+    expect(res.status).toBeGreaterThanOrEqual(400);
+  });
+});

@@ -10,6 +10,7 @@ import type { ChannelEdge } from "../../edge/channel-edge.js";
 import { requirePusherApp } from "../../pusher/app.js";
 import { authorizePusherChannel, isEncryptedChannel, type PusherGrant } from "../../pusher/channel-auth.js";
 import { cachedEvent, cacheMiss, isCacheChannel } from "../../pusher/cache.js";
+import { isUserId, TERMINATE_EVENT, TERMINATED_CLOSE, userChannel, userOf, verifySignin, type SignedIn } from "../../pusher/users.js";
 import * as pusher from "../../pusher/frames.js";
 import { overLimit } from "../frame-size.js";
 import { refuseSocket } from "../refuse.js";
@@ -53,6 +54,16 @@ function send(ws: WebSocket, text: string): void {
   }
 }
 
+/** Ends a connection as Pusher does: `pusher:error` with the close code, then the close. */
+function closeWith(ws: WebSocket, code: number, message: string): void {
+  send(ws, pusher.pusherError(code, message));
+  try {
+    ws.close(code, message.slice(0, 120));
+  } catch {
+    // already closed
+  }
+}
+
 export class PusherConnections extends IndexedConnections implements Dialect {
   readonly kind = "pusher";
   private readonly reservations = new Reservations();
@@ -93,8 +104,30 @@ export class PusherConnections extends IndexedConnections implements Dialect {
 
   deliver(event: ChannelEvent, skip: string | null): number {
     if (this.index.count(event.ch) === 0) return 0;
+    if (userOf(event.ch) !== null) return this.toUser(event);
     const text = render(event);
     return text === null ? 0 : this.index.sendAll(event.ch, text, skip);
+  }
+
+  /**
+   * An event of a user channel: to the user's signed-in connections here (a presence-only one is
+   * subscribed to be found, not to receive); a terminate ends every one of them.
+   */
+  private toUser(event: ChannelEvent): number {
+    if (event.t !== "msg") return 0;
+    const sockets = this.index.of(event.ch);
+    if (event.m.event === TERMINATE_EVENT) {
+      for (const ws of sockets) closeWith(ws, TERMINATED_CLOSE, "connection terminated by the app");
+      return sockets.length;
+    }
+    const text = pusher.channelEvent(event.ch, event.m);
+    let sent = 0;
+    for (const ws of sockets) {
+      if (stateOf(ws)?.subs?.[event.ch]?.sub == null) continue;
+      send(ws, text);
+      sent++;
+    }
+    return sent;
   }
 
   override gone(ws: WebSocket, state: SocketState): void {
@@ -103,13 +136,7 @@ export class PusherConnections extends IndexedConnections implements Dialect {
   }
 
   end(ws: WebSocket, _state: SocketState, why: Ending, message: string): void {
-    const code = ENDINGS[why];
-    send(ws, pusher.pusherError(code, message));
-    try {
-      ws.close(code, message.slice(0, 120));
-    } catch {
-      // already closed
-    }
+    closeWith(ws, ENDINGS[why], message);
   }
 
   async onFrame(ws: WebSocket, state: SocketState, message: string | ArrayBuffer): Promise<void> {
@@ -132,7 +159,7 @@ export class PusherConnections extends IndexedConnections implements Dialect {
         case "pusher:unsubscribe":
           return this.unsubscribe(ws, state, data.channel);
         case "pusher:signin":
-          throw new ServiceError("bad_request", "user sign-in (pusher:signin) is not supported by this server");
+          return await this.signin(ws, state, data);
         default:
           if (frame.event.startsWith("client-")) return await this.clientEvent(ws, state, frame);
           return; // other events are ignored, as Pusher does
@@ -162,11 +189,12 @@ export class PusherConnections extends IndexedConnections implements Dialect {
    */
   private async subscribe(ws: WebSocket, state: SocketState, data: Record<string, unknown>): Promise<void> {
     const ch = data.channel;
-    if (typeof ch !== "string" || !isValidChannel(ch)) throw new ServiceError("bad_request", `pusher:subscribe needs a channel of ${CHANNEL_RULE}`);
+    const user = typeof ch === "string" ? userOf(ch) : null;
+    if (typeof ch !== "string" || (!isValidChannel(ch) && user === null)) throw new ServiceError("bad_request", `pusher:subscribe needs a channel of ${CHANNEL_RULE}`);
     const app = requirePusherApp(this.host.bindings);
     const config = this.host.config(ch);
     await this.reservations.hold(state.cid, ch, this.index.subsOf(ws), config.maxSubscriptions, async () => {
-      const grant = await authorizePusherChannel(app, state.cid, ch, data, config.requireAuth);
+      const grant = user === null ? await authorizePusherChannel(app, state.cid, ch, data, config.requireAuth) : this.userGrant(ws, user);
       await this.edge.inTurn(ch, () => this.join(ws, state, ch, grant));
     }).catch((err: unknown) => {
       // Over MAX_SUBSCRIPTIONS is refused like any subscription Pusher would not allow.
@@ -192,7 +220,8 @@ export class PusherConnections extends IndexedConnections implements Dialect {
     }
     // From here to the last frame nothing is awaited: no live event can come before them.
     try {
-      this.index.add(ws, ch, { sub: grant.member?.id ?? null, pub: grant.clientEvents && this.host.config(ch).clientPublish, exp: null });
+      const user = userOf(ch);
+      this.index.add(ws, ch, { sub: user ?? grant.member?.id ?? null, pub: grant.clientEvents && this.host.config(ch).clientPublish, exp: null });
     } catch (err) {
       void this.edge.left(ch, state.cid, grant.member !== null);
       throw err;
@@ -208,6 +237,50 @@ export class PusherConnections extends IndexedConnections implements Dialect {
       }
     } else for (const m of messages) send(ws, pusher.channelEvent(ch, m));
     if (members !== undefined) await this.host.alarms.by(Date.now() + PRESENCE_SWEEP_MS);
+    if (grant.member !== null) await this.findable(ws, grant.member.id);
+  }
+
+  /**
+   * `pusher:signin`: the app's signature of "socket_id::user::user_data" makes this connection
+   * user `id`'s (pusher-js then subscribes to `#server-to-user-<id>`). A bad one ends the
+   * connection with 4009, as Pusher does.
+   */
+  private async signin(ws: WebSocket, state: SocketState, data: Record<string, unknown>): Promise<void> {
+    const app = requirePusherApp(this.host.bindings);
+    let user: SignedIn;
+    try {
+      user = await verifySignin(app, state.cid, data);
+    } catch (err) {
+      if (!(err instanceof ServiceError)) throw err;
+      return closeWith(ws, TERMINATED_CLOSE, err.message);
+    }
+    const now = stateOf(ws);
+    if (now === null || ws.readyState !== WebSocket.READY_STATE_OPEN) return;
+    if (now.user !== undefined && now.user !== user.id) throw new ServiceError("forbidden", `this connection is signed in as ${now.user}`);
+    now.user = user.id;
+    this.host.sockets.save(ws, now);
+    send(ws, pusher.signinSuccess(user.userData));
+  }
+
+  /** A user channel is open to its own signed-in connections only. */
+  private userGrant(ws: WebSocket, user: string): PusherGrant {
+    if (stateOf(ws)?.user !== user) throw new ServiceError("forbidden", `#server-to-user-${user} is for the connections signed in as ${user} (pusher:signin)`);
+    return { member: null, clientEvents: false };
+  }
+
+  /**
+   * A presence member's connection, also where terminating its user finds it: subscribed to the
+   * user channel without receiving its events (those are for signed-in connections).
+   */
+  private async findable(ws: WebSocket, id: string): Promise<void> {
+    const ch = userChannel(id);
+    const state = stateOf(ws);
+    if (!isUserId(id) || state === null || this.index.subsOf(ws)[ch] !== undefined) return;
+    await this.edge.inTurn(ch, async () => {
+      await this.edge.attach(ch, { cursor: null, rewind: 0 });
+      if (ws.readyState !== WebSocket.READY_STATE_OPEN || this.index.subsOf(ws)[ch] !== undefined) return void this.edge.left(ch, state.cid, false);
+      this.index.add(ws, ch, { sub: null, pub: false, exp: null });
+    });
   }
 
   /** `pusher:unsubscribe`: no answer, as on Pusher; one that overtakes its subscribe wins. */
