@@ -6,6 +6,7 @@
 import { log } from "./server/log.js";
 import { count } from "./server/metrics.js";
 import type { PublishResult } from "./protocol/index.js";
+import { userOf } from "./pusher/users.js";
 import { hubStub, ownName, shardChannel, type EdgeRpc, type PublishInput, type PublishOptions, type Push } from "./rpc.js";
 import { readConnect } from "./connections/connect.js";
 import { ChannelSockets } from "./connections/dialects/channel-socket.js";
@@ -121,7 +122,8 @@ export class EdgeObject extends SocketHost implements EdgeRpc {
   /** Every channel the socket was in: it leaves the channel's presence, and the edge maybe the hub's list. */
   override async afterClose(state: SocketState): Promise<void> {
     // Presence channels cannot be sharded: only connections (which name their channels) are members here.
-    const member = (ch: string) => isPresenceChannel(ch) && state.subs !== undefined;
+    // A user channel's signed-in connection is its user's presence too (watchlists).
+    const member = (ch: string) => state.subs !== undefined && (isPresenceChannel(ch) || (userOf(ch) !== null && state.subs[ch]?.sub != null));
     const channels = this.dialectOf(state)?.channelsOf(state) ?? [];
     await Promise.all(channels.map((ch) => this.channels.left(ch, state.cid, member(ch))));
   }

@@ -28,9 +28,10 @@ import { PublishRate } from "./connections/rate-limit.js";
 import { accepted } from "./server/service-error.js";
 import { ReplayLog, type GrowthLimits, type Retention } from "./hub/replay-log.js";
 import { firstPage, PAGE_READ, type LogReader, type Page } from "./connections/replay-pages.js";
-import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY } from "./schema.js";
+import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY, WATCHERS_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
 import { CACHE_MISS_EVERY_MS } from "./pusher/cache.js";
+import { userChannel, userOf, watchlistData, WATCHERS_MAX, WATCHLIST_EVENT } from "./pusher/users.js";
 import { pusherApp } from "./pusher/app.js";
 
 /** A change of occupancy the directory has not confirmed yet (Pusher's channel list). */
@@ -204,12 +205,14 @@ export class RoomObject extends SocketHost implements HubRpc {
    */
   private joined(member: Member | null, exceptWs: WebSocket | null, exceptCid: string | null): void {
     if (member === null) return;
+    if (userOf(this.channel) !== null) return this.tellWatchers("online");
     this.webhook({ name: "member_added", channel: this.channel, user_id: member.id });
     if (this.presence.count() <= this.maxMembers) this.announce("join", member, exceptWs, exceptCid);
   }
 
   private left(member: Member | null, exceptWs: WebSocket | null, exceptCid: string | null): void {
     if (member === null) return;
+    if (userOf(this.channel) !== null) return this.tellWatchers("offline");
     this.webhook({ name: "member_removed", channel: this.channel, user_id: member.id });
     if (this.presence.count() < this.maxMembers) this.announce("leave", member, exceptWs, exceptCid);
   }
@@ -476,6 +479,26 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   private webhooksOn(): boolean {
     return webhookTarget(this.env) !== null && this.config(this.channel).webhooks && !this.channel.startsWith("#");
+  }
+
+  // ---- a Pusher user's channel: who watches this user --------------------------------------
+
+  async watch(watcher: string): Promise<boolean> {
+    const kv = this.ctx.storage.kv;
+    const watchers = (kv.get<string[]>(WATCHERS_KEY) ?? []).filter((w) => w !== watcher);
+    watchers.push(watcher);
+    kv.put(WATCHERS_KEY, watchers.slice(-WATCHERS_MAX));
+    return this.presence.count() > 0;
+  }
+
+  /** This user's first connection signed in, or its last went: each watcher's signed-in connections hear it. */
+  private tellWatchers(name: "online" | "offline"): void {
+    const user = userOf(this.channel)!;
+    const data = watchlistData(name, [user]);
+    for (const w of this.ctx.storage.kv.get<string[]>(WATCHERS_KEY) ?? []) {
+      const input = { event: WATCHLIST_EVENT, data, id: crypto.randomUUID() };
+      void hubStub(this.env, userChannel(w)).publish(input, { sender: null, exclude: null, by: "origin", scope: "" }).catch(() => {});
+    }
   }
 
   /** When this hub last wrote a `cache_miss` webhook (in memory: a storm of empty subscribes costs one a window). */

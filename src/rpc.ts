@@ -200,6 +200,8 @@ export interface HubRpc extends Rpc.DurableObjectBranded {
   presenceLeave(cid: string): Promise<void>;
   /** A Pusher client found this cache channel empty: the `cache_miss` webhook (at most one per channel per CACHE_MISS_EVERY_MS). */
   cacheMiss(): Promise<void>;
+  /** A user channel's hub: user `watcher` watches this user (kept for its online/offline events); answers whether this user is online. */
+  watch(watcher: string): Promise<boolean>;
 }
 
 /** An edge: a sharded channel's (`channel#k`) or a connection pool's (`#conn/…`, `#pusher/…`). */

@@ -10,7 +10,8 @@
 //     edges            (name)                            edges holding the channel's sockets (hub/edge-links.ts)
 //     remote_members   (cid, edge, sub, info)            presence members on edges (hub/presence.ts)
 //     webhook_outbox   (id, event)                       webhook events not yet delivered (hub/webhooks.ts)
-//   RoomObject, KV: occupancy, edges-behind, webhook-inflight, directory-due, schema-version
+//   RoomObject, KV: occupancy, edges-behind, webhook-inflight, directory-due, schema-version,
+//                   watchers (a Pusher user channel's hub: who watches its user)
 //   RoomObject and EdgeObject, KV: late-expiry (sockets granted by an `auth` frame after accept)
 //   EdgeObject, KV: position:<channel> (edge/channel-edge.ts), pusher-pool (dialects/pusher.ts)
 //   DirectoryObject, SQLite: occupied (channel)
@@ -36,6 +37,8 @@ export const DIRECTORY_DUE_KEY = "directory-due";
 export const positionKey = (channel: string) => `position:${channel}`;
 export const PUSHER_POOL_KEY = "pusher-pool";
 export const LATE_EXPIRY_KEY = "late-expiry";
+/** A Pusher user channel's hub (`#server-to-user-<id>`): the users watching this one (their watchlists). */
+export const WATCHERS_KEY = "watchers";
 
 const GROWN = "CREATE TABLE IF NOT EXISTS grown (ref INTEGER PRIMARY KEY, text TEXT NOT NULL, v INTEGER NOT NULL, n INTEGER NOT NULL, bytes INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);";
 

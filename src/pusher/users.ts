@@ -28,11 +28,24 @@ export function userOf(channel: string): string | null {
   return isUserId(id) ? id : null;
 }
 
-/** A signed-in user: its id, and the user_data it signed in with (sent back as it came). */
+/** A signed-in user: its id, the user_data it signed in with (sent back as it came), whom it watches. */
 export interface SignedIn {
   id: string;
   userData: string;
+  watchlist: string[];
 }
+
+/** Ids one user may watch, as on Pusher. */
+export const WATCHLIST_MAX = 100;
+/** Watchers one user's hub remembers (the oldest go first); each sign-in renews its place. */
+export const WATCHERS_MAX = 1000;
+export const WATCHLIST_EVENT = "pusher_internal:watchlist_events";
+
+/** A watchlist event's data: `{"events":[{"name":"online"|"offline","user_ids":[…]}]}`. */
+export const watchlistData = (name: "online" | "offline", ids: string[]) => JSON.stringify({ events: [{ name, user_ids: ids }] });
+
+/** The same, as a frame of its own on the connection (no channel), as Pusher sends it after sign-in. */
+export const watchlistFrame = (name: "online" | "offline", ids: string[]) => JSON.stringify({ event: WATCHLIST_EVENT, data: watchlistData(name, ids) });
 
 /** Checks a `pusher:signin` (`{auth, user_data}`); throws `unauthorized` with Pusher's kind of reason. */
 export async function verifySignin(app: PusherApp, socketId: string, data: Record<string, unknown>): Promise<SignedIn> {
@@ -50,7 +63,10 @@ export async function verifySignin(app: PusherApp, socketId: string, data: Recor
   } catch {
     throw new ServiceError("unauthorized", "user_data must be JSON");
   }
-  const id = (parsed as { id?: unknown } | null)?.id;
+  const { id, watchlist } = (parsed ?? {}) as { id?: unknown; watchlist?: unknown };
   if (typeof id !== "string" || !isUserId(id)) throw new ServiceError("unauthorized", `user_data.id must be a string of 1-${LIMITS.id} of A-Z a-z 0-9 _ - = @ , . ;`);
-  return { id, userData };
+  if (watchlist !== undefined && (!Array.isArray(watchlist) || watchlist.length > WATCHLIST_MAX || !watchlist.every((w) => typeof w === "string" && isUserId(w)))) {
+    throw new ServiceError("unauthorized", `user_data.watchlist must be at most ${WATCHLIST_MAX} user ids`);
+  }
+  return { id, userData, watchlist: [...new Set((watchlist as string[] | undefined) ?? [])] };
 }

@@ -249,3 +249,37 @@ describe("users: sign-in, sendToUser, terminate", () => {
     expect(res.status).toBeGreaterThanOrEqual(400);
   });
 });
+
+describe("watchlists", () => {
+  it("tell a signed-in user who of its watchlist is online at once, then each going online and offline", async () => {
+    const id = (s: string) => channelName(s).replaceAll("-", "_");
+    const [me, friend, stranger] = [id("me"), id("friend"), id("stranger")];
+    const early = await signedInClient({ id: friend });
+    await early.user.signinDonePromise;
+    await until(() => (early.user as unknown as { serverToUserChannel?: { subscribed: boolean } }).serverToUserChannel?.subscribed === true);
+    await sleep(200);
+    const events: string[] = [];
+    const watcher = await signedInClient({ id: me, watchlist: [friend, stranger] } as never);
+    for (const name of ["online", "offline"]) watcher.user.watchlist.bind(name, (e: { user_ids: string[] }) => events.push(`${name} ${e.user_ids.join(",")}`));
+    await until(() => events.length === 1, 5000, "the first watchlist event");
+    expect(events).toEqual([`online ${friend}`]);
+    await until(() => (watcher.user as unknown as { serverToUserChannel?: { subscribed: boolean } }).serverToUserChannel?.subscribed === true);
+    // The stranger signs in (twice: one online event), then leaves; the friend leaves.
+    const [s1, s2] = [await signedInClient({ id: stranger }), await signedInClient({ id: stranger })];
+    await until(() => events.length === 2, 5000, "online");
+    s1.disconnect();
+    await sleep(300);
+    expect(events).toEqual([`online ${friend}`, `online ${stranger}`]);
+    s2.disconnect();
+    early.disconnect();
+    await until(() => events.length === 4, 8000, "offline");
+    expect(events.slice(2).sort()).toEqual([`offline ${friend}`, `offline ${stranger}`].sort());
+  });
+
+  it("refuses a sign-in with a watchlist of more than 100 ids (4009)", async () => {
+    const client = await signedInClient({ id: "greedy", watchlist: Array.from({ length: 101 }, (_, i) => `u${i}`) } as never);
+    const errors = errorsOf(client);
+    await until(() => errors.length > 0);
+    expect(errors[0]).toMatchObject({ code: 4009, message: expect.stringMatching(/watchlist/) });
+  });
+});

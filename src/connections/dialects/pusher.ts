@@ -10,7 +10,7 @@ import type { ChannelEdge } from "../../edge/channel-edge.js";
 import { requirePusherApp } from "../../pusher/app.js";
 import { authorizePusherChannel, isEncryptedChannel, type PusherGrant } from "../../pusher/channel-auth.js";
 import { cachedEvent, cacheMiss, isCacheChannel } from "../../pusher/cache.js";
-import { isUserId, TERMINATE_EVENT, TERMINATED_CLOSE, userChannel, userOf, verifySignin, type SignedIn } from "../../pusher/users.js";
+import { isUserId, TERMINATE_EVENT, TERMINATED_CLOSE, userChannel, userOf, verifySignin, watchlistFrame, type SignedIn } from "../../pusher/users.js";
 import * as pusher from "../../pusher/frames.js";
 import { overLimit } from "../frame-size.js";
 import { refuseSocket } from "../refuse.js";
@@ -226,7 +226,7 @@ export class PusherConnections extends IndexedConnections implements Dialect {
       void this.edge.left(ch, state.cid, grant.member !== null);
       throw err;
     }
-    send(ws, pusher.subscriptionSucceeded(ch, members));
+    send(ws, pusher.subscriptionSucceeded(ch, userOf(ch) === null ? members : undefined));
     const messages = opening.reset ? [] : opening.messages;
     if (cache) {
       const cached = cachedEvent(messages, Date.now());
@@ -260,12 +260,18 @@ export class PusherConnections extends IndexedConnections implements Dialect {
     now.user = user.id;
     this.host.sockets.save(ws, now);
     send(ws, pusher.signinSuccess(user.userData));
+    if (user.watchlist.length === 0) return;
+    // Each watched user's hub remembers this watcher and says whether its user is online now.
+    const online = await Promise.all(user.watchlist.map((w) => this.edge.hub(userChannel(w)).watch(user.id).catch(() => false)));
+    const ids = user.watchlist.filter((_, i) => online[i]);
+    if (ids.length > 0 && ws.readyState === WebSocket.READY_STATE_OPEN) send(ws, watchlistFrame("online", ids));
   }
 
   /** A user channel is open to its own signed-in connections only. */
   private userGrant(ws: WebSocket, user: string): PusherGrant {
     if (stateOf(ws)?.user !== user) throw new ServiceError("forbidden", `#server-to-user-${user} is for the connections signed in as ${user} (pusher:signin)`);
-    return { member: null, clientEvents: false };
+    // Its one presence member is the user: online while any connection of it is signed in (watchlists).
+    return { member: { id: user, info: null }, clientEvents: false };
   }
 
   /**
@@ -287,8 +293,9 @@ export class PusherConnections extends IndexedConnections implements Dialect {
   private unsubscribe(ws: WebSocket, state: SocketState, ch: unknown): void {
     if (typeof ch !== "string") return;
     if (this.index.subsOf(ws)[ch] === undefined) return void this.reservations.cancel(state.cid, ch);
+    const member = isPresenceChannel(ch) || this.index.subsOf(ws)[ch]?.sub != null;
     this.index.remove(ws, ch);
-    void this.edge.left(ch, state.cid, isPresenceChannel(ch));
+    void this.edge.left(ch, state.cid, member);
   }
 
   /**
