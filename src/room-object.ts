@@ -31,8 +31,13 @@ import { firstPage, PAGE_READ, type LogReader, type Page } from "./connections/r
 import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY, WATCHERS_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
 import { CACHE_MISS_EVERY_MS } from "./pusher/cache.js";
+
 import { userChannel, userOf, watchlistData, WATCHERS_MAX, WATCHLIST_EVENT } from "./pusher/users.js";
 import { pusherApp } from "./pusher/app.js";
+
+/** Subscription counts: told at most this often per channel, as Pusher debounces them, and a moment after a change settles. */
+const COUNT_EVERY_MS = 5_000;
+const COUNT_SETTLE_MS = 500;
 
 /** A change of occupancy the directory has not confirmed yet (Pusher's channel list). */
 interface DirectoryChange {
@@ -151,6 +156,7 @@ export class RoomObject extends SocketHost implements HubRpc {
     const head = { seq: this.log.lastSeq, epoch: this.log.epoch };
     const { client, server, state } = this.channelSockets.accept(connect, head, this.opening(connect.start), extra);
     if (this.tracksOccupancy()) this.occupancy.arrived(this.channel, Date.now());
+    this.recountSoon();
     const member = this.sockets.isMember(state);
     if (member) this.announceJoin(server, state);
     count(this.env, this.channel, "connect");
@@ -219,7 +225,7 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   /** A join or leave, to this room's own sockets and to every edge's connections on the channel. */
   private announce(t: "join" | "leave", member: Member, exceptWs: WebSocket | null, exceptCid: string | null): void {
-    this.delivery.toAll(this.channelSockets.render({ t, ch: this.channel, member }), exceptWs);
+    this.delivery.toAll(this.channelSockets.render({ t, ch: this.channel, member })!, exceptWs);
     this.edges.presence(this.channel, this.log.epoch, t, member, exceptCid);
   }
 
@@ -239,6 +245,7 @@ export class RoomObject extends SocketHost implements HubRpc {
   // ---- close -------------------------------------------------------------------------------
 
   protected override gone(ws: WebSocket, state: SocketState): void {
+    this.recountSoon();
     if (isPresenceChannel(state.ch)) this.left(this.presence.leave(ws, state), ws, null);
   }
 
@@ -479,6 +486,37 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   private webhooksOn(): boolean {
     return webhookTarget(this.env) !== null && this.config(this.channel).webhooks && !this.channel.startsWith("#");
+  }
+
+  // ---- subscription counts (Pusher's subscription_count, and its webhook) -------------------
+
+  /** The count last told and when; a recount is pending while `recount` is set (in memory). */
+  private toldCount: number | null = null;
+  private toldAt = 0;
+  private recount: ReturnType<typeof setTimeout> | null = null;
+
+  async subscriptionsChanged(): Promise<void> {
+    this.recountSoon();
+  }
+
+  /**
+   * Counts again in a moment, at most once per COUNT_EVERY_MS; a changed count is told to every
+   * edge's Pusher clients (`pusher_internal:subscription_count`) and to the webhook.
+   */
+  private recountSoon(): void {
+    if (this.recount !== null || this.channel.startsWith("#") || pusherApp(this.env)?.subscriptionCount !== true) return;
+    const at = Math.max(Date.now() + COUNT_SETTLE_MS, this.toldAt + COUNT_EVERY_MS);
+    this.recount = setTimeout(() => void this.countNow().catch((err: unknown) => log("error", { where: "subscription count", channel: this.channel, error: errorText(err) })), at - Date.now());
+  }
+
+  private async countNow(): Promise<void> {
+    this.recount = null;
+    const { subscribers } = await this.stats();
+    if (subscribers === this.toldCount) return;
+    this.toldCount = subscribers;
+    this.toldAt = Date.now();
+    this.edges.subscriptionCount(this.channel, this.log.epoch, subscribers);
+    this.webhook({ name: "subscription_count", channel: this.channel, subscription_count: subscribers });
   }
 
   // ---- a Pusher user's channel: who watches this user --------------------------------------

@@ -136,7 +136,8 @@ export type Pushed = LoggedMessage;
 export type Push =
   | { epoch: string; messages: Pushed[] }
   | { epoch: string; reset: number }
-  | { epoch: string; presence: { t: "join" | "leave"; member: Member; except: string | null } };
+  | { epoch: string; presence: { t: "join" | "leave"; member: Member; except: string | null } }
+  | { epoch: string; count: number };
 
 /** What an edge gets when it attaches: the channel's head, its new socket's opening, and what it missed. */
 export interface Attached {
@@ -202,6 +203,8 @@ export interface HubRpc extends Rpc.DurableObjectBranded {
   cacheMiss(): Promise<void>;
   /** A user channel's hub: user `watcher` watches this user (kept for its online/offline events); answers whether this user is online. */
   watch(watcher: string): Promise<boolean>;
+  /** An edge's subscribers of this channel changed: the hub counts again soon (subscription_count). */
+  subscriptionsChanged(): Promise<void>;
 }
 
 /** An edge: a sharded channel's (`channel#k`) or a connection pool's (`#conn/…`, `#pusher/…`). */

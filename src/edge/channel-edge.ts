@@ -3,6 +3,7 @@
 // order, whatever dialect they speak. Its lifecycle per channel: attach (serve a new subscriber
 // from the tail, or from the hub, which lists this edge), take the hub's pushes (drop what it
 // has, fetch gaps from the hub's log), and leave the hub's list when its last subscriber goes.
+import { pusherApp } from "../pusher/app.js";
 import { log } from "../server/log.js";
 import { count } from "../server/metrics.js";
 import type { Cursor } from "../protocol/index.js";
@@ -94,6 +95,7 @@ export class ChannelEdge {
    * inside the channel's turn; the caller sends the opening with no await after this.
    */
   async attach(channel: string, start: Start): Promise<{ head: { seq: number; epoch: string }; opening: Opening }> {
+    this.counted(channel);
     let tail = this.tailOf(channel);
     const opening = tail === null ? null : this.fromTail(tail, start, this.edge.config(channel).latest);
     if (tail !== null && opening !== null) return { head: { seq: tail.lastSeq, epoch: tail.epoch }, opening };
@@ -164,6 +166,8 @@ export class ChannelEdge {
       } else if ("presence" in push) {
         const { t, member, except } = push.presence;
         this.edge.fanOut({ t, ch: channel, member }, except);
+      } else if ("count" in push) {
+        this.edge.fanOut({ t: "count", ch: channel, count: push.count }, null);
       } else {
         await this.apply(channel, tail, push.epoch, push.messages);
       }
@@ -243,6 +247,7 @@ export class ChannelEdge {
 
   /** A subscriber of `channel` went: it leaves the channel's presence, and the edge maybe the hub's list. */
   left(channel: string, cid: string, member: boolean): Promise<void> {
+    this.counted(channel);
     const leaving = member ? this.inTurn(channel, () => this.hub(channel).presenceLeave(cid)) : Promise.resolve();
     return Promise.all([leaving, this.leaveIfIdle(channel)]).then(() => {});
   }
@@ -255,6 +260,15 @@ export class ChannelEdge {
       await this.hub(channel).detachEdge(this.edge.name);
       this.forget(channel);
     });
+  }
+
+  /**
+   * Its subscribers here change: the hub counts again soon, where the app counts subscriptions
+   * (PUSHER_SUBSCRIPTION_COUNT). Internal channels count for no one.
+   */
+  private counted(channel: string): void {
+    if (channel.startsWith("#") || pusherApp(this.edge.bindings)?.subscriptionCount !== true) return;
+    void this.hub(channel).subscriptionsChanged().catch(() => {});
   }
 
   private forget(channel: string): void {

@@ -101,6 +101,12 @@ export class EdgeLinks {
     if (this.list().size > 0) this.send(channel, { epoch, presence: { t, member, except } });
   }
 
+  /** The channel's subscriber count: every edge tells its connections (Pusher's subscription_count). */
+  subscriptionCount(channel: string, epoch: string, count: number): void {
+    this.flush();
+    if (this.list().size > 0) this.send(channel, { epoch, count });
+  }
+
   /** A purge: every edge sends `reset` to its sockets. */
   reset(channel: string, seq: number, epoch: string): void {
     this.flush();

@@ -23,7 +23,9 @@ export type WebhookEvent =
   | { name: "member_added" | "member_removed"; channel: string; user_id: string }
   | { name: "client_event"; channel: string; event: string; data: string; user_id?: string; socket_id?: string }
   /** A Pusher client subscribed to a cache channel that had no event to give it. */
-  | { name: "cache_miss"; channel: string };
+  | { name: "cache_miss"; channel: string }
+  /** The channel's subscriber count changed (debounced, as the Pusher clients' event). */
+  | { name: "subscription_count"; channel: string; subscription_count: number };
 
 export interface WebhookTarget {
   url: string;

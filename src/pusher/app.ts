@@ -11,6 +11,8 @@ export interface PusherApp {
   secret: string;
   /** Client events (`client-*`), off unless PUSHER_CLIENT_EVENTS=true, as on Pusher. */
   clientEvents: boolean;
+  /** Subscription counting (`pusher_internal:subscription_count` and its webhook), off unless PUSHER_SUBSCRIPTION_COUNT=true, as on Pusher. */
+  subscriptionCount: boolean;
 }
 
 const NAMES = ["PUSHER_APP_ID", "PUSHER_KEY", "PUSHER_SECRET"] as const;
@@ -25,9 +27,14 @@ function readApp(env: Partial<Env>): PusherApp | null {
     const missing = NAMES.filter((name) => !(env[name] ?? "").trim()).join(", ");
     throw new ConfigError(`the Pusher endpoint needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET (missing ${missing})`);
   }
-  const flag = (env.PUSHER_CLIENT_EVENTS ?? "").trim().toLowerCase();
-  if (flag !== "" && flag !== "true" && flag !== "false") throw new ConfigError(`PUSHER_CLIENT_EVENTS must be true or false (got ${JSON.stringify(env.PUSHER_CLIENT_EVENTS)})`);
-  return { id, key, secret, clientEvents: flag === "true" };
+  return { id, key, secret, clientEvents: flag(env, "PUSHER_CLIENT_EVENTS"), subscriptionCount: flag(env, "PUSHER_SUBSCRIPTION_COUNT") };
+}
+
+/** An app setting: "true" or "false" (or unset: false); anything else is a mistake, named. */
+function flag(env: Partial<Env>, name: "PUSHER_CLIENT_EVENTS" | "PUSHER_SUBSCRIPTION_COUNT"): boolean {
+  const value = (env[name] ?? "").trim().toLowerCase();
+  if (value !== "" && value !== "true" && value !== "false") throw new ConfigError(`${name} must be true or false (got ${JSON.stringify(env[name])})`);
+  return value === "true";
 }
 
 /** The app, or 404: with the endpoint off, its routes do not exist. */

@@ -42,6 +42,9 @@ export const pusherError = (code: number | null, message: string) => frame("push
 
 export const pusherPing = () => frame("pusher:ping", {});
 
+/** A channel's subscriber count changed (debounced by the hub). */
+export const subscriptionCount = (channel: string, count: number) => frame("pusher_internal:subscription_count", { subscription_count: count }, channel);
+
 /** A sign-in accepted: the user_data it signed, sent back as it came. */
 export const signinSuccess = (userData: string) => frame("pusher:signin_success", { user_data: userData });
 

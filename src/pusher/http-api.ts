@@ -215,14 +215,17 @@ async function batchEvents({ env, body, signature }: Signed): Promise<unknown> {
 
 const infoOf = (url: URL) => new Set((url.searchParams.get("info") ?? "").split(",").filter((s) => s !== ""));
 
-/** `GET /apps/:id/channels`: occupied channels, `filter_by_prefix`, `info=user_count` for presence ones. */
+/** `GET /apps/:id/channels`: occupied channels, `filter_by_prefix`, `info=user_count` (presence ones) and `subscription_count`. */
 async function channels({ env, url }: Signed): Promise<unknown> {
   const prefix = url.searchParams.get("filter_by_prefix") ?? "";
   const userCount = infoOf(url).has("user_count");
   if (userCount && !isPresenceChannel(prefix)) throw badRequest("info=user_count is only for presence channels: add filter_by_prefix=presence-");
+  const subscriptionCount = infoOf(url).has("subscription_count");
   const names = await directoryStub(env).list(prefix);
   const counts = userCount ? await Promise.all(names.map(async (name) => (await membersOf(env, name)).count)) : [];
-  return { channels: Object.fromEntries(names.map((name, i) => [name, userCount ? { user_count: counts[i] } : {}])) };
+  const subscribed = subscriptionCount ? await Promise.all(names.map(async (name) => (await hubStub(env, name).stats()).subscribers)) : [];
+  const infoAt = (i: number) => ({ ...(userCount ? { user_count: counts[i] } : {}), ...(subscriptionCount ? { subscription_count: subscribed[i] } : {}) });
+  return { channels: Object.fromEntries(names.map((name, i) => [name, infoAt(i)])) };
 }
 
 function pathChannel(request: IRequest): string {

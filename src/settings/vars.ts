@@ -32,6 +32,8 @@ export interface Vars {
   PUSHER_SECRET?: string;
   /** "true" lets Pusher clients send client events (`client-*`) on private and presence channels; off by default, as on Pusher. */
   PUSHER_CLIENT_EVENTS?: string;
+  /** "true" turns on Pusher's subscription counting: `pusher_internal:subscription_count` and the `subscription_count` webhook. */
+  PUSHER_SUBSCRIPTION_COUNT?: string;
   /** Webhooks (DESIGN.md "Webhooks"): on when both are set (the secret with `wrangler secret put`). */
   WEBHOOK_URL?: string;
   WEBHOOK_SECRET?: string;

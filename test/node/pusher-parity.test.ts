@@ -2,6 +2,7 @@
 // and encrypted channels"), with the real, unmodified libraries: pusher-js 8 (its Node build
 // decrypts with tweetnacl) and the `pusher` server SDK.
 import { randomBytes } from "node:crypto";
+import http from "node:http";
 import PusherServer from "pusher";
 import Pusher from "pusher-js";
 import WebSocket from "ws";
@@ -281,5 +282,54 @@ describe("watchlists", () => {
     const errors = errorsOf(client);
     await until(() => errors.length > 0);
     expect(errors[0]).toMatchObject({ code: 4009, message: expect.stringMatching(/watchlist/) });
+  });
+});
+
+describe("subscription counts", () => {
+  it("tell a channel's Pusher clients its count of every kind of subscriber, debounced, with the webhook, when PUSHER_SUBSCRIPTION_COUNT=true", async () => {
+    // A receiver for the webhook, and a server with subscription counting on.
+    const hooks: { name: string; channel: string; subscription_count?: number }[] = [];
+    const receiver = http.createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => (body += c));
+      req.on("end", () => {
+        hooks.push(...(JSON.parse(body) as { events: typeof hooks }).events);
+        res.end("ok");
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    cleanup.push(() => new Promise((r) => receiver.close(r)));
+    const server = await startServer({ vars: { PUSHER_SUBSCRIPTION_COUNT: "true", WEBHOOK_URL: `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hooks`, WEBHOOK_SECRET: "node-test-webhook-secret" } });
+    cleanup.push(() => server.stop());
+    const name = channelName("count");
+    const first = await pusherClient(server.url);
+    const counts: number[] = [];
+    first.subscribe(name).bind("pusher:subscription_count", (d: { subscription_count: number }) => counts.push(d.subscription_count));
+    await until(() => counts.length === 1, 5000, "the first count");
+    expect(counts).toEqual([1]);
+    // Two more Pusher clients and a hibercast WebSocket within the 5 s window: one event, of 4.
+    const others = [await pusherClient(server.url), await pusherClient(server.url)];
+    await Promise.all(others.map((c) => subscribed(c, name)));
+    const ws = new WebSocket(`${server.url.replace("http", "ws")}/v1/channels/${name}/ws`);
+    cleanup.push(() => ws.close());
+    await new Promise((r) => ws.once("message", r));
+    await until(() => counts.length === 2, 9000, "the second count");
+    expect(counts).toEqual([1, 4]);
+    await until(() => hooks.filter((h) => h.name === "subscription_count").length === 2, 9000, "two subscription_count webhooks");
+    expect(hooks.filter((h) => h.name === "subscription_count")).toEqual([
+      { name: "subscription_count", channel: name, subscription_count: 1 },
+      { name: "subscription_count", channel: name, subscription_count: 4 },
+    ]);
+    const listed = (await backend(server.url).get({ path: "/channels", params: { info: "subscription_count", filter_by_prefix: name } })) as Response;
+    expect(await listed.json()).toEqual({ channels: { [name]: { subscription_count: 4 } } });
+  }, 30_000);
+
+  it("are not sent unless the app turns them on, as on Pusher", async () => {
+    const name = channelName("count");
+    const client = await pusherClient();
+    const counts: unknown[] = [];
+    client.subscribe(name).bind("pusher:subscription_count", (d: unknown) => counts.push(d));
+    await sleep(1500);
+    expect(counts).toEqual([]);
   });
 });

@@ -16,7 +16,7 @@ import { newState, type SocketState } from "../sockets.js";
 import type { ChannelEvent, Dialect, Ending } from "./dialect.js";
 
 /** A channel event as a single-channel socket reads it (its welcome named the channel). */
-export function render(event: ChannelEvent): Out {
+export function render(event: ChannelEvent): Out | null {
   switch (event.t) {
     case "msg":
       return msgOut(event.ch, event.m, event.epoch);
@@ -27,6 +27,8 @@ export function render(event: ChannelEvent): Out {
       return out({ t: event.t, member: event.member });
     case "closed":
       return out({ t: "closed", seq: event.seq });
+    case "count":
+      return null; // hibercast clients read counts from stats
   }
 }
 
@@ -92,7 +94,7 @@ export class ChannelSockets implements Dialect {
     return new Response(null, { status: 101, webSocket: client });
   }
 
-  render(event: ChannelEvent): Out {
+  render(event: ChannelEvent): Out | null {
     return render(event);
   }
 
@@ -104,7 +106,8 @@ export class ChannelSockets implements Dialect {
     if (event.ch !== this.channel) return 0;
     if (event.t === "reset") this.pages.dropChannel(event.ch); // live after the reset: replays end
     const { delivery, sockets } = this.host;
-    return delivery.toAll(render(event), skip === null ? null : sockets.byCid(skip));
+    const frame = render(event);
+    return frame === null ? 0 : delivery.toAll(frame, skip === null ? null : sockets.byCid(skip));
   }
 
   count(channel: string): number {

@@ -13,7 +13,9 @@ export type ChannelEvent =
   | { t: "reset"; ch: string; seq: number; epoch: string }
   | { t: "join" | "leave"; ch: string; member: Member }
   /** The channel is a Durable Stream that was closed: it takes no more messages after `seq`. */
-  | { t: "closed"; ch: string; seq: number };
+  | { t: "closed"; ch: string; seq: number }
+  /** How many subscribers the channel has now, every kind on every edge (debounced; Pusher clients are told). */
+  | { t: "count"; ch: string; count: number };
 
 /** Why the server ends a connection, each dialect saying it with its own close code. */
 export type Ending = "expired" | "silent" | "full" | "tooLarge" | "flooding";

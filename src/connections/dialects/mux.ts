@@ -19,7 +19,7 @@ import { IndexedConnections } from "./connection-index.js";
 import type { ChannelEvent, Dialect, Ending } from "./dialect.js";
 import { Reservations } from "./reservations.js";
 
-export function render(event: ChannelEvent): Out {
+export function render(event: ChannelEvent): Out | null {
   switch (event.t) {
     case "msg":
       return msgOut(event.ch, event.m, event.epoch);
@@ -30,6 +30,8 @@ export function render(event: ChannelEvent): Out {
       return out({ t: event.t, ch: event.ch, member: event.member });
     case "closed":
       return out({ t: "closed", ch: event.ch, seq: event.seq });
+    case "count":
+      return null;
   }
 }
 
@@ -88,7 +90,8 @@ export class MuxConnections extends IndexedConnections implements Dialect {
   deliver(event: ChannelEvent, skip: string | null): number {
     if (this.index.count(event.ch) === 0) return 0;
     if (event.t === "reset") this.pages.dropChannel(event.ch); // live after the reset: replays end
-    return this.index.delivery(event.ch).toAll(render(event), this.index.byCid(event.ch, skip));
+    const frame = render(event);
+    return frame === null ? 0 : this.index.delivery(event.ch).toAll(frame, this.index.byCid(event.ch, skip));
   }
 
   end(ws: WebSocket, state: SocketState, why: Ending, message: string): void {

@@ -36,6 +36,9 @@ export function render(event: ChannelEvent): string | null {
     case "reset":
     case "closed":
       return null;
+    case "count":
+      // As on Pusher: not on presence channels (their member events say it).
+      return isPresenceChannel(event.ch) ? null : pusher.subscriptionCount(event.ch, event.count);
     case "join":
       return pusher.memberAdded(event.ch, event.member);
     case "leave":
