@@ -320,7 +320,7 @@ describe("subscription counts", () => {
       { name: "subscription_count", channel: name, subscription_count: 1 },
       { name: "subscription_count", channel: name, subscription_count: 4 },
     ]);
-    const listed = (await backend(server.url).get({ path: "/channels", params: { info: "subscription_count", filter_by_prefix: name } })) as Response;
+    const listed = (await backend(server.url).get({ path: "/channels", params: { info: "subscription_count", filter_by_prefix: name } })) as unknown as Response;
     expect(await listed.json()).toEqual({ channels: { [name]: { subscription_count: 4 } } });
   }, 30_000);
 
