@@ -333,3 +333,30 @@ describe("subscription counts", () => {
     expect(counts).toEqual([]);
   });
 });
+
+describe("Laravel Echo over pusher-js", () => {
+  it("listens on an encrypted private channel (encryptedPrivate): the event the backend encrypted arrives decrypted", async () => {
+    const { default: Echo } = await import("laravel-echo");
+    const signer = backend();
+    const echo = new Echo<"pusher">({
+      broadcaster: "pusher",
+      key: NODE_PUSHER.key,
+      cluster: "local",
+      wsHost: "127.0.0.1",
+      wsPort: portOf(baseUrl()),
+      forceTLS: false,
+      enabledTransports: ["ws"],
+      Pusher,
+      channelAuthorization: { customHandler: ({ socketId, channelName: name }: { socketId: string; channelName: string }, callback: (e: Error | null, auth: unknown) => void) => callback(null, signer.authorizeChannel(socketId, name)) },
+    } as never);
+    cleanup.push(() => echo.disconnect());
+    await until(() => echo.connectionStatus() === "connected", 5000, "Echo connected");
+    const room = channelName("vault");
+    const got: unknown[] = [];
+    echo.encryptedPrivate(room).listen(".SecretShared", (e: unknown) => got.push(e));
+    await sleep(300);
+    await signer.trigger(`private-encrypted-${room}`, "SecretShared", { code: "4711" });
+    await until(() => got.length === 1);
+    expect(got).toEqual([{ code: "4711" }]);
+  });
+});
