@@ -43,6 +43,19 @@ async function pusherClient(url = baseUrl()): Promise<Pusher> {
   return client;
 }
 
+/** Whether pusher-js has subscribed the client to its user channel (it does after signin_success). */
+const inUserChannel = (c: Pusher) => (c.user as unknown as { serverToUserChannel?: { subscribed: boolean } }).serverToUserChannel?.subscribed === true;
+
+/** A raw Pusher protocol client (for frames pusher-js will not send): its socket, the frames it got, its socket_id. */
+async function rawPusher(): Promise<{ raw: WebSocket; frames: { event: string; data: string; channel?: string }[]; socketId: string }> {
+  const raw = new WebSocket(`${baseUrl().replace("http", "ws")}/app/${NODE_PUSHER.key}?protocol=7`);
+  cleanup.push(() => raw.close());
+  const frames: { event: string; data: string; channel?: string }[] = [];
+  raw.on("message", (d) => frames.push(JSON.parse(String(d))));
+  await until(() => frames.length > 0);
+  return { raw, frames, socketId: (JSON.parse(frames[0]!.data) as { socket_id: string }).socket_id };
+}
+
 function subscribed(client: Pusher, name: string): Promise<unknown> {
   const channel = client.subscribe(name);
   return new Promise((resolve, reject) => {
@@ -81,12 +94,7 @@ describe("encrypted channels (private-encrypted-)", () => {
 
   it("refuses client events on them, as Pusher does, keeping the socket", async () => {
     // pusher-js will not even send one (it throws): a raw client, signed in by the SDK, does.
-    const raw = new WebSocket(`${baseUrl().replace("http", "ws")}/app/${NODE_PUSHER.key}?protocol=7`);
-    cleanup.push(() => raw.close());
-    const frames: { event: string; data: string; channel?: string }[] = [];
-    raw.on("message", (d) => frames.push(JSON.parse(String(d))));
-    await until(() => frames.length > 0);
-    const socketId = (JSON.parse(frames[0]!.data) as { socket_id: string }).socket_id;
+    const { raw, frames, socketId } = await rawPusher();
     const name = `private-encrypted-${channelName("vault")}`;
     raw.send(JSON.stringify({ event: "pusher:subscribe", data: { channel: name, ...backend().authorizeChannel(socketId, name) } }));
     await until(() => frames.some((f) => f.event === "pusher_internal:subscription_succeeded"));
@@ -97,15 +105,11 @@ describe("encrypted channels (private-encrypted-)", () => {
   });
 
   it("refuses a subscription without the app's signature", async () => {
-    const raw = new WebSocket(`${baseUrl().replace("http", "ws")}/app/${NODE_PUSHER.key}?protocol=7`);
-    const frames: { event: string; data: string }[] = [];
-    raw.on("message", (d) => frames.push(JSON.parse(String(d))));
-    await until(() => frames.length > 0);
+    const { raw, frames } = await rawPusher();
     const name = `private-encrypted-${channelName("vault")}`;
     raw.send(JSON.stringify({ event: "pusher:subscribe", data: { channel: name } }));
     await until(() => frames.length > 1);
     expect(frames[1]).toMatchObject({ event: "pusher:subscription_error", channel: name });
-    raw.close();
   });
 });
 
@@ -192,7 +196,7 @@ describe("users: sign-in, sendToUser, terminate", () => {
     other.user.bind("notice", (d: unknown) => got.other.push(d));
     await Promise.all([a, b, other].map((c) => c.user.signinDonePromise));
     // pusher-js subscribes to #server-to-user-<id> after signin_success: wait until it is in.
-    await until(() => [a, b, other].every((c) => (c.user as unknown as { serverToUserChannel?: { subscribed: boolean } }).serverToUserChannel?.subscribed === true));
+    await until(() => [a, b, other].every((c) => inUserChannel(c)));
     await backend().sendToUser(id, "notice", { text: "your export is ready" });
     await until(() => got.a.length === 1 && got.b.length === 1);
     await sleep(200);
@@ -207,12 +211,7 @@ describe("users: sign-in, sendToUser, terminate", () => {
   });
 
   it("refuses a subscription to another user's #server-to-user- channel, and to one without sign-in", async () => {
-    const raw = new WebSocket(`${baseUrl().replace("http", "ws")}/app/${NODE_PUSHER.key}?protocol=7`);
-    cleanup.push(() => raw.close());
-    const frames: { event: string; data: string; channel?: string }[] = [];
-    raw.on("message", (d) => frames.push(JSON.parse(String(d))));
-    await until(() => frames.length > 0);
-    const socketId = (JSON.parse(frames[0]!.data) as { socket_id: string }).socket_id;
+    const { raw, frames, socketId } = await rawPusher();
     raw.send(JSON.stringify({ event: "pusher:subscribe", data: { channel: "#server-to-user-ceo", auth: "" } }));
     await until(() => frames.some((f) => f.event === "pusher:subscription_error"));
     raw.send(JSON.stringify({ event: "pusher:signin", data: backend().authenticateUser(socketId, { id: "intern" }) }));
@@ -234,7 +233,7 @@ describe("users: sign-in, sendToUser, terminate", () => {
     await subscribed(inPresence, `presence-${channelName("room")}`);
     const bystander = await signedInClient({ id: `${id}_other` });
     await bystander.user.signinDonePromise;
-    await until(() => (signedIn.user as unknown as { serverToUserChannel?: { subscribed: boolean } }).serverToUserChannel?.subscribed === true);
+    await until(() => inUserChannel(signedIn));
     await sleep(200);
     const ended = new Map<string, number>();
     for (const [name, c] of [["signed in", signedIn], ["in presence", inPresence]] as const) c.connection.bind("error", (e: { data?: { code: number } }) => e.data && ended.set(name, e.data.code));
@@ -257,17 +256,18 @@ describe("watchlists", () => {
     const [me, friend, stranger] = [id("me"), id("friend"), id("stranger")];
     const early = await signedInClient({ id: friend });
     await early.user.signinDonePromise;
-    await until(() => (early.user as unknown as { serverToUserChannel?: { subscribed: boolean } }).serverToUserChannel?.subscribed === true);
+    await until(() => inUserChannel(early));
     await sleep(200);
     const events: string[] = [];
     const watcher = await signedInClient({ id: me, watchlist: [friend, stranger] } as never);
     for (const name of ["online", "offline"]) watcher.user.watchlist.bind(name, (e: { user_ids: string[] }) => events.push(`${name} ${e.user_ids.join(",")}`));
     await until(() => events.length === 1, 5000, "the first watchlist event");
     expect(events).toEqual([`online ${friend}`]);
-    await until(() => (watcher.user as unknown as { serverToUserChannel?: { subscribed: boolean } }).serverToUserChannel?.subscribed === true);
+    await until(() => inUserChannel(watcher));
     // The stranger signs in (twice: one online event), then leaves; the friend leaves.
     const [s1, s2] = [await signedInClient({ id: stranger }), await signedInClient({ id: stranger })];
     await until(() => events.length === 2, 5000, "online");
+    await until(() => [s1, s2].every((c) => inUserChannel(c)), 5000, "both in");
     s1.disconnect();
     await sleep(300);
     expect(events).toEqual([`online ${friend}`, `online ${stranger}`]);
