@@ -19,6 +19,8 @@ export const STREAM_PREFIX = "/v1/stream/";
 
 /** A body cap per request (one append); the stream's own cap is STREAM_MAX_BYTES. */
 const MAX_APPEND_BYTES = 1024 * 1024;
+/** A body declared this long or shorter is read to its end before its 413 (readBytes says why). */
+const DRAIN = { drainUpTo: 16 * 1024 * 1024 };
 const OFFSET = /^(-1|now|\d+_\d+)$/;
 const DIGITS = /^(0|[1-9]\d*)$/;
 
@@ -90,7 +92,7 @@ export async function streams(request: Request, env: Env): Promise<Response> {
         if (typeof fork === "string") return fail(fork.startsWith("no such") ? 404 : 400, fork);
         // A fork reads its source: whoever makes one must be allowed to read the source.
         if (fork !== null) await authorizeRead(env, fork.source, credential);
-        const body = await readBytes(request, MAX_APPEND_BYTES);
+        const body = await readBytes(request, MAX_APPEND_BYTES, DRAIN);
         const r = await hub.streamCall({ ...base, op: "create", scope: publisher.scope, ttl: ttl === null ? null : Number(ttl), expiresAt, body, ...(fork === null ? {} : { fork }) });
         return reply(r, r.status === 201 ? { location: url.origin + url.pathname } : {});
       }
@@ -98,7 +100,7 @@ export async function streams(request: Request, env: Env): Promise<Response> {
         const publisher = await authorizePublish(env, name, credential);
         const producer = parseProducer(headers);
         if (typeof producer === "string") return fail(400, producer);
-        const body = await readBytes(request, MAX_APPEND_BYTES);
+        const body = await readBytes(request, MAX_APPEND_BYTES, DRAIN);
         if (body.byteLength === 0 && !base.closed) return fail(400, "an append needs a body (or Stream-Closed: true to close)");
         if (body.byteLength > 0 && base.contentType === null) return fail(400, "an append needs a Content-Type");
         return reply(await hub.streamCall({ ...base, op: "append", scope: publisher.scope, producer, body }));
