@@ -243,6 +243,34 @@ describe("users: sign-in, sendToUser, terminate", () => {
     expect(bystander.connection.state).toBe("connected");
   });
 
+  it("delivers sendToUser to a connection that joined presence as that user before it signed in", async () => {
+    const id = channelName("user").replaceAll("-", "_");
+    const client = await signedInClient({ id }, false, false);
+    await subscribed(client, `presence-${channelName("room")}`);
+    client.signin();
+    await client.user.signinDonePromise;
+    await until(() => inUserChannel(client));
+    const got: unknown[] = [];
+    client.user.bind("notice", (d: unknown) => got.push(d));
+    await backend().sendToUser(id, "notice", { n: 1 });
+    await until(() => got.length === 1);
+    expect(got).toEqual([{ n: 1 }]);
+  });
+
+  it("terminates a signed-in connection that never subscribed to its user channel, or left it", async () => {
+    const { raw, frames, socketId } = await rawPusher();
+    const id = channelName("user").replaceAll("-", "_");
+    raw.send(JSON.stringify({ event: "pusher:signin", data: backend().authenticateUser(socketId, { id }) }));
+    await until(() => frames.some((f) => f.event === "pusher:signin_success"));
+    raw.send(JSON.stringify({ event: "pusher:subscribe", data: { channel: `#server-to-user-${id}`, auth: "" } }));
+    await until(() => frames.some((f) => f.event === "pusher_internal:subscription_succeeded"));
+    raw.send(JSON.stringify({ event: "pusher:unsubscribe", data: { channel: `#server-to-user-${id}` } }));
+    await sleep(200);
+    const closed = new Promise<number>((r) => raw.once("close", (code) => r(code)));
+    await backend().terminateUserConnections(id);
+    expect(await closed).toBe(4009);
+  });
+
   it("answers terminate for a user with no connection, and refuses a bad user id (400)", async () => {
     await expect(backend().terminateUserConnections("nobody-here")).resolves.toBeDefined();
     const res = await fetch(`${baseUrl()}/apps/${NODE_PUSHER.appId}/users/${encodeURIComponent("bad id!")}/terminate_connections`, { method: "POST" });

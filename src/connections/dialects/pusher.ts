@@ -2,6 +2,7 @@
 // socket id is its cid, channels subscribed with `pusher:subscribe` and checked against the app's
 // signature, presence per user (capped at 100, as on Pusher), client events on private and
 // presence channels. Held by the edges of the Pusher pool, whose runtime answers pusher-js's ping.
+import { errorText, log } from "../../server/log.js";
 import { CHANNEL_RULE, CLOSE, isPresenceChannel, isPrivateChannel, isValidChannel, LIMITS } from "../../protocol/index.js";
 import type { MemberList } from "../../rpc.js";
 import { count } from "../../server/metrics.js";
@@ -107,7 +108,7 @@ export class PusherConnections extends IndexedConnections implements Dialect {
 
   deliver(event: ChannelEvent, skip: string | null): number {
     if (this.index.count(event.ch) === 0) return 0;
-    if (userOf(event.ch) !== null) return this.toUser(event);
+    if (userOf(event.ch) !== null) return this.toUser(event, skip);
     const text = render(event);
     return text === null ? 0 : this.index.sendAll(event.ch, text, skip);
   }
@@ -116,7 +117,7 @@ export class PusherConnections extends IndexedConnections implements Dialect {
    * An event of a user channel: to the user's signed-in connections here (a presence-only one is
    * subscribed to be found, not to receive); a terminate ends every one of them.
    */
-  private toUser(event: ChannelEvent): number {
+  private toUser(event: ChannelEvent, skip: string | null): number {
     if (event.t !== "msg") return 0;
     const sockets = this.index.of(event.ch);
     if (event.m.event === TERMINATE_EVENT) {
@@ -126,7 +127,8 @@ export class PusherConnections extends IndexedConnections implements Dialect {
     const text = pusher.channelEvent(event.ch, event.m);
     let sent = 0;
     for (const ws of sockets) {
-      if (stateOf(ws)?.subs?.[event.ch]?.sub == null) continue;
+      const state = stateOf(ws);
+      if (state?.subs?.[event.ch]?.sub == null || state.cid === skip) continue;
       send(ws, text);
       sent++;
     }
@@ -194,6 +196,8 @@ export class PusherConnections extends IndexedConnections implements Dialect {
     const ch = data.channel;
     const user = typeof ch === "string" ? userOf(ch) : null;
     if (typeof ch !== "string" || (!isValidChannel(ch) && user === null)) throw new ServiceError("bad_request", `pusher:subscribe needs a channel of ${CHANNEL_RULE}`);
+    // A user channel is held (hidden) from sign-in on: subscribing makes it receive.
+    if (user !== null && this.index.subsOf(ws)[ch] !== undefined) return await this.edge.inTurn(ch, () => this.receiveAsUser(ws, state, ch, user));
     const app = requirePusherApp(this.host.bindings);
     const config = this.host.config(ch);
     await this.reservations.hold(state.cid, ch, this.index.subsOf(ws), config.maxSubscriptions, async () => {
@@ -260,14 +264,34 @@ export class PusherConnections extends IndexedConnections implements Dialect {
     const now = stateOf(ws);
     if (now === null || ws.readyState !== WebSocket.READY_STATE_OPEN) return;
     if (now.user !== undefined && now.user !== user.id) throw new ServiceError("forbidden", `this connection is signed in as ${now.user}`);
+    // Signed in already: the same answer, and nothing is registered twice.
+    if (now.user === user.id) return send(ws, pusher.signinSuccess(user.userData));
     now.user = user.id;
     this.host.sockets.save(ws, now);
+    // Found by a terminate from now on, whether or not the client subscribes to its user channel.
+    await this.findable(ws, user.id);
     send(ws, pusher.signinSuccess(user.userData));
     if (user.watchlist.length === 0) return;
     // Each watched user's hub remembers this watcher and says whether its user is online now.
     const online = await Promise.all(user.watchlist.map((w) => this.edge.hub(userChannel(w)).watch(user.id).catch(() => false)));
     const ids = user.watchlist.filter((_, i) => online[i]);
     if (ids.length > 0 && ws.readyState === WebSocket.READY_STATE_OPEN) send(ws, watchlistFrame("online", ids));
+  }
+
+  /**
+   * The user channel of a signed-in connection, which holds it hidden since sign-in: from now on
+   * it receives the user's events, and its user counts as online (watchlists).
+   */
+  private async receiveAsUser(ws: WebSocket, state: SocketState, ch: string, user: string): Promise<void> {
+    this.userGrant(ws, user);
+    const entry = this.index.subsOf(ws)[ch];
+    if (entry === undefined) return;
+    if (entry.sub === null) {
+      await this.edge.hub(ch).presenceJoin(this.edge.edgeName, state.cid, user, null, null);
+      if (ws.readyState !== WebSocket.READY_STATE_OPEN) return;
+      this.index.add(ws, ch, { sub: user, pub: false, exp: null });
+    }
+    send(ws, pusher.subscriptionSucceeded(ch));
   }
 
   /** A user channel is open to its own signed-in connections only. */
@@ -288,15 +312,28 @@ export class PusherConnections extends IndexedConnections implements Dialect {
     await this.edge.inTurn(ch, async () => {
       await this.edge.attach(ch, { cursor: null, rewind: 0 });
       if (ws.readyState !== WebSocket.READY_STATE_OPEN || this.index.subsOf(ws)[ch] !== undefined) return void this.edge.left(ch, state.cid, false);
-      this.index.add(ws, ch, { sub: null, pub: false, exp: null });
+      try {
+        this.index.add(ws, ch, { sub: null, pub: false, exp: null });
+      } catch (err) {
+        // A connection whose state is full: not findable here (said in the log), still served.
+        void this.edge.left(ch, state.cid, false);
+        log("error", { where: "user channel", channel: ch, cid: state.cid, error: errorText(err) });
+      }
     });
   }
 
   /** `pusher:unsubscribe`: no answer, as on Pusher; one that overtakes its subscribe wins. */
   private unsubscribe(ws: WebSocket, state: SocketState, ch: unknown): void {
     if (typeof ch !== "string") return;
-    if (this.index.subsOf(ws)[ch] === undefined) return void this.reservations.cancel(state.cid, ch);
-    const member = isPresenceChannel(ch) || this.index.subsOf(ws)[ch]?.sub != null;
+    const entry = this.index.subsOf(ws)[ch];
+    if (entry === undefined) return void this.reservations.cancel(state.cid, ch);
+    if (userOf(ch) !== null) {
+      // The user channel stays held (a terminate still finds the connection); it only stops receiving.
+      if (entry.sub === null) return;
+      this.index.add(ws, ch, { sub: null, pub: false, exp: null });
+      return void this.edge.inTurn(ch, () => this.edge.hub(ch).presenceLeave(state.cid)).catch(() => {});
+    }
+    const member = isPresenceChannel(ch);
     this.index.remove(ws, ch);
     void this.edge.left(ch, state.cid, member);
   }
