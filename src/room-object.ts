@@ -27,7 +27,7 @@ import { STREAM_EVENT, StreamState } from "./hub/stream.js";
 import { PublishRate } from "./connections/rate-limit.js";
 import { accepted } from "./server/service-error.js";
 import { ReplayLog, type GrowthLimits, type Retention } from "./hub/replay-log.js";
-import { firstPage, PAGE_READ, type LogReader, type Page } from "./connections/replay-pages.js";
+import { firstPage, newestPage, PAGE_READ, type LogReader, type Page } from "./connections/replay-pages.js";
 import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY, WATCHERS_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
 import { CACHE_MISS_EVERY_MS } from "./pusher/cache.js";
@@ -177,7 +177,8 @@ export class RoomObject extends SocketHost implements HubRpc {
       return replay.reset ? { reset: true } : firstPage(replay.messages);
     }
     const rewind = rewindOf(start, this.config(this.channel).latest);
-    return firstPage(rewind > 0 ? this.log.last(rewind, now) : []);
+    const rewound = rewind > 0 ? this.log.last(rewind, now) : [];
+    return rewound.some((m) => m.v !== undefined) ? newestPage(rewound) : firstPage(rewound);
   }
 
   /** A replay's later pages, from the log, up to its head (what live delivery has reached). */

@@ -287,6 +287,9 @@ export class Subscription<Events extends EventMap = EventMap> {
         return this.grow(frame);
       case "reset":
         this.cursor = { seq: frame.seq, epoch: frame.epoch };
+        // What came in between is lost: texts kept before it would grow without it.
+        this.texts.clear();
+        this.opening = null;
         this.connection.emit("reset", frame);
         return;
       case "members":

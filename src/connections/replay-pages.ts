@@ -48,6 +48,18 @@ export function firstPage(messages: LoggedMessage[]): Opening {
   return cutToPage(messages) ? { reset: false, messages, more: true } : { reset: false, messages };
 }
 
+/**
+ * A rewind of messages some of which grew (each whole): one page, its newest messages that fit
+ * (at least one). Its next page would be log entries after the last, which would add appends
+ * to texts that already hold them.
+ */
+export function newestPage(messages: LoggedMessage[]): Opening {
+  let bytes = 0;
+  let from = messages.length;
+  while (from > 0 && messages.length - from < LIMITS.replayPageFrames && (from === messages.length || bytes + messages[from - 1]!.data.length <= LIMITS.replayPageBytes)) bytes += messages[--from]!.data.length;
+  return { reset: false, messages: messages.slice(from) };
+}
+
 /** How many messages to read for one page: one more than fits, to learn whether there is more. */
 export const PAGE_READ = LIMITS.replayPageFrames + 1;
 

@@ -127,7 +127,8 @@ export class ReplayLog implements ReplaySource {
     this.channel = meta.channel;
     this.stored = meta.epoch;
     this.cut = meta.cut;
-    this.grows = this.sql.exec("SELECT 1 FROM grown LIMIT 1").toArray().length > 0;
+    // An append left by a message trimmed before it still makes reads compact (they skip it).
+    this.grows = this.sql.exec("SELECT 1 FROM log WHERE ref IS NOT NULL LIMIT 1").toArray().length > 0 || this.sql.exec("SELECT 1 FROM grown LIMIT 1").toArray().length > 0;
     const newest = this.sql.exec<{ seq: number; ts: number }>("SELECT seq, ts FROM log ORDER BY seq DESC LIMIT 1").toArray()[0];
     this.lastSeq = Math.max(meta.last_seq, newest?.seq ?? 0);
     this.lastTs = newest?.ts ?? 0;
@@ -244,7 +245,7 @@ export class ReplayLog implements ReplaySource {
     }
     const target = this.created ? this.sql.exec<{ seq: number; id: string; event: string; data: string; ts: number }>("SELECT seq, id, event, data, ts FROM log WHERE scope = ? AND id = ? AND ref IS NULL", scope, to).toArray()[0] : undefined;
     const growth = target === undefined ? undefined : this.sql.exec<{ n: number; bytes: number; done: number }>("SELECT n, bytes, done FROM grown WHERE ref = ?", target.seq).toArray()[0];
-    if (target === undefined || !this.keeps(target, growth !== undefined, now)) return { refused: { code: "not_found", message: `this channel has no message ${to} to append to (never published by you, or older than the log keeps)` } };
+    if (target === undefined || !this.keeps(target, now)) return { refused: { code: "not_found", message: `this channel has no message ${to} to append to (never published by you, or older than the log keeps)` } };
     if (growth === undefined && !target.data.startsWith('"')) return { refused: { code: "bad_request", message: `message ${to} holds no string: only a message whose data is a string can grow` } };
     if (growth?.done === 1) return { refused: { code: "conflict", message: `message ${to} is done: it takes no more appends` } };
     const n = (growth?.n ?? 0) + 1;
@@ -264,12 +265,20 @@ export class ReplayLog implements ReplaySource {
   }
 
   /**
-   * Whether a message is still in the log: within the age limit, and past the last trim or kept
-   * below it because it grew (trimmed messages' growth goes with them).
+   * Whether a message is still in the log: within the age limit and, in a log with appends, among
+   * the newest LOG_MAX_MESSAGES messages (else past the retention boundary, as for any message).
    */
-  private keeps(m: { seq: number; ts: number }, grew: boolean, now: number): boolean {
+  private keeps(m: { seq: number; ts: number }, now: number): boolean {
     if (m.ts < now - this.retention.maxAgeS * 1000) return false;
-    return grew || m.seq >= this.firstValid(now);
+    return m.seq >= (this.grows ? this.messageFloor() : this.firstValid(now));
+  }
+
+  /**
+   * In a log with appends, messages are kept by their own count: the seq of the oldest of the
+   * newest LOG_MAX_MESSAGES messages (0: fewer than that). Entries (appends too) count for cursors.
+   */
+  private messageFloor(): number {
+    return this.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE ref IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?", this.retention.maxMessages - 1).toArray()[0]?.seq ?? 0;
   }
 
   /** Writes one message (or an append: `grows`) and returns it with its seq. Callers check `findId` first. */
@@ -322,13 +331,13 @@ export class ReplayLog implements ReplaySource {
     return this.sql.exec<Row>(`SELECT ${JOINED} ${this.keptMessages(where)} ORDER BY l.seq ${order} LIMIT ?`, ...this.keptBindings(now), ...bindings, limit).toArray().map(compacted);
   }
 
-  /** FROM and WHERE of the messages kept (see `messages`), and their bindings. */
+  /** FROM and WHERE of the messages kept (see `keeps`), and their bindings. */
   private keptMessages(where: string): string {
-    return `FROM log l LEFT JOIN grown g ON g.ref = l.seq WHERE l.ref IS NULL AND l.ts >= ? AND (l.seq >= ? OR g.ref IS NOT NULL) ${where}`;
+    return `FROM log l LEFT JOIN grown g ON g.ref = l.seq WHERE l.ref IS NULL AND l.ts >= ? AND l.seq >= ? ${where}`;
   }
 
   private keptBindings(now: number): SqlStorageValue[] {
-    return [now - this.retention.maxAgeS * 1000, this.firstValid(now)];
+    return [now - this.retention.maxAgeS * 1000, this.messageFloor()];
   }
 
   /**
@@ -408,12 +417,11 @@ export class ReplayLog implements ReplaySource {
     this.sql.exec(`INSERT OR IGNORE INTO dedupe (scope, id, seq, ts, ref) SELECT scope, id, seq, ts, ref FROM log WHERE seq <= ? AND (ts >= ? OR (${SIGNED} AND ts >= ?))`, seq, windowStart, now - SIGNED_REPLAY_MS);
     if (!this.grows) this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
     else {
-      // A grown message stays while it is among the newest LOG_MAX_MESSAGES messages and young
-      // enough: its appends' entries go (a cursor before them is a reset), its whole text stays.
-      const floor = this.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE ref IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?", this.retention.maxMessages - 1).toArray()[0]?.seq ?? 0;
-      const cutoff = now - this.retention.maxAgeS * 1000;
-      const kept = "ref IS NULL AND seq >= ? AND ts >= ? AND seq IN (SELECT ref FROM grown)";
-      this.sql.exec(`DELETE FROM log WHERE seq <= ? AND NOT (${kept})`, seq, floor, cutoff);
+      // Messages stay while they are among the newest LOG_MAX_MESSAGES messages and young enough
+      // (grown or not: history keeps no holes); entries past the boundary go, so a cursor before
+      // them is a reset, while each kept message stays whole.
+      const kept = "ref IS NULL AND seq >= ? AND ts >= ?";
+      this.sql.exec(`DELETE FROM log WHERE seq <= ? AND NOT (${kept})`, seq, this.messageFloor(), now - this.retention.maxAgeS * 1000);
       this.sql.exec("DELETE FROM grown WHERE ref <= ? AND ref NOT IN (SELECT seq FROM log)", seq);
     }
     this.loadOldest();

@@ -2,7 +2,7 @@
 // sharded channel's edges (wide-*: shards 4) and `/v1/ws`. Every fragment after a cursor once,
 // in order; a late joiner gets each message whole.
 import { describe, expect, it } from "vitest";
-import { channelName, publish, publishOk, TestSocket } from "../helpers";
+import { call, channelName, publish, publishOk, TestSocket } from "../helpers";
 
 async function appendOk(ch: string, to: string, text: string, done = false) {
   const res = await publish(ch, { append: to, data: text, ...(done ? { done: true } : {}) });
@@ -62,5 +62,39 @@ describe("appends with channel options", () => {
       ["append", ch, "b", false],
       ["append", ch, "c", true],
     ]);
+  });
+});
+
+describe("appends and retention", () => {
+  it("keeps messages by their own count where appends fill the log: no hole between grown ones (chat-*: 5)", async () => {
+    const ch = channelName("chat");
+    await publishOk(ch, "answer", "A", "a");
+    await appendOk(ch, "a", "a");
+    await publishOk(ch, "question", "B?", "b");
+    await publishOk(ch, "answer", "C", "c");
+    for (let i = 0; i < 10; i++) await appendOk(ch, "c", "c");
+    const page = await (await call(`/v1/channels/${ch}/messages`)).json<{ messages: { id: string; d: string }[] }>();
+    expect(page.messages.map((m) => [m.id, m.d])).toEqual([
+      ["a", "Aa"],
+      ["b", "B?"],
+      ["c", "C" + "c".repeat(10)],
+    ]);
+  });
+
+  it("gives a rewind of grown messages longer than a page as one page of the newest, never their appends again", async () => {
+    const ch = channelName("grow");
+    // 20 grown messages of ~60 KB: about 1.2 MB, over one replay page (about 1 MiB).
+    for (let i = 0; i < 20; i++) {
+      await publishOk(ch, "answer", `${i}:` + "x".repeat(60_000), `m${i}`);
+      await appendOk(ch, `m${i}`, "!");
+    }
+    const [s, welcome] = await TestSocket.subscribe(ch, "?rewind=20");
+    const frames = await s.settle(1000);
+    expect(frames.filter((f) => f.t === "more" || f.t === "append")).toEqual([]);
+    const got = frames.filter((f) => f.t === "msg") as unknown as { id: string; d: string }[];
+    expect(got.length).toBeGreaterThan(10);
+    expect(got.length).toBeLessThan(20);
+    expect(got.at(-1)).toMatchObject({ id: "m19", d: "19:" + "x".repeat(60_000) + "!" });
+    expect(welcome.seq).toBe(40);
   });
 });
