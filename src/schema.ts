@@ -116,10 +116,13 @@ ${GROWN}`);
   },
 };
 
-/** The version of storage that never recorded one: 0.3.0 wrote none; this code writes tables of the current shape. */
+/** The version of storage that never recorded one: 0.3.0 wrote none, nor does a wake with no log yet; the log's columns say. */
 function unstampedVersion(sql: SqlStorage): number {
   const log = sql.exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'log'").toArray()[0];
-  return log !== undefined && !log.sql.includes("scope") ? 1 : SCHEMA_VERSION;
+  if (log === undefined) return SCHEMA_VERSION;
+  // A log made after its object's first wake was never stamped: its columns tell its version.
+  if (!log.sql.includes("scope")) return 1;
+  return log.sql.includes("ref INTEGER") ? SCHEMA_VERSION : 2;
 }
 
 export function migrate(storage: DurableObjectStorage): void {

@@ -90,7 +90,7 @@ CREATE TABLE dedupe (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, ts INTEGER NOT N
     expect(TABLES.log).toContain("scope");
   });
 
-  it("brings a 0.4.0 log (version 2) to version 3: its messages can grow by appends", async () => {
+  it.each([true, false])("brings a 0.4.0 log (version 2, stamped: %s) to version 3: its messages can grow by appends", async (stamped) => {
     const ch = channelName("migrate");
     await runInDurableObject(hubOf(ch), (_room, state) => {
       // 0.4.0's tables, as it made them, stamped version 2.
@@ -100,7 +100,8 @@ CREATE UNIQUE INDEX log_scope_id ON log (scope, id);
 CREATE TABLE dedupe (scope TEXT NOT NULL DEFAULT '', id TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (scope, id)) WITHOUT ROWID;`);
       state.storage.sql.exec("INSERT INTO meta VALUES (0, ?, 'e0e0e0e0e0e0', 1)", ch);
       state.storage.sql.exec(`INSERT INTO log VALUES (1, 'answer', 'token', '"Hel"', ?, NULL, '', NULL)`, Date.now());
-      state.storage.kv.put("schema-version", 2);
+      // Stamped or not: a log made after its object's first wake was never stamped.
+      if (stamped) state.storage.kv.put("schema-version", 2);
     });
     await evictDurableObject(hubOf(ch));
     const res = await publish(ch, { append: "answer", data: "lo", id: "a1" });
