@@ -291,3 +291,27 @@ describe("compaction", () => {
     expect(written).toEqual({ log: 1, grown: 0, text: "abc" });
   });
 });
+
+describe("appends on SSE after a rewind", () => {
+  it("gives a rewound grown message no id of its own: the opening's last frame carries the head's, so a resume adds nothing twice", async () => {
+    const ch = channelName("grow");
+    await publishOk(ch, "answer", "a", "m");
+    await appendOk(ch, "m", "b");
+    await publishOk(ch, "note", "plain", "n");
+    await appendOk(ch, "m", "c");
+    const sse = await SseReader.open(`/v1/channels/${ch}/sse?rewind=5`);
+    await sse.expect("welcome");
+    const first = await sse.expect("msg");
+    const second = await sse.expect("msg");
+    expect([first.frame.d, first.id, second.frame.d]).toEqual(["abc", undefined, "plain"]);
+    const epoch = (await (await call(`/v1/channels/${ch}`)).json<{ epoch: string }>()).epoch;
+    // The last frame of the opening names the head (seq 4), not its own seq (3).
+    expect(second.id).toBe(`${epoch}:4`);
+    await sse.cancel();
+    await appendOk(ch, "m", "d");
+    const again = await SseReader.open(`/v1/channels/${ch}/sse`, { "last-event-id": second.id! });
+    await again.expect("welcome");
+    expect((await again.expect("append")).frame).toMatchObject({ seq: 5, d: "d" });
+    await again.cancel();
+  });
+});

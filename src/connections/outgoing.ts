@@ -34,6 +34,16 @@ export function msgOut(ch: string, m: LoggedMessage, epoch: string): Out {
 }
 
 /**
+ * The frames of a new socket's opening. Where a message that grew comes whole (its text holds
+ * appends up to the head), no frame carries an id of its own on SSE (resuming after any of them
+ * would add those appends again): the last one carries the head's (`head`, EPOCH:SEQ).
+ */
+export function openingOuts(ch: string, messages: LoggedMessage[], epoch: string, head: string): Out[] {
+  if (!messages.some((m) => m.v !== undefined)) return messages.map((m) => msgOut(ch, m, epoch));
+  return messages.map((m, i) => (i === messages.length - 1 ? { t: "msg", json: msgFrame(ch, m), id: head } : { t: "msg", json: msgFrame(ch, m) }));
+}
+
+/**
  * Consecutive appends to one message (same sender, none but the last done) as one frame: `d`
  * joined, `seq` the last one's. Everything else as it is, in order.
  */
@@ -58,7 +68,7 @@ export function joinAppends(frames: Out[]): Out[] {
  * `event: <t>` and no id, so they never move the browser's cursor.
  */
 export function sseEvent(frame: Out): string {
-  if (frame.t === "msg") return `id: ${frame.id}\ndata: ${frame.json}\n\n`;
+  if (frame.t === "msg") return frame.id === undefined ? `data: ${frame.json}\n\n` : `id: ${frame.id}\ndata: ${frame.json}\n\n`;
   if (frame.t === "append") return `event: append\nid: ${frame.id}\ndata: ${frame.json}\n\n`;
   return `event: ${frame.t}\ndata: ${frame.json}\n\n`;
 }

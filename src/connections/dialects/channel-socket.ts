@@ -10,7 +10,7 @@ import { ServiceError } from "../../server/service-error.js";
 import type { ConnectRequest } from "../connect.js";
 import { overLimit } from "../frame-size.js";
 import type { DialectHost } from "../host.js";
-import { msgOut, out, type Out } from "../outgoing.js";
+import { msgOut, openingOuts, out, type Out } from "../outgoing.js";
 import { ReplayPages } from "../replay-pages.js";
 import { newState, type SocketState } from "../sockets.js";
 import type { ChannelEvent, Dialect, Ending } from "./dialect.js";
@@ -79,7 +79,7 @@ export class ChannelSockets implements Dialect {
     const send = (frame: Out) => delivery.to(server, state, frame);
     send(out({ t: "welcome", v: PROTOCOL_VERSION, ch: channel, cid: state.cid, seq: welcome.seq, epoch: welcome.epoch }));
     if (opening.reset) send(out({ t: "reset", seq: welcome.seq, epoch: welcome.epoch }));
-    else for (const m of opening.messages) send(msgOut(channel, m, welcome.epoch));
+    else for (const frame of openingOuts(channel, opening.messages, welcome.epoch, `${welcome.epoch}:${welcome.seq}`)) send(frame);
     if (!opening.reset && opening.more) this.pages.begin(server, state, channel, opening.messages.at(-1)!.seq, welcome.epoch);
     const replay = opening.reset ? { replayed: 0, reset: true } : { replayed: opening.messages.length, reset: false };
     this.connectLog.log({ channel, cid: state.cid, transport, sub: state.sub, since: connect.start.cursor?.seq, ...replay, sockets: sockets.count() });
