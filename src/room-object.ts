@@ -28,7 +28,7 @@ import { PublishRate } from "./connections/rate-limit.js";
 import { accepted } from "./server/service-error.js";
 import { ReplayLog, type GrowthLimits, type Retention } from "./hub/replay-log.js";
 import { firstPage, newestPage, PAGE_READ, type LogReader, type Page } from "./connections/replay-pages.js";
-import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY, WATCHERS_KEY } from "./schema.js";
+import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY, WATCH_TOLD_KEY, WATCHERS_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
 import { CACHE_MISS_EVERY_MS } from "./pusher/cache.js";
 
@@ -38,6 +38,8 @@ import { pusherApp } from "./pusher/app.js";
 /** Subscription counts: told at most this often per channel, as Pusher debounces them, and a moment after a change settles. */
 const COUNT_EVERY_MS = 5_000;
 const COUNT_SETTLE_MS = 500;
+/** Watchlists: a user's online/offline change is told after this long, if it still holds. */
+const WATCH_SETTLE_MS = 1_000;
 
 /** A change of occupancy the directory has not confirmed yet (Pusher's channel list). */
 interface DirectoryChange {
@@ -212,14 +214,14 @@ export class RoomObject extends SocketHost implements HubRpc {
    */
   private joined(member: Member | null, exceptWs: WebSocket | null, exceptCid: string | null): void {
     if (member === null) return;
-    if (userOf(this.channel) !== null) return this.tellWatchers("online");
+    if (userOf(this.channel) !== null) return this.tellWatchersSoon();
     this.webhook({ name: "member_added", channel: this.channel, user_id: member.id });
     if (this.presence.count() <= this.maxMembers) this.announce("join", member, exceptWs, exceptCid);
   }
 
   private left(member: Member | null, exceptWs: WebSocket | null, exceptCid: string | null): void {
     if (member === null) return;
-    if (userOf(this.channel) !== null) return this.tellWatchers("offline");
+    if (userOf(this.channel) !== null) return this.tellWatchersSoon();
     this.webhook({ name: "member_removed", channel: this.channel, user_id: member.id });
     if (this.presence.count() < this.maxMembers) this.announce("leave", member, exceptWs, exceptCid);
   }
@@ -530,7 +532,29 @@ export class RoomObject extends SocketHost implements HubRpc {
     return this.presence.count() > 0;
   }
 
-  /** This user's first connection signed in, or its last went: each watcher's signed-in connections hear it. */
+  /** The pending tell of this user's online/offline change to its watchers. */
+  private tellTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /**
+   * This user's first connection signed in, or its last went. Watchers hear it a moment later,
+   * at most once per WATCH_SETTLE_MS, and only if it still holds then: a user flapping between
+   * online and offline costs its watchers one event a window, not one per change.
+   */
+  private tellWatchersSoon(): void {
+    if (this.tellTimer !== null) return;
+    this.tellTimer = setTimeout(() => {
+      this.tellTimer = null;
+      // What watchers were last told is stored (an evicted hub must not tell it again, or miss
+      // a change); never told is offline, as watchers take a user they have heard nothing of.
+      const kv = this.ctx.storage.kv;
+      const online = this.presence.count() > 0;
+      if (online === (kv.get<boolean>(WATCH_TOLD_KEY) ?? false)) return;
+      kv.put(WATCH_TOLD_KEY, online);
+      this.tellWatchers(online ? "online" : "offline");
+    }, WATCH_SETTLE_MS);
+  }
+
+  /** Each watcher's signed-in connections hear that this user is online or offline. */
   private tellWatchers(name: "online" | "offline"): void {
     const user = userOf(this.channel)!;
     const data = watchlistData(name, [user]);

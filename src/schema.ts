@@ -11,7 +11,7 @@
 //     remote_members   (cid, edge, sub, info)            presence members on edges (hub/presence.ts)
 //     webhook_outbox   (id, event)                       webhook events not yet delivered (hub/webhooks.ts)
 //   RoomObject, KV: occupancy, edges-behind, webhook-inflight, directory-due, schema-version,
-//                   watchers (a Pusher user channel's hub: who watches its user)
+//                   watchers, watch-told (a Pusher user channel's hub: who watches its user, and what they were told)
 //   RoomObject and EdgeObject, KV: late-expiry (sockets granted by an `auth` frame after accept)
 //   EdgeObject, KV: position:<channel> (edge/channel-edge.ts), pusher-pool (dialects/pusher.ts)
 //   DirectoryObject, SQLite: occupied (channel)
@@ -39,6 +39,8 @@ export const PUSHER_POOL_KEY = "pusher-pool";
 export const LATE_EXPIRY_KEY = "late-expiry";
 /** A Pusher user channel's hub (`#server-to-user-<id>`): the users watching this one (their watchlists). */
 export const WATCHERS_KEY = "watchers";
+/** The same hub: whether its watchers were last told the user is online. */
+export const WATCH_TOLD_KEY = "watch-told";
 
 const GROWN = "CREATE TABLE IF NOT EXISTS grown (ref INTEGER PRIMARY KEY, text TEXT NOT NULL, v INTEGER NOT NULL, n INTEGER NOT NULL, bytes INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);";
 

@@ -285,7 +285,8 @@ describe("watchlists", () => {
     const early = await signedInClient({ id: friend });
     await early.user.signinDonePromise;
     await until(() => inUserChannel(early));
-    await sleep(200);
+    // Its own online change reaches watchers a second later (settled): let it pass first.
+    await sleep(1300);
     const events: string[] = [];
     const watcher = await signedInClient({ id: me, watchlist: [friend, stranger] } as never);
     for (const name of ["online", "offline"]) watcher.user.watchlist.bind(name, (e: { user_ids: string[] }) => events.push(`${name} ${e.user_ids.join(",")}`));
@@ -303,6 +304,20 @@ describe("watchlists", () => {
     early.disconnect();
     await until(() => events.length === 4, 8000, "offline");
     expect(events.slice(2).sort()).toEqual([`offline ${friend}`, `offline ${stranger}`].sort());
+  });
+
+  it("tell nothing of a user that came and went within a second (a flapping user costs its watchers nothing)", async () => {
+    const flapper = channelName("flap").replaceAll("-", "_");
+    const watcher = await signedInClient({ id: channelName("w").replaceAll("-", "_"), watchlist: [flapper] } as never);
+    const events: string[] = [];
+    for (const name of ["online", "offline"]) watcher.user.watchlist.bind(name, (e: { user_ids: string[] }) => events.push(`${name} ${e.user_ids.join(",")}`));
+    await watcher.user.signinDonePromise;
+    await until(() => inUserChannel(watcher));
+    const flap = await signedInClient({ id: flapper });
+    await until(() => inUserChannel(flap));
+    flap.disconnect();
+    await sleep(2000);
+    expect(events).toEqual([]);
   });
 
   it("refuses a sign-in with a watchlist of more than 100 ids (4009)", async () => {
