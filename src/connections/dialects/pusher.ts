@@ -309,17 +309,20 @@ export class PusherConnections extends IndexedConnections implements Dialect {
     const ch = userChannel(id);
     const state = stateOf(ws);
     if (!isUserId(id) || state === null || this.index.subsOf(ws)[ch] !== undefined) return;
-    await this.edge.inTurn(ch, async () => {
-      await this.edge.attach(ch, { cursor: null, rewind: 0 });
-      if (ws.readyState !== WebSocket.READY_STATE_OPEN || this.index.subsOf(ws)[ch] !== undefined) return void this.edge.left(ch, state.cid, false);
-      try {
-        this.index.add(ws, ch, { sub: null, pub: false, exp: null });
-      } catch (err) {
-        // A connection whose state is full: not findable here (said in the log), still served.
-        void this.edge.left(ch, state.cid, false);
-        log("error", { where: "user channel", channel: ch, cid: state.cid, error: errorText(err) });
-      }
-    });
+    // Never fails the sign-in or subscription it follows: a connection not findable (its state is
+    // full, its user's hub did not answer) is said in the log and still served.
+    await this.edge
+      .inTurn(ch, async () => {
+        await this.edge.attach(ch, { cursor: null, rewind: 0 });
+        if (ws.readyState !== WebSocket.READY_STATE_OPEN || this.index.subsOf(ws)[ch] !== undefined) return void this.edge.left(ch, state.cid, false);
+        try {
+          this.index.add(ws, ch, { sub: null, pub: false, exp: null });
+        } catch (err) {
+          void this.edge.left(ch, state.cid, false);
+          throw err;
+        }
+      })
+      .catch((err: unknown) => log("error", { where: "user channel", channel: ch, cid: state.cid, error: errorText(err) }));
   }
 
   /** `pusher:unsubscribe`: no answer, as on Pusher; one that overtakes its subscribe wins. */
