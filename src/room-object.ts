@@ -10,7 +10,7 @@ import { optionsInForce, type ChannelConfig } from "./settings/config.js";
 import { errorText, log } from "./server/log.js";
 import { count } from "./server/metrics.js";
 import { isPresenceChannel, LIMITS, type Cursor, type Member, type PublishResult } from "./protocol/index.js";
-import { directoryStub, edgeStub, hubStub, ownName, cutToPage, RECONCILE_MS, REPAIR_PAGE, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start, type StreamReply, type StreamRequest, type ForkAnswer } from "./rpc.js";
+import { directoryStub, edgeStub, hubStub, isInternalChannel, ownName, cutToPage, RECONCILE_MS, REPAIR_PAGE, type Attached, type HistoryQuery, type HubRpc, type MemberList, type Opening, type PublishAnswer, type PublishInput, type PublishOptions, type RoomStats, type Replay, type Start, type StreamReply, type StreamRequest, type ForkAnswer } from "./rpc.js";
 import type { Env } from "./env.js";
 import { readConnect, rewindOf } from "./connections/connect.js";
 import { ChannelSockets } from "./connections/dialects/channel-socket.js";
@@ -31,9 +31,8 @@ import { firstPage, newestPage, PAGE_READ, type LogReader, type Page } from "./c
 import { forgetSchemaVersion, migrate, DIRECTORY_DUE_KEY, WATCH_TOLD_KEY, WATCHERS_KEY } from "./schema.js";
 import { Webhooks, webhookTarget, type WebhookEvent } from "./hub/webhooks.js";
 import { CACHE_MISS_EVERY_MS } from "./pusher/cache.js";
-
 import { userChannel, userOf, watchlistData, WATCHERS_MAX, WATCHLIST_EVENT } from "./pusher/users.js";
-import { pusherApp } from "./pusher/app.js";
+import { countsSubscriptions, pusherApp } from "./pusher/app.js";
 
 /** Subscription counts: told at most this often per channel, as Pusher debounces them, and a moment after a change settles. */
 const COUNT_EVERY_MS = 5_000;
@@ -482,13 +481,12 @@ export class RoomObject extends SocketHost implements HubRpc {
 
   /** Whether any channel's occupancy may be tracked (cheap: no storage read). */
   private get mayTrack(): boolean {
-    // Internal channels (`#server-to-user-…`) are no app's channels: no webhooks, no channel list.
-    if (this.channel.startsWith("#")) return false;
+    if (isInternalChannel(this.channel)) return false;
     return pusherApp(this.env) !== null || webhookTarget(this.env) !== null;
   }
 
   private webhooksOn(): boolean {
-    return webhookTarget(this.env) !== null && this.config(this.channel).webhooks && !this.channel.startsWith("#");
+    return webhookTarget(this.env) !== null && this.config(this.channel).webhooks && !isInternalChannel(this.channel);
   }
 
   // ---- subscription counts (Pusher's subscription_count, and its webhook) -------------------
@@ -507,7 +505,7 @@ export class RoomObject extends SocketHost implements HubRpc {
    * edge's Pusher clients (`pusher_internal:subscription_count`) and to the webhook.
    */
   private recountSoon(): void {
-    if (this.recount !== null || this.channel.startsWith("#") || pusherApp(this.env)?.subscriptionCount !== true) return;
+    if (this.recount !== null || !countsSubscriptions(this.env, this.channel)) return;
     const at = Math.max(Date.now() + COUNT_SETTLE_MS, this.toldAt + COUNT_EVERY_MS);
     this.recount = setTimeout(() => void this.countNow().catch((err: unknown) => log("error", { where: "subscription count", channel: this.channel, error: errorText(err) })), at - Date.now());
   }

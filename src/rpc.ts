@@ -266,6 +266,12 @@ export interface Bindings {
 
 // ---- names and stubs: the only place objects are looked up ---------------------------------
 
+/**
+ * Whether a hub's channel is the server's own (a Pusher user's `#server-to-user-<id>`): `#` is
+ * in no channel name a route takes, and no app sees these (no webhooks, channel list or counts).
+ */
+export const isInternalChannel = (channel: string) => channel.startsWith("#");
+
 /** A channel's hub: its RoomObject, named by the channel. */
 export const hubStub = (env: Bindings, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
 

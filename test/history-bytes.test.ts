@@ -3,7 +3,8 @@
 // goes on from the last message it got (`since` forward, `before` back) gets the rest exactly once.
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { historyBody, utf8Length } from "../src/hub/history";
+import { historyBody } from "../src/hub/history";
+import { utf8Length } from "../src/server/utf8";
 import { call, channelName, type HistoryPage, hubOf, publishOk, seqsOf } from "./helpers";
 
 const MIB4 = 4 * 1024 * 1024;

@@ -3,7 +3,7 @@
 // order, whatever dialect they speak. Its lifecycle per channel: attach (serve a new subscriber
 // from the tail, or from the hub, which lists this edge), take the hub's pushes (drop what it
 // has, fetch gaps from the hub's log), and leave the hub's list when its last subscriber goes.
-import { pusherApp } from "../pusher/app.js";
+import { countsSubscriptions } from "../pusher/app.js";
 import { log } from "../server/log.js";
 import { count } from "../server/metrics.js";
 import type { Cursor } from "../protocol/index.js";
@@ -267,7 +267,7 @@ export class ChannelEdge {
    * (PUSHER_SUBSCRIPTION_COUNT). Internal channels count for no one.
    */
   private counted(channel: string): void {
-    if (channel.startsWith("#") || pusherApp(this.edge.bindings)?.subscriptionCount !== true) return;
+    if (!countsSubscriptions(this.edge.bindings, channel)) return;
     void this.hub(channel).subscriptionsChanged().catch(() => {});
   }
 

@@ -1,5 +1,6 @@
 import type { Cursor } from "../protocol/index.js";
 import { msgFrame } from "../connections/outgoing.js";
+import { utf8Length } from "../server/utf8.js";
 import type { LoggedMessage, ReplayLog } from "./replay-log.js";
 
 /** History: `?since=&epoch=` oldest first, `?before=` newest first, or the last `limit`. */
@@ -20,21 +21,6 @@ export const HISTORY_MAX_BYTES = 4 * 1024 * 1024;
  * never `limit` of them, whatever the page is cut to.
  */
 const READ_ROWS = 32;
-
-/** UTF-8 length of a string, without encoding it (a frame is counted as it goes on the wire). */
-export function utf8Length(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      n += 4; // a surrogate pair is one code point of 4 bytes
-      i++;
-    } else n += 3; // the rest of the BMP, and a lone surrogate (sent as U+FFFD)
-  }
-  return n;
-}
 
 /**
  * The page's messages in the order it answers them, read `n` at a time: after the cursor oldest

@@ -2,6 +2,7 @@ import type { Cursor } from "../protocol/index.js";
 import type { PublishInput } from "../server/input.js";
 import type { LoggedMessage, Replay } from "../rpc.js";
 import { hasTable, TABLES } from "../schema.js";
+import { utf8Length } from "../server/utf8.js";
 
 // The message and replay shapes are the objects' contract (src/rpc.ts): edges hold them too.
 export type { LoggedMessage, Replay };
@@ -66,15 +67,6 @@ function compacted(row: Row): LoggedMessage {
   return m;
 }
 
-/** UTF-8 bytes of a string, without encoding it. */
-function utf8Bytes(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c <= 0xdbff ? (i++, 4) : 3;
-  }
-  return n;
-}
 
 /** Ids the Pusher HTTP API derives from a request's signature (pusher/http-api.ts). */
 const SIGNED_ID_PREFIX = "pusher:";
@@ -107,7 +99,7 @@ export class ReplayLog implements ReplaySource {
   /** Oldest row still stored (it may already be past retention: reads filter). */
   private oldest: { seq: number; ts: number } | null = null;
   private lastTs = 0;
-  /** The last seq trimmed: rows at or below it are only messages kept for their growth. */
+  /** The last seq trimmed: rows at or below it are only messages a log with appends still keeps (by their own count). */
   private cut = 0;
   /** Whether any message was ever appended to (reads then compact); plain logs keep the plain reads. */
   private grows = false;
@@ -251,7 +243,7 @@ export class ReplayLog implements ReplaySource {
     const n = (growth?.n ?? 0) + 1;
     if (n > limits.maxAppends) return { refused: { code: "too_large", message: `message ${to} has had APPENDS_MAX (${limits.maxAppends}) appends` } };
     // As stored: the whole text's JSON, whose escapes are the fragments' escapes joined.
-    const bytes = (growth?.bytes ?? utf8Bytes(target.data)) + utf8Bytes(input.data) - 2;
+    const bytes = (growth?.bytes ?? utf8Length(target.data)) + utf8Length(input.data) - 2;
     if (bytes > limits.maxBytes) return { refused: { code: "too_large", message: `message ${to} would pass MAX_MESSAGE_BYTES (${limits.maxBytes} bytes) with this append` } };
     const done = input.append!.done;
     const fragment = JSON.parse(input.data) as string;
@@ -323,10 +315,7 @@ export class ReplayLog implements ReplaySource {
     return rows;
   }
 
-  /**
-   * Messages (no appends), each whole: its text so far from `grown`. Those kept are those past
-   * the retention boundary and, below it, the grown ones the trim kept; none past the age limit.
-   */
+  /** Messages (no appends), each whole: its text so far from `grown`; only those kept (see `keeps`). */
   private messages(where: string, bindings: SqlStorageValue[], order: "ASC" | "DESC", limit: number, now: number): LoggedMessage[] {
     return this.sql.exec<Row>(`SELECT ${JOINED} ${this.keptMessages(where)} ORDER BY l.seq ${order} LIMIT ?`, ...this.keptBindings(now), ...bindings, limit).toArray().map(compacted);
   }

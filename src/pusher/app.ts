@@ -4,6 +4,7 @@
 import { ConfigError, perEnv } from "../settings/per-env.js";
 import type { Env } from "../env.js";
 import { ServiceError } from "../server/service-error.js";
+import { isInternalChannel } from "../rpc.js";
 
 export interface PusherApp {
   id: string;
@@ -36,6 +37,9 @@ function flag(env: Partial<Env>, name: "PUSHER_CLIENT_EVENTS" | "PUSHER_SUBSCRIP
   if (value !== "" && value !== "true" && value !== "false") throw new ConfigError(`${name} must be true or false (got ${JSON.stringify(env[name])})`);
   return value === "true";
 }
+
+/** Whether the app counts this channel's subscriptions (PUSHER_SUBSCRIPTION_COUNT; never an internal channel). */
+export const countsSubscriptions = (env: Partial<Env>, channel: string) => !isInternalChannel(channel) && pusherApp(env)?.subscriptionCount === true;
 
 /** The app, or 404: with the endpoint off, its routes do not exist. */
 export function requirePusherApp(env: Env): PusherApp {
