@@ -3,16 +3,10 @@
 // cursor, and a late joiner (rewind, latest, history) gets the message whole, once.
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { call, channelName, hubOf, publish, publishOk, SseReader, TestSocket, token, type HistoryPage } from "./helpers";
+import { appendOk, call, channelName, hubOf, publish, publishOk, SseReader, TestSocket, token, type HistoryPage } from "./helpers";
 
 /** Appends `text` to message `to` over HTTP (the publish key unless `key`), answering the response. */
 const append = (ch: string, to: string, text: unknown, extra: Record<string, unknown> = {}, key?: string) => publish(ch, { append: to, data: text, ...extra }, key === undefined ? {} : { key });
-
-async function appendOk(ch: string, to: string, text: string, extra: Record<string, unknown> = {}) {
-  const res = await append(ch, to, text, extra);
-  if (!res.ok) throw new Error(`append failed: ${res.status} ${await res.text()}`);
-  return res.json<{ seq: number; id: string; ref: number; delivered: number; duplicate: boolean }>();
-}
 
 /** An answer of `tokens`, published as a message with the first and grown by the rest. */
 async function answer(ch: string, id: string, tokens: string[], done = true) {

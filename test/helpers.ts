@@ -61,6 +61,13 @@ export async function publishOk(channel: string, event: string, data: unknown, i
   return res.json();
 }
 
+/** Grows message `to` by `text` over HTTP (an append: `extra` may give its `id` and `done`), failing the test on a non-2xx. */
+export async function appendOk(channel: string, to: string, text: string, extra: { id?: string; done?: boolean } = {}): Promise<PublishResult> {
+  const res = await publish(channel, { append: to, data: text, ...extra });
+  if (!res.ok) throw new Error(`append failed: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
 export async function token(claims: Record<string, unknown>, opts: { secret?: string; expiresIn?: string | number } = {}): Promise<string> {
   const jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt();
   jwt.setExpirationTime(opts.expiresIn ?? "1h");

@@ -2,13 +2,7 @@
 // sharded channel's edges (wide-*: shards 4) and `/v1/ws`. Every fragment after a cursor once,
 // in order; a late joiner gets each message whole.
 import { describe, expect, it } from "vitest";
-import { call, channelName, publish, publishOk, TestSocket } from "../helpers";
-
-async function appendOk(ch: string, to: string, text: string, done = false) {
-  const res = await publish(ch, { append: to, data: text, ...(done ? { done: true } : {}) });
-  if (!res.ok) throw new Error(`append failed: ${res.status} ${await res.text()}`);
-  return res.json<{ seq: number; ref: number }>();
-}
+import { appendOk, call, channelName, publishOk, TestSocket } from "../helpers";
 
 describe("appends with channel options", () => {
   it("gives a latest-value channel's subscriber the last message whole, though it keeps one entry", async () => {
@@ -16,7 +10,7 @@ describe("appends with channel options", () => {
     await publishOk(ch, "quote", "old", "before");
     await publishOk(ch, "answer", "x", "a");
     await appendOk(ch, "a", "y");
-    await appendOk(ch, "a", "z", true);
+    await appendOk(ch, "a", "z", { done: true });
     const [s] = await TestSocket.subscribe(ch);
     const [m] = await s.take("msg", 1);
     expect(m).toMatchObject({ id: "a", d: "xyz", done: true });
@@ -31,7 +25,7 @@ describe("appends with channel options", () => {
     await s.take("append", 1);
     s.close();
     await appendOk(ch, "m", " three");
-    await appendOk(ch, "m", " four", true);
+    await appendOk(ch, "m", " four", { done: true });
     const [again] = await TestSocket.subscribe(ch, `?since=${first.seq}`);
     expect((await again.take("append", 2)).map((f) => [f.seq, f.d, f.ref])).toEqual([
       [first.seq + 1, " three", created.seq],
@@ -51,7 +45,7 @@ describe("appends with channel options", () => {
     s.send({ t: "sub", ch, since: 1 });
     await s.expect("subscribed");
     await appendOk(ch, "m", "b");
-    await appendOk(ch, "m", "c", true);
+    await appendOk(ch, "m", "c", { done: true });
     const got: { t: string; ch?: string; d?: string; done?: boolean }[] = [];
     while (got.length < 2) {
       const f = await s.next();

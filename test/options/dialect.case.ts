@@ -5,13 +5,7 @@
 // order, bursts whole and in order, a reset after a purge (where the protocol has one),
 // presence joins and leaves, refusal of a channel it may not read, exclusion, and leaving.
 import { describe, expect, it } from "vitest";
-import { call, publish, publishOk } from "../helpers";
-
-/** Grows message `to` by `text` over HTTP, failing the test on a non-2xx. */
-async function appendOk(ch: string, to: string, text: string, done = false): Promise<void> {
-  const res = await publish(ch, { append: to, data: text, ...(done ? { done: true } : {}) });
-  if (!res.ok) throw new Error(`append failed: ${res.status} ${await res.text()}`);
-}
+import { appendOk, call, publish, publishOk } from "../helpers";
 
 /** What a client saw, in words every dialect can be read into. */
 export type Seen = { t: "msg"; seq: number | null; event: string; data: unknown } | { t: "append"; id: string; text: string; done: boolean } | { t: "reset" } | { t: "join" | "leave"; id: string } | { t: "other" };
@@ -76,7 +70,7 @@ export function dialectContract(name: string, make: () => DialectCase): void {
       const c = await d.open(ch);
       await publishOk(ch, "answer", "Hello", "ans-1");
       const words = [",", " wor", "ld", "!"];
-      for (const [i, w] of words.entries()) await appendOk(ch, "ans-1", w, i === words.length - 1);
+      for (const [i, w] of words.entries()) await appendOk(ch, "ans-1", w, { done: i === words.length - 1 });
       const [first] = await messages(c, 1);
       expect([first!.event, first!.data]).toEqual(["answer", "Hello"]);
       let text = "Hello";
