@@ -64,31 +64,50 @@ function pack(frames: Out[], one: (f: Out) => string, wrap: (texts: string[]) =>
   return texts;
 }
 
-/** The longest a flush window stays open. */
-const MAX_WINDOW_MS = 40;
 /**
- * How long a flush window stays open per socket of the room, in µs: about half of what one
- * WebSocket send costs an object all told (20-25k sends per second measured here). Tuned on the
- * fan-out bench: longer windows pack more under bursts but make a sequential publisher's
- * messages wait; at 20 µs a lone publisher's p99 stays at a raw object's (README "Benchmark").
+ * How long a window after a round may wait for the frames the load says are coming (DESIGN v1.3
+ * "Latency under light load"): the measured round, at most MAX_WINDOW_MS. A frame that misses a
+ * round waits a whole round more, so waiting up to one round for it costs no more than that.
  */
-const WINDOW_US_PER_SOCKET = 20;
+const MAX_WINDOW_MS = 40;
+/** Rounds after a window that waited in vain before the load is probed for one frame more. */
+const PROBE_AFTER_ROUNDS = 8;
 
 const batchTexts = (frames: Out[]) => pack(frames, (f) => f.json, (jsons) => `{"t":"batch","f":[${jsons.join(",")}]}`);
 const sseTexts = (frames: Out[]) => pack(frames, sseEvent, (events) => events.join(""));
 
 /**
- * The room's outbound side. A frame for everyone goes out at once when no flush is pending (a
- * lone publish is never delayed) and opens a flush window; frames made before that flush runs,
- * by the same event or by publishes arriving in other requests meanwhile, join it. Never
- * reordered, never duplicated: whatever is pending goes out before any frame to a single socket
- * (welcome and replay of a new socket, acks, members), before a reset, before a closing err, and
- * before a frame that skips a socket.
+ * The room's outbound side. Frames for everyone go out in rounds: one send per socket, of one
+ * frame or of a batch of the frames that piled up.
+ * - A frame that finds the room idle goes out at once and opens no window: a publisher that
+ *   sends one message at a time never waits.
+ * - A frame that comes while a round is still going out (the runtime has not written it yet: a
+ *   zero-delay timer set after the sends has not fired) goes out with the next round.
+ * - The load is the number of frames rounds carry. While it is more than one, the next round
+ *   waits after the last one is out until it has that many frames, at most as long as a round
+ *   takes (measured) and MAX_WINDOW_MS; a frame that comes within that window after the room
+ *   went idle waits for it too. One socket send each for several frames instead of one a frame.
+ *   A window that fills probes for one frame more; one that runs out sets the load to what came.
+ *
+ * Never reordered, never duplicated: whatever is pending goes out before any frame to a single
+ * socket (welcome and replay of a new socket, acks, members), before a reset, before a closing
+ * err, and before a frame that skips a socket.
  */
 export class Delivery {
   private pending: Out[] = [];
+  /** Set while a round is going out (a zero-delay timer) or while a window is open. */
   private timer: ReturnType<typeof setTimeout> | null = null;
-  /** Sockets that wait for the flush, counted once per flush window (for `delivered`). */
+  private windowOpen = false;
+  /** When the last round was sent, and when it was out (its timer fired); ms. */
+  private roundAt = 0;
+  private idleAt = 0;
+  /** What a round takes to go out, measured (a moving average, ms). */
+  private roundMs = 0;
+  /** The load: how many frames the next round waits for. */
+  private load = 1;
+  /** Rounds to go before the load is probed again (after a window that ran out). */
+  private probeIn = 0;
+  /** Sockets that wait for the next round, counted once per round (for `delivered`). */
   private waiting = 0;
   /**
    * Sockets in the middle of a paged replay: live messages skip them (they read those from the
@@ -124,54 +143,92 @@ export class Delivery {
       this.flush();
       return this.sendNow(frame, exclude);
     }
-    if (this.timer === null) {
+    if (this.timer === null && !this.waitsAfterIdle()) {
       const sent = this.sendNow(frame, null);
-      this.open();
+      this.load = 1;
+      // Only sockets that take batches can wait for a round: with none, there is none to wait for.
+      if (this.batching() > 0) this.roundSent();
       return sent;
     }
-    // A flush is pending: plain sockets take the frame now, the others with the flush.
-    if (this.pending.length === 0) this.waiting = this.sockets.group("wb").length + this.sockets.group("sse").length;
+    // Waiting for the next round: plain sockets take the frame now, the others with the round.
+    if (this.pending.length === 0) this.waiting = this.batching();
     this.pending.push(frame);
-    return sendEach(this.sockets.group("ws"), frame.json, null, this.heldFor(frame)) + this.waiting;
+    const sent = sendEach(this.sockets.group("ws"), frame.json, null, this.heldFor(frame)) + this.waiting;
+    if (this.windowOpen && this.pending.length >= this.load) this.filled();
+    return sent;
   }
 
-  /** Sends what is pending, as batches: one serialization per flush for all sockets. */
+  /** Sends what is pending now, as batches: one serialization per round for all sockets. */
   flush(): void {
-    this.sendPending();
+    // Nothing pending: a round still going out is left to end (and be measured).
+    if (this.pending.length === 0) return;
     if (this.timer !== null) clearTimeout(this.timer);
+    this.windowOpen = false;
+    this.sendPending();
+    this.roundSent();
+  }
+
+  /** A window has the frames the load said would come: out they go, and next time one more is tried. */
+  private filled(): void {
+    const frames = this.pending.length;
+    this.flush();
+    this.load = this.probeIn > 0 ? frames : frames + 1;
+    if (this.probeIn > 0) this.probeIn--;
+  }
+
+  /** A window ran out: what came is the load. */
+  private ranOut(): void {
+    this.load = Math.max(1, this.pending.length);
+    this.probeIn = PROBE_AFTER_ROUNDS;
+    this.flush();
+  }
+
+  /** A frame that finds no round going out still waits when the room went idle within the window and the load is several frames. */
+  private waitsAfterIdle(): boolean {
+    const left = this.idleAt + this.windowMs() - Date.now();
+    if (this.load <= 1 || left <= 0) return false;
+    this.openWindow(left);
+    return true;
+  }
+
+  /** Sockets that take frames in rounds (batch frames, SSE writes). */
+  private batching(): number {
+    return this.sockets.group("wb").length + this.sockets.group("sse").length;
+  }
+
+  private windowMs(): number {
+    return Math.min(MAX_WINDOW_MS, this.roundMs);
+  }
+
+  /** A round went out: it is out when the runtime gets back to timers. */
+  private roundSent(): void {
+    this.roundAt = Date.now();
+    this.timer = setTimeout(() => this.roundOut(), 0);
+  }
+
+  /** The round is out: what piled up meanwhile goes next, now if it is the load, else after a window. */
+  private roundOut(): void {
     this.timer = null;
+    const now = Date.now();
+    this.roundMs = this.roundMs === 0 ? now - this.roundAt : (this.roundMs * 3 + now - this.roundAt) / 4;
+    this.idleAt = now;
+    if (this.pending.length === 0) return;
+    if (this.pending.length >= this.load || this.windowMs() < 1) this.filled();
+    else this.openWindow(this.windowMs());
   }
 
-  /**
-   * The timer's flush: sends what is pending and, when that was anything, opens the next window,
-   * so a sustained burst goes out in batches only. A flush that finds nothing closes the window:
-   * the next frame goes out at once again.
-   */
-  private tick(): void {
-    this.timer = null;
-    if (this.sendPending()) this.open();
+  private openWindow(ms: number): void {
+    this.windowOpen = true;
+    this.timer = setTimeout(() => this.ranOut(), ms);
   }
 
-  /**
-   * Opens a flush window that grows with the room (WINDOW_US_PER_SOCKET per socket, at most
-   * MAX_WINDOW_MS): frames that come in meanwhile would only queue behind the round of sends
-   * just made, so they wait for the flush instead and go out in one round. In a small room the
-   * window is next to nothing.
-   */
-  private open(): void {
-    const sockets = this.sockets.count();
-    this.timer = setTimeout(() => this.tick(), Math.min(MAX_WINDOW_MS, (sockets * WINDOW_US_PER_SOCKET) / 1000));
-  }
-
-  private sendPending(): boolean {
-    if (this.pending.length === 0) return false;
+  private sendPending(): void {
     const frames = joinAppends(this.pending);
     this.pending = [];
     const batching = this.sockets.group("wb");
     if (batching.length > 0) this.sendRun(batching, frames, batchTexts);
     const streams = this.sockets.group("sse");
     if (streams.length > 0) this.sendRun(streams, frames, sseTexts);
-    return true;
   }
 
   /**
