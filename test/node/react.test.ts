@@ -7,6 +7,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subscribe } from "../../src/client/index";
 import { importSnippet, serveApp, type ServedApp } from "./react-app/build";
+import type {} from "./react-app/controls"; // window.app
 import { baseUrl, channelName, publisher, sleep, TcpProxy, token } from "./helpers";
 import { NODE_PUBLISH_KEY } from "./server";
 import { snippet } from "./snippets";

@@ -9,6 +9,7 @@ import { Chat } from "guide:react/chat";
 import { WhoIsHere } from "guide:react/presence";
 import { Live } from "guide:react/provider";
 import { ConnectionBanner } from "guide:react/status";
+import type { AppControls } from "./controls";
 
 const query = new URLSearchParams(location.search);
 const url = query.get("url")!;
@@ -33,20 +34,6 @@ const views: Record<string, () => ReactNode> = {
   ),
   presence: () => <WhoIsHere channel={channel} />,
 };
-
-interface AppControls {
-  setToken(token: string | undefined): void;
-  setMounted(mounted: boolean): void;
-  /** Every text the answer showed, one per commit, in order. */
-  answers: string[];
-  /** Every connection banner shown. */
-  banners: string[];
-}
-declare global {
-  interface Window {
-    app: AppControls;
-  }
-}
 
 const controls: AppControls = { setToken: () => {}, setMounted: () => {}, answers: [], banners: [] };
 window.app = controls;
