@@ -1,5 +1,5 @@
 // <HibercastProvider>: one `/v1/ws` connection for every hook beneath it.
-import { createElement, useEffect, useMemo, useRef, type ReactNode } from "react";
+import { createElement, useEffect, useInsertionEffect, useMemo, useRef, type ReactNode } from "react";
 import type { ConnectOptions } from "../client/multiplexed.js";
 import { ConnectionContext } from "./context.js";
 import { SharedConnection } from "./shared-connection.js";
@@ -30,7 +30,7 @@ export function HibercastProvider(props: ProviderProps): ReactNode {
   const options = "url" in props ? props.options : undefined;
   // The latest getToken, called when the connection needs a token (not when it was made).
   const latestGetToken = useRef(getToken);
-  useEffect(() => {
+  useInsertionEffect(() => {
     latestGetToken.current = getToken;
   });
   const hasGetToken = getToken !== undefined;

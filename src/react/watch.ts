@@ -1,7 +1,7 @@
 // What every channel hook does: watch a channel of the shared connection for as long as the
 // component is mounted, and read one view of it. Watching is `useSyncExternalStore`'s subscribe,
 // so React starts and stops it (twice under StrictMode), never a render.
-import { useCallback, useLayoutEffect, useRef, useSyncExternalStore } from "react";
+import { useCallback, useInsertionEffect, useRef, useSyncExternalStore } from "react";
 import type { ChannelOptions } from "../client/multiplexed.js";
 import type { Message } from "../client/subscription.js";
 import type { ChannelStore } from "./channel-store.js";
@@ -25,7 +25,7 @@ export function useChannelView<T>(hook: string, channel: string, options: WatchO
   const sinceEpoch = since?.epoch;
   // The latest handler, so a new function each render neither resubscribes nor goes stale.
   const handler = useRef(onMessage);
-  useLayoutEffect(() => {
+  useInsertionEffect(() => {
     handler.current = onMessage;
   });
   const handles = onMessage !== undefined;
