@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { subscribe } from "../../src/client/index";
 import { importSnippet, serveApp, type ServedApp } from "./react-app/build";
 import type {} from "./react-app/controls"; // window.app
+import { typecheckApp } from "./react-app/typecheck";
 import { baseUrl, channelName, publisher, sleep, TcpProxy, token } from "./helpers";
 import { NODE_PUBLISH_KEY } from "./server";
 import { snippet } from "./snippets";
@@ -85,6 +86,10 @@ const stats = async (channel: string) =>
 const texts = (page: Page, selector: string) => page.$$eval(selector, (els) => els.map((e) => e.textContent));
 const socketsMade = (page: Page) => page.evaluate(() => (window as unknown as { socketsMade: number }).socketsMade);
 const subsOf = (sockets: Sockets, t: string, channel: string) => sockets.sent.filter((f) => f.t === t && f.ch === channel).length;
+
+it("compiles: the guide's components type-check against the package's types, in the app that uses them", { timeout: 60_000 }, () => {
+  expect(typecheckApp(GUIDE)).toEqual([]);
+});
 
 describe("hibercast/react in Chromium", () => {
   it("renders a channel's messages in order, with a rewind first, and publishes from the page", async () => {
