@@ -144,6 +144,19 @@ describe("hibercast/react in Chromium", () => {
     await page.close();
   });
 
+  it("shares one socket between two React roots given the same SharedConnection", async () => {
+    const ch = channelName("react-islands");
+    const { page, sockets, errors } = await open("islands", ch);
+    await expect.poll(() => texts(page, ".state")).toEqual(["subscribed", "subscribed"]);
+    await publisher().publish(ch, "chat", { text: "to both" });
+    await expect.poll(() => texts(page, "li")).toEqual(["to both", "to both"]);
+    expect(await socketsMade(page)).toBe(1);
+    expect(subsOf(sockets, "sub", ch)).toBe(1);
+    expect((await stats(ch)).subscribers).toBe(1);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it("renders a streamed answer as its exact whole text while the browser's connection is cut three times", async () => {
     const ch = channelName("react-answer");
     const id = "answer-1";

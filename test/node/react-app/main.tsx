@@ -3,6 +3,7 @@
 // test change the token or unmount everything, as an app's own state would.
 import { StrictMode, useEffect, useState, type ReactNode } from "react";
 import { createRoot } from "react-dom/client";
+import { HibercastProvider, SharedConnection } from "hibercast/react";
 import { Answer } from "guide:react/answer";
 import { Goals } from "guide:react/callback";
 import { Chat } from "guide:react/chat";
@@ -58,8 +59,23 @@ new MutationObserver(() => {
 
 // StrictMode over everything, as apps set it up: in development every effect runs, is cleaned
 // up and runs again on mount (also when the test mounts the app again).
-createRoot(document.getElementById("root")!).render(
-  <StrictMode>
-    <Harness />
-  </StrictMode>,
-);
+if (query.get("view") === "islands") {
+  // Two React roots on one page (islands), sharing one connection made outside React.
+  const connection = new SharedConnection({ url });
+  for (const id of ["root", "island"]) {
+    const element = document.getElementById(id) ?? document.body.appendChild(Object.assign(document.createElement("div"), { id }));
+    createRoot(element).render(
+      <StrictMode>
+        <HibercastProvider connection={connection}>
+          <Chat channel={channel} />
+        </HibercastProvider>
+      </StrictMode>,
+    );
+  }
+} else {
+  createRoot(document.getElementById("root")!).render(
+    <StrictMode>
+      <Harness />
+    </StrictMode>,
+  );
+}
