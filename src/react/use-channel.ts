@@ -25,7 +25,7 @@ export interface ChannelResult<Events extends EventMap = EventMap> extends Chann
   append(messageId: string, text: string, options?: { id?: string; done?: boolean }): Promise<Ack>;
 }
 
-export const DEFAULT_LIMIT = 100;
+const DEFAULT_LIMIT = 100;
 
 const withMessages = (store: ChannelStore): ChannelView => store.channel;
 const statusOnly = (store: ChannelStore): ChannelView => store.status;

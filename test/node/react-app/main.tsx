@@ -1,6 +1,7 @@
 // A React app made of the guide's components (docs/guides/react.md, taken by name when the test
-// builds it: `guide:react/NAME`). The page's query says what to show; `window.app` lets the
-// test change the token or unmount everything, as an app's own state would.
+// builds it: `guide:react/NAME`). The page's query says what to show (`view=islands`: two React
+// roots sharing one connection); `window.app` lets the test change the token or unmount
+// everything, as an app's own state would.
 import { StrictMode, useEffect, useState, type ReactNode } from "react";
 import { createRoot } from "react-dom/client";
 import { HibercastProvider, SharedConnection } from "hibercast/react";
