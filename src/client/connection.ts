@@ -64,6 +64,12 @@ export interface ConnectionUser<W extends AnyWelcome> {
   frame(frame: ServerFrame): void;
   /** Called on every welcome, before the lifecycle event and before pending publishes go out. */
   welcomed(frame: W): void;
+  /**
+   * How a new token reaches the server while a socket is open: an `auth` frame (a channel's own
+   * socket), or a reconnect that resumes from the cursors (`/v1/ws` takes no `auth`: its
+   * channels carry their grants from the token they were subscribed with). Default `auth`.
+   */
+  renew?: "auth" | "reconnect";
 }
 
 export interface Ack {
@@ -171,6 +177,26 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
   /** Drops the current socket and connects again (the user's URL carries the resume point). */
   reconnect(): void {
     if (this.ws !== null && this.state !== "closed") this.giveUp(this.ws, "reconnect requested", 4000);
+  }
+
+  /**
+   * Uses `token` from now on (`undefined`: none, or `getToken`'s on the next attempt) and puts it
+   * to use at once: an open socket sends it as an `auth` frame, or reconnects where the server
+   * takes none (a multiplexed connection: every channel resumes from its cursor).
+   */
+  setToken(token: string | undefined): void {
+    if (this.state === "closed" || token === this.token) return;
+    this.token = token;
+    this.triedFreshToken = false;
+    const ws = this.ws;
+    if (ws === null) return; // the next attempt carries it
+    if (this.state === "open" && token !== undefined && this.user.renew !== "reconnect") {
+      ws.send(JSON.stringify({ t: "auth", token } satisfies ClientFrame));
+      this.scheduleTokenRefresh();
+      return;
+    }
+    // An attempt under way (or a token taken away) would go on with the old one.
+    this.giveUp(ws, "new token", 4000);
   }
 
   /** Closes for good. */
@@ -405,7 +431,9 @@ export class Connection<W extends AnyWelcome = WelcomeFrame> {
       if (ws !== this.ws || this.state !== "open") return;
       try {
         this.token = await getToken();
-        if (ws === this.ws && ws.readyState === OPEN) ws.send(JSON.stringify({ t: "auth", token: this.token }));
+        if (ws !== this.ws || ws.readyState !== OPEN) return; // the next attempt carries it
+        if (this.user.renew === "reconnect") return this.giveUp(ws, "token refresh", 4000);
+        ws.send(JSON.stringify({ t: "auth", token: this.token } satisfies ClientFrame));
         this.scheduleTokenRefresh();
       } catch (err) {
         this.events.emit("error", new HibercastError("unauthorized", `token refresh failed: ${String(err)}`));

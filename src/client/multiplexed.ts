@@ -45,6 +45,9 @@ export class MultiplexedConnection {
         for (const channel of this.subs.keys()) this.sendSub(channel);
       },
       frame: (frame) => this.route(frame),
+      // `/v1/ws` takes no `auth` frame: a fresh token comes in with a reconnect, and every
+      // channel subscribes again under it from its cursor.
+      renew: "reconnect",
     });
     this.events = this.socket.events;
     for (const name of SHARED) {
@@ -78,6 +81,15 @@ export class MultiplexedConnection {
     this.subs.set(channel, { sub: sub as Subscription<EventMap>, token: options.token });
     if (this.socket.state === "open") this.sendSub(channel);
     return sub;
+  }
+
+  /**
+   * Uses `token` for the connection from now on (`undefined`: none, or `getToken`'s): it
+   * reconnects at once, and every channel subscribes again under it from its cursor, so none
+   * misses or repeats a message. Channels with a token of their own keep theirs.
+   */
+  setToken(token: string | undefined): void {
+    this.socket.setToken(token);
   }
 
   /** Drops the socket and connects again; every channel resumes from its cursor. */

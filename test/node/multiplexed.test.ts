@@ -1,10 +1,10 @@
 // Many channels over one socket with the SDK's connect(): exactness per channel through TCP
 // cuts, with every channel resumed from its own cursor after each reconnect; an unsubscribed
-// channel stops at once and never comes back by itself.
+// channel stops at once and never comes back by itself; a new token reaches every channel.
 import WebSocket from "ws";
 import { afterAll, expect, it } from "vitest";
 import { connect, type MultiplexedConnection } from "../../src/client/index";
-import { baseUrl, channelName, publisher, sleep, TcpProxy, until } from "./helpers";
+import { baseUrl, channelName, publisher, sleep, TcpProxy, token, until } from "./helpers";
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const cleanup: (() => unknown)[] = [];
@@ -82,4 +82,54 @@ it("stops an unsubscribed channel at once; it does not come back after a reconne
   expect(got).toEqual([`${drop}:1`, `${keep}:1`, `${keep}:2`]);
   const stats = (await (await fetch(`${baseUrl()}/v1/channels/${drop}`)).json()) as { subscribers: number };
   expect(stats.subscribers).toBe(0);
+});
+
+it("takes a new token with setToken: every channel resumes under it, and channels it grants can subscribe", { timeout: 30_000 }, async () => {
+  const [a, b] = [channelName("private-mux-a"), channelName("private-mux-b")];
+  const conn = connect({ url: baseUrl(), WebSocket: WebSocket as never, token: await token({ sub: "u", ch: [a] }), backoff: { initialMs: 20, maxMs: 100 } });
+  cleanup.push(() => conn.close());
+  const seqs: number[] = [];
+  const first = conn.subscribe(a);
+  first.on("*", (_d, m) => seqs.push(m.seq));
+  await first.ready();
+  const pub = publisher();
+  await pub.publish(a, "m", 1);
+  await until(() => seqs.length === 1);
+  const lifecycle: string[] = [];
+  for (const e of ["reconnecting", "welcome", "error"] as const) conn.events.on(e, () => lifecycle.push(e));
+
+  conn.setToken(await token({ sub: "u", ch: [a, b] }));
+  await pub.publish(a, "m", 2); // while it reconnects: replayed from the cursor
+  await until(() => lifecycle.includes("welcome"));
+  const second = conn.subscribe(b); // granted by the new token only
+  await second.ready();
+  await pub.publish(a, "m", 3);
+  await until(() => seqs.length === 3);
+  await sleep(100);
+  expect(seqs).toEqual([1, 2, 3]);
+  expect(lifecycle).toEqual(["reconnecting", "welcome"]);
+});
+
+it("refreshes the connection's token before it expires by reconnecting (/v1/ws takes no auth frame)", { timeout: 30_000 }, async () => {
+  const ch = channelName("private-mux-refresh");
+  const conn = connect({
+    url: baseUrl(),
+    WebSocket: WebSocket as never,
+    token: await token({ sub: "u", ch: [ch] }, Math.floor(Date.now() / 1000) + 2),
+    refreshTokenBeforeMs: 1500,
+    getToken: () => token({ sub: "u", ch: [ch] }),
+    backoff: { initialMs: 20, maxMs: 100 },
+  });
+  cleanup.push(() => conn.close());
+  const errors: string[] = [];
+  conn.events.on("error", (e) => errors.push(e.message));
+  const sub = conn.subscribe(ch);
+  const seqs: number[] = [];
+  sub.on("*", (_d, m) => seqs.push(m.seq));
+  await sub.ready();
+  await sleep(3000); // past the first token's expiry
+  await publisher().publish(ch, "e", 1);
+  await until(() => seqs.length === 1);
+  expect(errors).toEqual([]);
+  expect(sub.subscriptionState).toBe("subscribed");
 });
