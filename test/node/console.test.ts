@@ -207,7 +207,8 @@ it("charts delivered messages per second and subscribers as real publishes come,
   await expect.poll(() => listed.count(), { timeout: 15_000 }).toBe(1);
   expect(await listed.getAttribute("aria-current")).toBe("true");
 
-  // A growing message, mid-growth, for the screenshots.
+  // A few seconds of line, and a growing message mid-growth, for the screenshots.
+  await expect.poll(async () => (await page.getAttribute("#rate-chart polyline", "points"))!.split(" ").length, { timeout: 15_000 }).toBeGreaterThanOrEqual(6);
   await pub.publish(ch, "answer", "Thinking", { id: "grows" });
   await pub.append(ch, "grows", " it over");
   await expect.poll(() => page.textContent("#frames .msg.growing .grow")).toBe("growing…");
