@@ -49,6 +49,8 @@ let sampling = false;
 /** Counts up on each connect: a stats answer for channels no longer watched is dropped. */
 let generation = 0;
 let rates = new Rates();
+/** One sample at a time: a slow answer must not land after the next one and draw time backwards. */
+let inFlight = false;
 let lastSeqBeforeDrop: number | null = null;
 /** The epoch the page last heard of (welcome or reset), and whether a reset now would be live. */
 let epoch: string | null = null;
@@ -116,7 +118,8 @@ function renderMembers(): void {
 /** One sample of every watched channel's stats: a point on each chart, and the first channel's stats as text. */
 async function refreshStats(): Promise<void> {
   const channels = watching.length > 0 ? watching : [ui.channel.value.split(",")[0]!.trim()].filter((c) => c !== "");
-  if (channels.length === 0) return;
+  if (channels.length === 0 || inFlight) return;
+  inFlight = true;
   const headers: Record<string, string> = {};
   const credential = ui.token.value.trim() || ui.key.value.trim();
   if (credential) headers.authorization = `Bearer ${credential}`;
@@ -138,6 +141,8 @@ async function refreshStats(): Promise<void> {
     }
   } catch {
     if (asked === generation) ui.stats.textContent = "server unreachable";
+  } finally {
+    inFlight = false;
   }
 }
 
