@@ -1,5 +1,7 @@
 // `npm run check:bundle`: builds the Worker as `wrangler deploy` would (no account needed) and
 // fails when its gzip size is over the budget. Keeping the bundle small keeps cold starts fast.
+// The console page is one string literal in it: V8 scans a string but compiles nothing of it,
+// and only CONSOLE=on serves it, so it has a budget of its own and the code budget counts the rest.
 import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -8,6 +10,7 @@ import { gzipSync } from "node:zlib";
 // 0.4.0: 48 → 64 KiB. The one rule set (paging, windows, secrets) took 0.3.0's 38 KiB to 48, and
 // Durable Streams and appends come next; 64 KiB of minified code still parses in a few ms.
 const BUDGET_GZIP_KIB = 64;
+const CONSOLE_BUDGET_GZIP_KIB = 12;
 const outdir = "dist-worker";
 rmSync(outdir, { recursive: true, force: true });
 const wrangler = fileURLToPath(new URL("../node_modules/wrangler/bin/wrangler.js", import.meta.url));
@@ -17,11 +20,30 @@ for (const env of [[], ["--env", "staging"]]) {
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
   });
 }
-const code = readFileSync(`${outdir}/worker.js`);
-const raw = code.byteLength / 1024;
-const gzip = gzipSync(code, { level: 9 }).byteLength / 1024;
-console.log(`worker bundle: ${raw.toFixed(1)} KiB raw, ${gzip.toFixed(1)} KiB gzip (budget ${BUDGET_GZIP_KIB} KiB gzip)`);
-if (gzip > BUDGET_GZIP_KIB) {
-  console.error(`worker bundle is over budget by ${(gzip - BUDGET_GZIP_KIB).toFixed(1)} KiB gzip`);
-  process.exit(1);
+const bundle = readFileSync(`${outdir}/worker.js`, "utf8");
+const { code, page } = withoutConsolePage(bundle);
+const kib = (text) => Buffer.byteLength(text) / 1024;
+const gzip = (text) => gzipSync(text, { level: 9 }).byteLength / 1024;
+const sizes = { code: gzip(code), page: gzip(page), total: gzip(bundle) };
+console.log(`worker bundle: ${kib(bundle).toFixed(1)} KiB raw, ${sizes.total.toFixed(1)} KiB gzip in all`);
+console.log(`  code: ${kib(code).toFixed(1)} KiB raw, ${sizes.code.toFixed(1)} KiB gzip (budget ${BUDGET_GZIP_KIB} KiB gzip)`);
+console.log(`  console page: ${kib(page).toFixed(1)} KiB raw, ${sizes.page.toFixed(1)} KiB gzip (budget ${CONSOLE_BUDGET_GZIP_KIB} KiB gzip)`);
+let over = false;
+for (const [what, size, budget] of [["code", sizes.code, BUDGET_GZIP_KIB], ["console page", sizes.page, CONSOLE_BUDGET_GZIP_KIB]]) {
+  if (size <= budget) continue;
+  console.error(`worker ${what} is over budget by ${(size - budget).toFixed(1)} KiB gzip`);
+  over = true;
+}
+if (over) process.exit(1);
+
+/** The bundle with the console page's string literal cut out (as ""), and the literal. */
+function withoutConsolePage(text) {
+  const start = text.indexOf("<!doctype html>") - 1;
+  const quote = text[start];
+  let end = text.indexOf("</html>", start);
+  if (start < 0 || !["'", '"', "`"].includes(quote) || end < 0 || text.indexOf("<!doctype html>", end) >= 0) {
+    throw new Error("check-bundle: the console page is not one string literal in the bundle; see how the bundler wrote it");
+  }
+  while (text[end] !== quote || text[end - 1] === "\\") end++;
+  return { code: text.slice(0, start) + '""' + text.slice(end + 1), page: text.slice(start, end + 1) };
 }

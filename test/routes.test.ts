@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { asServiceError, ServiceError } from "../src/server/service-error";
-import { call, channelName } from "./helpers";
+import { call, channelName, PUBLISH_KEY } from "./helpers";
 
 async function errorOf(res: Response) {
   return { status: res.status, ...(await res.json<{ error: { code: string; message: string } }>()).error };
@@ -33,6 +33,14 @@ describe("routes", () => {
     expect(await errorOf(socket)).toMatchObject({ status: 404, code: "not_found", message: expect.stringContaining("PUSHER_SECRET") });
     expect(await errorOf(await call("/apps/1/events", { method: "POST", body: "{}" }))).toMatchObject({ status: 404, code: "not_found" });
     expect(await errorOf(await call("/apps/1/channels"))).toMatchObject({ status: 404, code: "not_found" });
+  });
+
+  it("GET /v1/channels takes the publish key, and says the directory of occupied channels is kept only with the Pusher endpoint on", async () => {
+    const key = { authorization: `Bearer ${PUBLISH_KEY}` };
+    expect(await errorOf(await call("/v1/channels"))).toMatchObject({ status: 401, code: "unauthorized" });
+    expect(await errorOf(await call("/v1/channels", { headers: { authorization: "Bearer not-the-key" } }))).toMatchObject({ status: 403, code: "forbidden" });
+    expect(await errorOf(await call("/v1/channels", { headers: key }))).toMatchObject({ status: 404, code: "not_found", message: expect.stringContaining("PUSHER_SECRET") });
+    expect(await errorOf(await call("/v1/channels", { method: "POST", headers: key }))).toMatchObject({ status: 405, code: "method_not_allowed" });
   });
 
   it("an unknown route is 404 not_found", async () => {

@@ -1,6 +1,9 @@
 // The live console page's script, built on the project's own client SDK (bundled into the page
 // by scripts/build-console.mjs). It doubles as the SDK's live example.
 import { connect, HibercastError, subscribe, type MsgFrame, type MultiplexedConnection, type Subscription } from "../client/index.js";
+import { ago, draw, spanOf } from "./chart.js";
+import { occupied, render } from "./channels.js";
+import { Rates, type Counts } from "./rates.js";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const KEY_STORAGE = "hibercast.publishKey"; // sessionStorage only: gone when the tab closes
@@ -25,13 +28,29 @@ const ui = {
   membersEmpty: $("members-empty"),
   stats: $("stats"),
   refresh: $<HTMLButtonElement>("refresh-btn"),
+  liveOf: $("live-of"),
+  rateChart: document.getElementById("rate-chart") as unknown as SVGSVGElement,
+  rateNow: $("rate-now"),
+  rateTop: $("rate-top"),
+  subsChart: document.getElementById("subs-chart") as unknown as SVGSVGElement,
+  subsNow: $("subs-now"),
+  subsTop: $("subs-top"),
+  occupied: $<HTMLUListElement>("occupied"),
+  occupiedNote: $("occupied-note"),
+  occupiedBtn: $<HTMLButtonElement>("occupied-btn"),
 };
 
 let sub: Subscription | null = null;
 /** Several channels: one multiplexed connection (`GET /v1/ws`) with a subscription each. */
 let mux: MultiplexedConnection | null = null;
 let watching: string[] = [];
-let statsTimer: ReturnType<typeof setInterval> | undefined;
+/** Whether the page samples the watched channels' stats (from connecting until closed). */
+let sampling = false;
+/** Counts up on each connect: a stats answer for channels no longer watched is dropped. */
+let generation = 0;
+let rates = new Rates();
+/** One sample at a time: a slow answer must not land after the next one and draw time backwards. */
+let inFlight = false;
 let lastSeqBeforeDrop: number | null = null;
 /** The epoch the page last heard of (welcome or reset), and whether a reset now would be live. */
 let epoch: string | null = null;
@@ -66,16 +85,18 @@ const notice = (text: string, kind = "notice") => row([["time", time(Date.now())
 
 function showMessage(msg: MsgFrame): void {
   const key = `${msg.ch}\n${msg.seq}`;
-  const grows = msg.v !== undefined ? ` (grown to #${msg.v}${msg.done ? ", done" : ""})` : "";
+  // Once an append has arrived the row says so, until the message is done.
+  const grown = msg.v !== undefined;
   const li = row(
     [
       ...(watching.length > 1 ? ([["ch", msg.ch]] as [string, string][]) : []),
-      ["seq", `#${msg.seq}${grows}`],
+      ["seq", grown ? `#${msg.seq} (grown to #${msg.v})` : `#${msg.seq}`],
+      ...(grown ? ([["grow", msg.done ? "done" : "growing…"]] as [string, string][]) : []),
       ["event", msg.e],
       ["data", JSON.stringify(msg.d)],
       ["time", time(msg.ts)],
     ],
-    "msg",
+    grown ? `msg ${msg.done ? "grown" : "growing"}` : "msg",
     growing.get(key),
   );
   // A string message may grow: keep its row (at most 100) so the next append updates it.
@@ -94,19 +115,70 @@ function renderMembers(): void {
   ui.membersEmpty.hidden = ui.members.children.length > 0;
 }
 
+/** One sample of every watched channel's stats: a point on each chart, and the first channel's stats as text. */
 async function refreshStats(): Promise<void> {
-  const channel = watching[0] ?? ui.channel.value.split(",")[0]!.trim();
-  if (!channel) return;
+  const channels = watching.length > 0 ? watching : [ui.channel.value.split(",")[0]!.trim()].filter((c) => c !== "");
+  if (channels.length === 0 || inFlight) return;
+  inFlight = true;
   const headers: Record<string, string> = {};
   const credential = ui.token.value.trim() || ui.key.value.trim();
   if (credential) headers.authorization = `Bearer ${credential}`;
+  const asked = generation;
+  const t = Date.now();
   try {
-    const res = await fetch(`/v1/channels/${encodeURIComponent(channel)}`, { headers });
-    const body = await res.json();
-    ui.stats.textContent = res.ok ? JSON.stringify(body, null, 2) : `${res.status} ${body.error?.code}: ${body.error?.message}`;
+    const answers = await Promise.all(
+      channels.map(async (channel) => {
+        const res = await fetch(`/v1/channels/${encodeURIComponent(channel)}`, { headers });
+        return { ok: res.ok, status: res.status, body: await res.json() };
+      }),
+    );
+    if (asked !== generation) return;
+    const { ok, status, body } = answers[0]!;
+    ui.stats.textContent = ok ? JSON.stringify(body, null, 2) : `${status} ${body.error?.code}: ${body.error?.message}`;
+    if (answers.every((a) => a.ok)) {
+      rates.add(t, answers.map((a) => a.body as Counts));
+      drawCharts();
+    }
   } catch {
-    ui.stats.textContent = "server unreachable";
+    if (asked === generation) ui.stats.textContent = "server unreachable";
+  } finally {
+    inFlight = false;
   }
+}
+
+const perSecond = (v: number) => (v >= 10 ? v.toFixed(0) : v.toFixed(1));
+
+function drawCharts(): void {
+  const of = watching.length > 1 ? `${watching.length} channels` : (watching[0] ?? "");
+  const now = Date.now();
+  const span = spanOf(rates.since, now);
+  const last = `last ${ago(span)}: now`;
+  const [delivered, subscribers] = [rates.now(rates.delivered), rates.now(rates.subscribers)];
+  ui.liveOf.textContent = of ? ` · ${of}` : "";
+  document.querySelectorAll(".from").forEach((from) => (from.textContent = `${ago(span)} ago`));
+  ui.rateNow.textContent = rates.delivered.length > 0 ? `${perSecond(delivered)}/s` : "–";
+  ui.subsNow.textContent = rates.subscribers.length > 0 ? String(subscribers) : "–";
+  const rateLabel = `Delivered per second on ${of}, ${last} ${perSecond(delivered)}/s (${perSecond(rates.messages)} messages/s)`;
+  ui.rateTop.textContent = `${draw(ui.rateChart, rates.delivered, now, span, rateLabel)}/s`;
+  ui.subsTop.textContent = String(draw(ui.subsChart, rates.subscribers, now, span, `Subscribers of ${of}, ${last} ${subscribers}`));
+}
+
+/** The occupied-channel list as last drawn, so a refresh that changes nothing keeps focus where it is. */
+let listed = "";
+/** Auto-refresh only while the key lists channels: a wrong key is not retried every few seconds. */
+let listing = false;
+
+async function refreshOccupied(): Promise<void> {
+  const key = ui.key.value.trim();
+  const names = await occupied(key);
+  listing = typeof names !== "string";
+  const drawn = JSON.stringify([names, watching]);
+  if (drawn === listed) return;
+  listed = drawn;
+  render(ui.occupied, ui.occupiedNote, names, watching, (channel) => {
+    ui.channel.value = channel;
+    connect_();
+  });
 }
 
 /** Several channels at once over one socket: a row per message names its channel. */
@@ -136,6 +208,7 @@ function watchMany(channels: string[]): void {
   });
   m.events.on("close", ({ error }) => {
     setStatus(error ? `closed: ${error.code}: ${error.message}` : "closed", error ? "error" : "idle");
+    if (mux === m) sampling = false;
     ui.dropBtn.disabled = ui.closeBtn.disabled = true;
   });
   ui.dropBtn.disabled = ui.closeBtn.disabled = false;
@@ -158,6 +231,11 @@ function connect_(): void {
   live = false;
   watching = ui.channel.value.split(",").map((c) => c.trim()).filter((c) => c !== "");
   history.replaceState(null, "", `?channel=${encodeURIComponent(watching.join(","))}`);
+  generation++;
+  rates = new Rates();
+  sampling = true;
+  drawCharts();
+  void refreshOccupied();
   if (watching.length > 1) return watchMany(watching);
   const channel = watching[0] ?? "";
   const rewind = Number(ui.rewind.value) || undefined;
@@ -195,15 +273,13 @@ function connect_(): void {
   });
   s.connection.on("close", ({ error }) => {
     setStatus(error ? `closed: ${error.code}: ${error.message}` : "closed", error ? "error" : "idle");
-    clearInterval(statsTimer);
+    if (sub === s) sampling = false;
     ui.dropBtn.disabled = ui.closeBtn.disabled = true;
   });
   s.connection.on("error", (e) => notice(`error: ${e.code}: ${e.message}`, "error"));
   for (const e of ["members", "join", "leave"] as const) s.presence.on(e, renderMembers);
   renderMembers();
   ui.dropBtn.disabled = ui.closeBtn.disabled = false;
-  clearInterval(statsTimer);
-  statsTimer = setInterval(() => void refreshStats(), 5000);
 }
 
 async function publish(): Promise<void> {
@@ -252,7 +328,22 @@ ui.dropBtn.addEventListener("click", () => {
 });
 ui.closeBtn.addEventListener("click", () => (sub?.close(), mux?.close()));
 ui.refresh.addEventListener("click", () => void refreshStats());
+ui.occupiedBtn.addEventListener("click", () => void refreshOccupied());
+ui.key.addEventListener("change", () => {
+  sessionStorage.setItem(KEY_STORAGE, ui.key.value);
+  void refreshOccupied();
+});
+
+// A sample a second while connected (rates need a steady beat), the channel list every 5 s;
+// neither while the tab is hidden, where nobody looks and the rooms may sleep.
+let ticks = 0;
+setInterval(() => {
+  if (document.hidden) return;
+  if (sampling) void refreshStats();
+  if (++ticks % 5 === 0 && listing) void refreshOccupied();
+}, 1000);
 
 ui.key.value = sessionStorage.getItem(KEY_STORAGE) ?? "";
 ui.channel.value = new URLSearchParams(location.search).get("channel") ?? ui.channel.value;
 setStatus("not connected", "idle");
+void refreshOccupied();

@@ -10,12 +10,13 @@ import { CHANNEL_RULE, isPresenceChannel, isValidChannel, LIMITS, type HttpError
 import { isObject, toInput, type PublishInput } from "../server/input.js";
 import { accepted, ServiceError } from "../server/service-error.js";
 import { connectRequest } from "../connections/connect.js";
-import { edgeName, edgeStub, hubStub } from "../rpc.js";
+import { directoryStub, edgeName, edgeStub, hubStub } from "../rpc.js";
 import { byChannel, parseBatch, type BatchResult } from "./batch.js";
 import { mediaType, readJson, readText } from "./body.js";
 import { preflight, withCors } from "./cors.js";
 import { connectionEdge } from "./connection-edges.js";
 import { requireSocket, toErrorResponse } from "./errors.js";
+import { pusherApp } from "../pusher/app.js";
 import { pusherApi } from "../pusher/http-api.js";
 import { pusherSocket } from "../pusher/socket-route.js";
 import { parseBatchOption, parseHistory, parseSseStart, parseStart } from "./params.js";
@@ -166,6 +167,19 @@ async function stats(request: IRequest, env: Env): Promise<Response> {
   return Response.json(await hubStub(env, channel).stats());
 }
 
+/**
+ * `GET /v1/channels?prefix=P`: the occupied channels (up to 1000, in name order), from the
+ * directory the hubs keep while the Pusher endpoint is on. Names of every channel, private ones
+ * too: the publish key only, as Pusher's list needs the app's secret.
+ */
+async function occupiedChannels(request: IRequest, env: Env): Promise<Response> {
+  await requirePublishKey(env, bearer(request, false));
+  if (pusherApp(env) === null) throw new ServiceError("not_found", "occupied channels are kept only with the Pusher endpoint on (PUSHER_APP_ID, PUSHER_KEY, PUSHER_SECRET)");
+  const prefix = new URL(request.url).searchParams.get("prefix") ?? "";
+  if (prefix !== "" && !isValidChannel(prefix)) throw new ServiceError("bad_request", `prefix must be empty or ${CHANNEL_RULE}`);
+  return Response.json({ channels: await directoryStub(env).list(prefix) });
+}
+
 /** The live console page, when `CONSOLE=on`; otherwise the route does not exist. */
 function consolePage(_request: IRequest, env: Env): Response {
   if ((env.CONSOLE ?? "").trim().toLowerCase() !== "on") throw new ServiceError("not_found", "no such route (the console is off: CONSOLE=on turns it on)");
@@ -204,6 +218,8 @@ router
   .all("/v1/publish", allow("POST"))
   .get("/v1/ws", connectMux)
   .all("/v1/ws", allow("GET"))
+  .get("/v1/channels", occupiedChannels)
+  .all("/v1/channels", allow("GET"))
   .get("/v1/channels/:channel/ws", subscribeWs)
   .all("/v1/channels/:channel/ws", allow("GET"))
   .get("/v1/channels/:channel/sse", subscribeSse)
