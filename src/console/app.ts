@@ -4,6 +4,11 @@ import { connect, HibercastError, subscribe, type MsgFrame, type MultiplexedConn
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const KEY_STORAGE = "hibercast.publishKey"; // sessionStorage only: gone when the tab closes
+/**
+ * The service's base: the folder of this page (`/` for `/` and `/console`; under a host Worker's
+ * prefix, `/rt/` for `/rt/` and `/rt/console`), so the page works wherever hibercast is mounted.
+ */
+const SERVICE = new URL(".", location.href);
 
 const ui = {
   form: $<HTMLFormElement>("connect"),
@@ -101,7 +106,7 @@ async function refreshStats(): Promise<void> {
   const credential = ui.token.value.trim() || ui.key.value.trim();
   if (credential) headers.authorization = `Bearer ${credential}`;
   try {
-    const res = await fetch(`/v1/channels/${encodeURIComponent(channel)}`, { headers });
+    const res = await fetch(new URL(`v1/channels/${encodeURIComponent(channel)}`, SERVICE), { headers });
     const body = await res.json();
     ui.stats.textContent = res.ok ? JSON.stringify(body, null, 2) : `${res.status} ${body.error?.code}: ${body.error?.message}`;
   } catch {
@@ -112,7 +117,7 @@ async function refreshStats(): Promise<void> {
 /** Several channels at once over one socket: a row per message names its channel. */
 function watchMany(channels: string[]): void {
   setStatus("connecting…", "warn");
-  const m = connect({ url: location.origin, token: ui.token.value.trim() || undefined, backoff: { initialMs: 250, maxMs: 5000 } });
+  const m = connect({ url: SERVICE.href, token: ui.token.value.trim() || undefined, backoff: { initialMs: 250, maxMs: 5000 } });
   mux = m;
   const rewind = Number(ui.rewind.value) || undefined;
   let subscribed = 0;
@@ -162,7 +167,7 @@ function connect_(): void {
   const channel = watching[0] ?? "";
   const rewind = Number(ui.rewind.value) || undefined;
   setStatus("connecting…", "warn");
-  const s = subscribe({ url: location.origin, channel, token: ui.token.value.trim() || undefined, rewind, backoff: { initialMs: 250, maxMs: 5000 } });
+  const s = subscribe({ url: SERVICE.href, channel, token: ui.token.value.trim() || undefined, rewind, backoff: { initialMs: 250, maxMs: 5000 } });
   sub = s;
   s.on("*", (_data, msg) => {
     live = true;
@@ -218,7 +223,7 @@ async function publish(): Promise<void> {
   }
   sessionStorage.setItem(KEY_STORAGE, ui.key.value);
   try {
-    const res = await fetch(`/v1/channels/${encodeURIComponent(channel)}/messages`, {
+    const res = await fetch(new URL(`v1/channels/${encodeURIComponent(channel)}/messages`, SERVICE), {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${ui.key.value.trim()}` },
       body: JSON.stringify({ event: ui.event.value.trim(), data }),
