@@ -84,6 +84,16 @@ export default defineConfig({
         test: { name: "bad-config", include: ["test/bad-config/*.test.ts"], setupFiles: ["test/logs.ts"] },
       },
       {
+        // A host Worker of its own (test/mount/worker.ts) that mounts hibercast under /rt.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./test/mount/wrangler.toml" },
+            miniflare: { bindings: { ...TEST_SECRETS, CONSOLE: "on" } },
+          }),
+        ],
+        test: { name: "mount", include: ["test/mount/*.test.ts"], setupFiles: ["test/logs.ts"] },
+      },
+      {
         // Durable Streams: the official conformance suite and real clients, against workerd.
         test: { name: "streams", include: ["test/streams/*.test.ts"], environment: "node", hookTimeout: 30_000 },
       },

@@ -1,8 +1,9 @@
-// Worker entry: every request goes to its route (src/http/routes.ts, Durable Streams to
-// src/streams/); rooms are RoomObjects.
+// Worker entry: every request goes to its route (src/http/handle.ts, Durable Streams to
+// src/streams/); rooms are RoomObjects. A Worker of the app's own mounts hibercast with
+// hibercast/server (src/mount.ts) instead.
 import type { Env } from "./env.js";
-import { head, router } from "./http/routes.js";
-import { STREAM_PREFIX, streams } from "./streams/http.js";
+import { handle } from "./http/handle.js";
+import { STANDALONE } from "./http/reach.js";
 
 export { DirectoryObject } from "./directory-object.js";
 export { EdgeObject } from "./edge-object.js";
@@ -10,9 +11,5 @@ export { RoomObject } from "./room-object.js";
 export type { Env } from "./env.js";
 
 export default {
-  fetch: (request, env, ctx) => {
-    // Durable Streams speak their own protocol, every method and header of it (src/streams/).
-    if (new URL(request.url).pathname.startsWith(STREAM_PREFIX)) return streams(request, env);
-    return request.method === "HEAD" ? head(request, env, ctx) : router.fetch(request, env, ctx);
-  },
+  fetch: (request, env, ctx) => handle(request, env, ctx, STANDALONE),
 } satisfies ExportedHandler<Env>;

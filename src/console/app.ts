@@ -7,6 +7,11 @@ import { Rates, type Counts } from "./rates.js";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const KEY_STORAGE = "hibercast.publishKey"; // sessionStorage only: gone when the tab closes
+/**
+ * The service's base: the folder of this page (`/` for `/` and `/console`; under a host Worker's
+ * prefix, `/rt/` for `/rt/` and `/rt/console`), so the page works wherever hibercast is mounted.
+ */
+const SERVICE = new URL(".", location.href);
 
 const ui = {
   form: $<HTMLFormElement>("connect"),
@@ -128,7 +133,7 @@ async function refreshStats(): Promise<void> {
   try {
     const answers = await Promise.all(
       channels.map(async (channel) => {
-        const res = await fetch(`/v1/channels/${encodeURIComponent(channel)}`, { headers });
+        const res = await fetch(new URL(`v1/channels/${encodeURIComponent(channel)}`, SERVICE), { headers });
         return { ok: res.ok, status: res.status, body: await res.json() };
       }),
     );
@@ -170,7 +175,7 @@ let listing = false;
 
 async function refreshOccupied(): Promise<void> {
   const key = ui.key.value.trim();
-  const names = await occupied(key);
+  const names = await occupied(SERVICE, key);
   listing = typeof names !== "string";
   const drawn = JSON.stringify([names, watching]);
   if (drawn === listed) return;
@@ -184,7 +189,7 @@ async function refreshOccupied(): Promise<void> {
 /** Several channels at once over one socket: a row per message names its channel. */
 function watchMany(channels: string[]): void {
   setStatus("connecting…", "warn");
-  const m = connect({ url: location.origin, token: ui.token.value.trim() || undefined, backoff: { initialMs: 250, maxMs: 5000 } });
+  const m = connect({ url: SERVICE.href, token: ui.token.value.trim() || undefined, backoff: { initialMs: 250, maxMs: 5000 } });
   mux = m;
   const rewind = Number(ui.rewind.value) || undefined;
   let subscribed = 0;
@@ -240,7 +245,7 @@ function connect_(): void {
   const channel = watching[0] ?? "";
   const rewind = Number(ui.rewind.value) || undefined;
   setStatus("connecting…", "warn");
-  const s = subscribe({ url: location.origin, channel, token: ui.token.value.trim() || undefined, rewind, backoff: { initialMs: 250, maxMs: 5000 } });
+  const s = subscribe({ url: SERVICE.href, channel, token: ui.token.value.trim() || undefined, rewind, backoff: { initialMs: 250, maxMs: 5000 } });
   sub = s;
   s.on("*", (_data, msg) => {
     live = true;
@@ -294,7 +299,7 @@ async function publish(): Promise<void> {
   }
   sessionStorage.setItem(KEY_STORAGE, ui.key.value);
   try {
-    const res = await fetch(`/v1/channels/${encodeURIComponent(channel)}/messages`, {
+    const res = await fetch(new URL(`v1/channels/${encodeURIComponent(channel)}/messages`, SERVICE), {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${ui.key.value.trim()}` },
       body: JSON.stringify({ event: ui.event.value.trim(), data }),

@@ -1,11 +1,11 @@
 // The occupied channels, from `GET /v1/channels` (the directory the hubs keep while the Pusher
 // endpoint is on). It names private channels too, so it takes the publish key.
 
-/** The names, or why there are none to show. */
-export async function occupied(key: string): Promise<string[] | string> {
+/** The names, or why there are none to show; `service` is the folder the console is served from. */
+export async function occupied(service: URL, key: string): Promise<string[] | string> {
   if (key === "") return "Enter the publish key (under Publish) to list them.";
   try {
-    const res = await fetch("/v1/channels", { headers: { authorization: `Bearer ${key}` } });
+    const res = await fetch(new URL("v1/channels", service), { headers: { authorization: `Bearer ${key}` } });
     const body = await res.json();
     if (!res.ok) return `${res.status} ${body.error?.code}: ${body.error?.message}`;
     return body.channels as string[];

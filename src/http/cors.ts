@@ -2,7 +2,7 @@ import { secretList } from "../settings/per-env.js";
 import type { Env } from "../env.js";
 
 /** `ALLOWED_ORIGINS`: "*" (default) or a list of exact origins. */
-function allowedOrigins(env: Env): "*" | string[] {
+export function allowedOrigins(env: Env): "*" | string[] {
   const list = secretList(env.ALLOWED_ORIGINS ?? "*");
   return list.length === 0 || list.includes("*") ? "*" : list;
 }

@@ -1,7 +1,7 @@
 // The Worker's routes: each parses and authorizes its request, then makes one call to the
 // channel's room. Auth happens here, so a refused request never wakes a room.
 import { Router, type IRequest } from "itty-router";
-import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, requirePublishKey, verifyToken } from "../server/auth.js";
+import { authenticatePublisher, authorizePublish, authorizeRead, authorizeSubscribe, bearer, claimsOf, requirePublishKey } from "../server/auth.js";
 import { checkConfig, configFor } from "../settings/config.js";
 import type { Env } from "../env.js";
 import { CONSOLE_CSP, CONSOLE_HTML } from "../console/bundle.generated.js";
@@ -21,8 +21,9 @@ import { pusherApi } from "../pusher/http-api.js";
 import { pusherSocket } from "../pusher/socket-route.js";
 import { parseBatchOption, parseHistory, parseSseStart, parseStart } from "./params.js";
 import { relayAsSse, SSE_HEADERS } from "./sse-relay.js";
+import type { Reach } from "./reach.js";
 
-type Args = [Env, ExecutionContext];
+type Args = [Env, ExecutionContext, Reach];
 
 /** The channel of a `/v1/channels/:channel/...` route, decoded and validated (400 otherwise). */
 function channelOf(request: IRequest): string {
@@ -49,20 +50,20 @@ function subscriber(env: Env, channel: string): { fetch(request: Request): Promi
 
 // ---- routes ------------------------------------------------------------------------------
 
-async function subscribeWs(request: IRequest, env: Env): Promise<Response> {
+async function subscribeWs(request: IRequest, env: Env, _ctx: ExecutionContext, reach: Reach): Promise<Response> {
   const channel = channelOf(request);
   requireSocket(request, env);
   const params = new URL(request.url).searchParams;
   const start = parseStart(params);
   const batch = parseBatchOption(params);
-  const identity = await authorizeSubscribe(env, channel, bearer(request, true));
+  const identity = await authorizeSubscribe(env, channel, await reach.credential(request, true));
   return subscriber(env, channel).fetch(connectRequest({ channel, identity, start, transport: "ws", batch }));
 }
 
-async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
+async function subscribeSse(request: IRequest, env: Env, _ctx: ExecutionContext, reach: Reach): Promise<Response> {
   const channel = channelOf(request);
   const start = parseSseStart(new URL(request.url).searchParams, request.headers.get("last-event-id"));
-  const identity = await authorizeSubscribe(env, channel, bearer(request, true));
+  const identity = await authorizeSubscribe(env, channel, await reach.credential(request, true));
   // HEAD answers what GET would, without opening a stream the room would have to hold.
   if (headOnly.has(request)) return new Response(null, { headers: SSE_HEADERS });
   const upstream = await subscriber(env, channel).fetch(connectRequest({ channel, identity, start, transport: "sse", batch: false }));
@@ -75,10 +76,10 @@ async function subscribeSse(request: IRequest, env: Env): Promise<Response> {
 }
 
 /** `GET /v1/ws`: a multiplexed connection, held by one edge of the pool of CONNECTION_EDGES. */
-async function connectMux(request: IRequest, env: Env): Promise<Response> {
+async function connectMux(request: IRequest, env: Env, _ctx: ExecutionContext, reach: Reach): Promise<Response> {
   requireSocket(request, env);
-  const credential = bearer(request, true);
-  const claims = credential === null ? null : await verifyToken(env, credential);
+  const credential = await reach.credential(request, true);
+  const claims = credential === null ? null : await claimsOf(env, credential);
   const stub = connectionEdge(request, env, "conn");
   const identity = { sub: claims?.sub ?? null, canPublish: false, exp: null, info: null };
   return stub.fetch(connectRequest({ channel: "", identity, start: { cursor: null, rewind: 0 }, transport: "ws", batch: true, mux: { claims } }));
@@ -101,9 +102,9 @@ async function publishInput(request: Request, max: number): Promise<PublishInput
   return toInput(body, "data", "event");
 }
 
-async function publish(request: IRequest, env: Env): Promise<Response> {
+async function publish(request: IRequest, env: Env, _ctx: ExecutionContext, reach: Reach): Promise<Response> {
   const channel = channelOf(request);
-  const publisher = await authorizePublish(env, channel, bearer(request, false));
+  const publisher = await authorizePublish(env, channel, await reach.credential(request, false));
   const input = await publishInput(request, configFor(env, channel).maxMessageBytes);
   const exclude = new URL(request.url).searchParams.get("exclude");
   // A cid, or a Pusher socket_id ("digits.digits"): both name a connection.
@@ -113,8 +114,8 @@ async function publish(request: IRequest, env: Env): Promise<Response> {
 }
 
 /** Batch: one room call per channel (order kept within it), channels in parallel. */
-async function publishBatch(request: IRequest, env: Env): Promise<Response> {
-  const publisher = await authenticatePublisher(env, bearer(request, false));
+async function publishBatch(request: IRequest, env: Env, _ctx: ExecutionContext, reach: Reach): Promise<Response> {
+  const publisher = await authenticatePublisher(env, await reach.credential(request, false));
   if (mediaType(request) !== "json") throw new ServiceError("unsupported_media_type", "batch publish takes application/json");
   const maxBytes = configFor(env, "").maxMessageBytes;
   const items = parseBatch(await readJson(request, maxBytes * LIMITS.batch), maxBytes);
@@ -140,10 +141,10 @@ async function publishBatch(request: IRequest, env: Env): Promise<Response> {
   return Response.json({ results });
 }
 
-async function history(request: IRequest, env: Env): Promise<Response> {
+async function history(request: IRequest, env: Env, _ctx: ExecutionContext, reach: Reach): Promise<Response> {
   const channel = channelOf(request);
   const query = parseHistory(new URL(request.url).searchParams);
-  await authorizeRead(env, channel, bearer(request, true));
+  await authorizeRead(env, channel, await reach.credential(request, true));
   const body = await hubStub(env, channel).history(query);
   return new Response(body, { headers: { "content-type": "application/json" } });
 }
@@ -154,16 +155,16 @@ async function purge(request: IRequest, env: Env): Promise<Response> {
   return Response.json(await hubStub(env, channel).purge());
 }
 
-async function presence(request: IRequest, env: Env): Promise<Response> {
+async function presence(request: IRequest, env: Env, _ctx: ExecutionContext, reach: Reach): Promise<Response> {
   const channel = channelOf(request);
   if (!isPresenceChannel(channel)) throw new ServiceError("bad_request", "presence is kept on presence- channels only");
-  await authorizeRead(env, channel, bearer(request, true));
+  await authorizeRead(env, channel, await reach.credential(request, true));
   return Response.json(await hubStub(env, channel).members());
 }
 
-async function stats(request: IRequest, env: Env): Promise<Response> {
+async function stats(request: IRequest, env: Env, _ctx: ExecutionContext, reach: Reach): Promise<Response> {
   const channel = channelOf(request);
-  await authorizeRead(env, channel, bearer(request, true));
+  await authorizeRead(env, channel, await reach.credential(request, true));
   return Response.json(await hubStub(env, channel).stats());
 }
 
@@ -250,10 +251,10 @@ router
 const headOnly = new WeakSet<Request>();
 
 /** One rule for HEAD: wherever GET works, HEAD answers the same status and headers, no body. */
-export async function head(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+export async function head(request: Request, env: Env, ctx: ExecutionContext, reach: Reach): Promise<Response> {
   const get = new Request(request.url, { method: "GET", headers: request.headers });
   headOnly.add(get);
-  const res: Response = await router.fetch(get, env, ctx);
+  const res: Response = await router.fetch(get, env, ctx, reach);
   await res.body?.cancel();
   return new Response(null, { status: res.status, statusText: res.statusText, headers: res.headers });
 }

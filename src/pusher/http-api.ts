@@ -6,6 +6,7 @@ import type { IRequest } from "itty-router";
 import { configFor } from "../settings/config.js";
 import type { Env } from "../env.js";
 import { readBytes, utf8Text } from "../http/body.js";
+import type { Reach } from "../http/reach.js";
 import { isObject, type PublishInput } from "../server/input.js";
 import { isUserId, TERMINATE_EVENT, userChannel, userOf } from "./users.js";
 import { CHANNEL_RULE, isPresenceChannel, isValidChannel, LIMITS, isReservedEvent, RESERVED_EVENT_PREFIXES } from "../protocol/index.js";
@@ -42,7 +43,7 @@ interface SignedQuery {
  * forged or stale request is refused before a byte of its body is read (DESIGN.md v1.3
  * "Bounded memory and time per request"); the body is then held to the body_md5 signed here.
  */
-async function verifyQuery(app: PusherApp, request: IRequest, url: URL): Promise<SignedQuery> {
+async function verifyQuery(app: PusherApp, request: IRequest, url: URL, path: string): Promise<SignedQuery> {
   const pairs = url.search
     .slice(1)
     .split("&")
@@ -68,7 +69,7 @@ async function verifyQuery(app: PusherApp, request: IRequest, url: URL): Promise
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([n, v]) => `${n}=${v}`)
     .join("&");
-  const signed = `${request.method}\n${url.pathname}\n${query}`;
+  const signed = `${request.method}\n${path}\n${query}`;
   if (!(await verifyHmacHex(app.secret, signed, signature))) {
     throw refused(401, `Invalid signature: Expected HMAC SHA256 hex digest of ${JSON.stringify(signed)}`);
   }
@@ -103,11 +104,12 @@ type Handler = (signed: Signed) => Promise<unknown>;
 
 /** A route of the API: signed, answered as JSON, refused in Pusher's words. */
 function route(handler: Handler) {
-  return async (request: IRequest, env: Env): Promise<Response> => {
+  return async (request: IRequest, env: Env, _ctx: ExecutionContext, reach: Reach): Promise<Response> => {
     const app = requirePusherApp(env);
     try {
       const url = new URL(request.url);
-      const signed = await verifyQuery(app, request, url);
+      // Signed over the path the client asked for: under a mount, with its prefix.
+      const signed = await verifyQuery(app, request, url, reach.prefix + url.pathname);
       const body = request.method === "POST" ? await signedBody(request, env, signed) : "";
       return Response.json(await handler({ request, env, url, body, signature: signed.signature }));
     } catch (err) {

@@ -36,12 +36,56 @@ export function needsToken(env: Env, channel: string): boolean {
   return isPrivateChannel(channel) || configFor(env, channel).requireAuth;
 }
 
-function stringList(claim: string, value: unknown): string[] {
+/**
+ * What a request presents: its bearer credential (a token or the publish key), a grant the host
+ * app gave from its own session (the `authorize` hook of hibercast/server, src/mount.ts), or nothing.
+ */
+export type Credential = string | SessionGrant | null;
+
+/** A grant from the host app's session: claims as a token's, checked by the same code (claimsFrom). */
+export interface SessionGrant {
+  readonly session: Claims;
+}
+
+/** Who vouches for a grant: a token (a bad claim is the client's 401) or the host app (its own bug: 500). */
+type GrantSource = { what: "token"; code: "unauthorized" } | { what: "session grant"; code: "internal" };
+const TOKEN: GrantSource = { what: "token", code: "unauthorized" };
+
+function stringList(source: GrantSource, claim: string, value: unknown): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
-    throw new ServiceError("unauthorized", `token claim "${claim}" must be an array of strings`);
+    throw new ServiceError(source.code, `${source.what} claim "${claim}" must be an array of strings`);
   }
   return value;
+}
+
+/** The checks of every grant, a token's or a session's, on claims whose `exp` is already checked. */
+function claimsFrom(source: GrantSource, payload: Record<string, unknown>, exp: number): Claims {
+  if (payload.sub !== undefined && (typeof payload.sub !== "string" || payload.sub === "")) {
+    throw new ServiceError(source.code, `${source.what} claim "sub" must be a non-empty string`);
+  }
+  if (payload.info !== undefined && JSON.stringify(payload.info).length > LIMITS.presenceInfoBytes) {
+    throw new ServiceError(source.code, `${source.what} claim "info" is over ${LIMITS.presenceInfoBytes} bytes`);
+  }
+  return { sub: payload.sub as string | undefined, ch: stringList(source, "ch", payload.ch), pub: stringList(source, "pub", payload.pub), info: payload.info, exp };
+}
+
+/**
+ * What the host's `authorize` hook answered, as a grant: the shape of a token's claims, `exp`
+ * (seconds since epoch) required, as for a token. A malformed one is the host's bug (500, never
+ * a grant); one already expired is refused as an expired token is (401).
+ */
+export function sessionGrant(value: unknown): SessionGrant {
+  const source: GrantSource = { what: "session grant", code: "internal" };
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ServiceError("internal", "the authorize hook must answer a grant {sub?, ch?, pub?, info?, exp} or null");
+  }
+  const payload = value as Record<string, unknown>;
+  if (typeof payload.exp !== "number" || !Number.isFinite(payload.exp)) {
+    throw new ServiceError("internal", 'session grant claim "exp" is required: seconds since epoch, when the grant ends');
+  }
+  if (payload.exp * 1000 <= Date.now()) throw new ServiceError("unauthorized", "session grant expired");
+  return { session: claimsFrom(source, payload, payload.exp) };
 }
 
 /** Verifies an HS256 token against every configured secret (rotation) and checks its claims. */
@@ -55,19 +99,7 @@ export async function verifyToken(env: Env, token: string): Promise<Claims> {
         algorithms: ["HS256"],
         requiredClaims: ["exp"],
       });
-      if (payload.sub !== undefined && (typeof payload.sub !== "string" || payload.sub === "")) {
-        throw new ServiceError("unauthorized", 'token claim "sub" must be a non-empty string');
-      }
-      if (payload.info !== undefined && JSON.stringify(payload.info).length > LIMITS.presenceInfoBytes) {
-        throw new ServiceError("unauthorized", `token claim "info" is over ${LIMITS.presenceInfoBytes} bytes`);
-      }
-      return {
-        sub: payload.sub,
-        ch: stringList("ch", payload.ch),
-        pub: stringList("pub", payload.pub),
-        info: payload.info,
-        exp: payload.exp as number,
-      };
+      return claimsFrom(TOKEN, payload, payload.exp as number);
     } catch (err) {
       if (err instanceof ServiceError) throw err;
       lastError = err;
@@ -144,13 +176,18 @@ export function checkChannelGrant(env: Env, channel: string, claims: Claims): vo
   }
 }
 
+/** The claims of a credential: a token's once verified, or a session's as the hook's answer was checked. */
+export async function claimsOf(env: Env, credential: string | SessionGrant): Promise<Claims> {
+  return typeof credential === "string" ? verifyToken(env, credential) : credential.session;
+}
+
 /** Subscribing (socket, SSE) and reading (history, presence, stats without the key). */
-export async function authorizeSubscribe(env: Env, channel: string, credential: string | null): Promise<Identity> {
+export async function authorizeSubscribe(env: Env, channel: string, credential: Credential): Promise<Identity> {
   if (credential === null) {
     if (needsToken(env, channel)) throw new ServiceError("unauthorized", `channel ${channel} needs a subscribe token`);
     return identityOf(env, null, channel);
   }
-  const claims = await verifyToken(env, credential);
+  const claims = await claimsOf(env, credential);
   checkChannelGrant(env, channel, claims);
   if (isPresenceChannel(channel) && claims.sub === undefined) {
     throw new ServiceError("forbidden", "presence channels need a token with sub");
@@ -166,7 +203,10 @@ export interface Publisher {
   may(channel: string): boolean;
 }
 
-/** A token's id space: its user's, or for a token with no `sub` the token's own (a digest of it). */
+/**
+ * A token's id space: its user's, or for a token with no `sub` the token's own (a digest of it;
+ * of a session grant with no `sub`, a digest of the grant, as identical claims make one token).
+ */
 async function tokenScope(sub: string | undefined, token: string): Promise<string> {
   if (sub !== undefined) return `u:${sub}`;
   const bytes = new Uint8Array(await digest(token)).slice(0, 12);
@@ -176,16 +216,19 @@ async function tokenScope(sub: string | undefined, token: string): Promise<strin
 const KEY_HOLDER: Identity = { sub: null, canPublish: true, exp: null, info: null };
 
 /** Authenticates an HTTP publisher: the publish key, or a valid token (checked per channel). */
-export async function authenticatePublisher(env: Env, credential: string | null): Promise<Publisher> {
+export async function authenticatePublisher(env: Env, credential: Credential): Promise<Publisher> {
   if (credential === null) throw new ServiceError("unauthorized", "publishing needs 'Authorization: Bearer <publish key or token>'");
-  if (await isPublishKey(env, credential)) return { sub: null, scope: "", may: () => true };
-  if (!looksLikeJwt(credential)) throw new ServiceError("forbidden", "wrong publish key");
-  const claims = await verifyToken(env, credential);
-  return { sub: claims.sub ?? null, scope: await tokenScope(claims.sub, credential), may: (channel) => mayPublish(env, claims, channel) };
+  if (typeof credential === "string") {
+    if (await isPublishKey(env, credential)) return { sub: null, scope: "", may: () => true };
+    if (!looksLikeJwt(credential)) throw new ServiceError("forbidden", "wrong publish key");
+  }
+  const claims = await claimsOf(env, credential);
+  const scope = await tokenScope(claims.sub, typeof credential === "string" ? credential : JSON.stringify(claims));
+  return { sub: claims.sub ?? null, scope, may: (channel) => mayPublish(env, claims, channel) };
 }
 
 /** Publishing one channel over HTTP. */
-export async function authorizePublish(env: Env, channel: string, credential: string | null): Promise<Publisher> {
+export async function authorizePublish(env: Env, channel: string, credential: Credential): Promise<Publisher> {
   const publisher = await authenticatePublisher(env, credential);
   if (!publisher.may(channel)) {
     const why = configFor(env, channel).clientPublish ? `token does not grant publishing to ${channel}` : `clients may not publish to ${channel} (channel option clientPublish: false); use the publish key`;
@@ -203,8 +246,10 @@ export async function requirePublishKey(env: Env, credential: string | null): Pr
 }
 
 /** Reads that also accept the publish key (stats, history). */
-export async function authorizeRead(env: Env, channel: string, credential: string | null): Promise<Identity> {
-  if (credential !== null && (await isPublishKey(env, credential))) return KEY_HOLDER;
-  if (credential !== null && !looksLikeJwt(credential)) throw new ServiceError("forbidden", "wrong publish key");
+export async function authorizeRead(env: Env, channel: string, credential: Credential): Promise<Identity> {
+  if (typeof credential === "string") {
+    if (await isPublishKey(env, credential)) return KEY_HOLDER;
+    if (!looksLikeJwt(credential)) throw new ServiceError("forbidden", "wrong publish key");
+  }
   return authorizeSubscribe(env, channel, credential);
 }

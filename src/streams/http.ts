@@ -6,12 +6,13 @@
 // the hub; SSE streams are a loop of them here, so the hub holds no response open.
 import type { Env } from "../env.js";
 import { CHANNEL_RULE, isValidChannel } from "../protocol/index.js";
-import { authorizePublish, authorizeRead, bearer } from "../server/auth.js";
+import { authorizePublish, authorizeRead } from "../server/auth.js";
 import { errorText, log } from "../server/log.js";
 import { ServiceError } from "../server/service-error.js";
 import { checkConfig, configFor } from "../settings/config.js";
 import { hubStub, type StreamRequest } from "../rpc.js";
 import { readBytes } from "../http/body.js";
+import type { Reach } from "../http/reach.js";
 import { cursorFor, PREFLIGHT, reply } from "./reply.js";
 import { sseResponse } from "./sse.js";
 
@@ -48,8 +49,8 @@ function parseProducer(headers: Headers): StreamRequest["producer"] | string {
   return { id, epoch: Number(epoch), seq: Number(seq) };
 }
 
-/** A fork's headers (`Stream-Forked-From`: the source's path), or the 400's message. */
-function parseFork(headers: Headers): NonNullable<StreamRequest["fork"]> | null | string {
+/** A fork's headers (`Stream-Forked-From`: the source's path, under `prefix`), or the 400's message. */
+function parseFork(headers: Headers, prefix: string): NonNullable<StreamRequest["fork"]> | null | string {
   const from = headers.get("stream-forked-from");
   const offset = headers.get("stream-fork-offset");
   const sub = headers.get("stream-fork-sub-offset");
@@ -63,12 +64,13 @@ function parseFork(headers: Headers): NonNullable<StreamRequest["fork"]> | null 
   } catch {
     return "no such source stream";
   }
-  const source = path.startsWith(STREAM_PREFIX) ? nameOf(new URL(path, "http://x")) : null;
+  const under = prefix + STREAM_PREFIX;
+  const source = path.startsWith(under) ? nameOf(new URL(path.slice(prefix.length), "http://x")) : null;
   if (source === null) return "no such source stream";
   return { source, offset, sub: sub === null ? 0 : Number(sub) };
 }
 
-export async function streams(request: Request, env: Env): Promise<Response> {
+export async function streams(request: Request, env: Env, reach: Reach): Promise<Response> {
   try {
     checkConfig(env);
     if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: PREFLIGHT });
@@ -78,7 +80,7 @@ export async function streams(request: Request, env: Env): Promise<Response> {
     const hub = hubStub(env, name);
     const headers = request.headers;
     // Writes take the credential from the header only: a key in a URL ends up in logs.
-    const credential = bearer(request, request.method === "GET" || request.method === "HEAD");
+    const credential = await reach.credential(request, request.method === "GET" || request.method === "HEAD");
     const base: StreamRequest = { op: "head", contentType: headers.get("content-type"), closed: (headers.get("stream-closed") ?? "").toLowerCase() === "true", streamSeq: headers.get("stream-seq"), producer: null, body: null, offset: null, ifNoneMatch: headers.get("if-none-match"), waitMs: 0 };
     switch (request.method) {
       case "PUT": {
@@ -88,13 +90,13 @@ export async function streams(request: Request, env: Env): Promise<Response> {
         if (ttl !== null && expiresAt !== null) return fail(400, "Stream-TTL and Stream-Expires-At cannot both be set");
         if (ttl !== null && !DIGITS.test(ttl)) return fail(400, "Stream-TTL must be a whole number of seconds");
         if (expiresAt !== null && Number.isNaN(Date.parse(expiresAt))) return fail(400, "Stream-Expires-At must be an RFC 3339 timestamp");
-        const fork = parseFork(headers);
+        const fork = parseFork(headers, reach.prefix);
         if (typeof fork === "string") return fail(fork.startsWith("no such") ? 404 : 400, fork);
         // A fork reads its source: whoever makes one must be allowed to read the source.
         if (fork !== null) await authorizeRead(env, fork.source, credential);
         const body = await readBytes(request, MAX_APPEND_BYTES, DRAIN);
         const r = await hub.streamCall({ ...base, op: "create", scope: publisher.scope, ttl: ttl === null ? null : Number(ttl), expiresAt, body, ...(fork === null ? {} : { fork }) });
-        return reply(r, r.status === 201 ? { location: url.origin + url.pathname } : {});
+        return reply(r, r.status === 201 ? { location: url.origin + reach.prefix + url.pathname } : {});
       }
       case "POST": {
         const publisher = await authorizePublish(env, name, credential);

@@ -11,14 +11,17 @@ export interface LocalServer {
   stop(): Promise<void>;
 }
 
-/** Starts the worker on a free port; `vars` override wrangler.toml's, `persist` keeps storage in a folder. */
-export async function startServer(options: { vars?: Record<string, string>; persist?: string } = {}): Promise<LocalServer> {
+/**
+ * Starts the worker on a free port; `vars` override wrangler.toml's, `persist` keeps storage in a
+ * folder, `config` serves another Worker (the host Worker of test/mount/ that mounts hibercast).
+ */
+export async function startServer(options: { vars?: Record<string, string>; persist?: string; config?: string } = {}): Promise<LocalServer> {
   process.env.WRANGLER_SEND_METRICS = "false";
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
   const pusher = { PUSHER_APP_ID: NODE_PUSHER.appId, PUSHER_KEY: NODE_PUSHER.key, PUSHER_SECRET: NODE_PUSHER.secret, PUSHER_CLIENT_EVENTS: "true" };
   const vars = { PUBLISH_KEY: NODE_PUBLISH_KEY, JWT_SECRET: NODE_JWT_SECRET, CONSOLE: "on", ...pusher, ...options.vars };
   const worker = await unstable_startWorker({
-    config: "wrangler.toml",
+    config: options.config ?? "wrangler.toml",
     bindings: Object.fromEntries(Object.entries(vars).map(([k, value]) => [k, { type: "plain_text", value }])),
     dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, persist: options.persist ?? false, watch: false, logLevel: "warn" },
   } as Parameters<typeof unstable_startWorker>[0]);
