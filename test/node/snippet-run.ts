@@ -78,12 +78,12 @@ export interface ShellResult {
 }
 
 /** Runs one shell command line: `npx hibercast` is the CLI built above, with the served worker's URL and key. */
-export async function sh(line: string, options: { timeoutMs?: number; until?: (stdout: string) => boolean } = {}): Promise<ShellResult> {
+export async function sh(line: string, options: { timeoutMs?: number; until?: (stdout: string) => boolean; env?: Record<string, string> } = {}): Promise<ShellResult> {
   const cli = await cliPath();
   const command = line.replace(/\bnpx hibercast\b/g, `"${process.execPath}" "${cli}"`);
   return new Promise((resolve) => {
     const child = spawn("bash", ["-c", command], {
-      env: { ...process.env, HIBERCAST_URL: baseUrl(), HIBERCAST_KEY: NODE_PUBLISH_KEY, JWT_SECRET: NODE_JWT_SECRET },
+      env: { ...process.env, HIBERCAST_URL: baseUrl(), HIBERCAST_KEY: NODE_PUBLISH_KEY, JWT_SECRET: NODE_JWT_SECRET, ...options.env },
       detached: true,
     });
     let stdout = "";
