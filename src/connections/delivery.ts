@@ -70,7 +70,7 @@ const MAX_WINDOW_MS = 40;
  * How long a flush window stays open per socket of the room, in µs: about half of what one
  * WebSocket send costs an object all told (20-25k sends per second measured here). Tuned on the
  * fan-out bench: longer windows pack more under bursts but make a sequential publisher's
- * messages wait; at 20 µs a lone publisher's p99 stays at a raw object's (README "Benchmark").
+ * messages wait; at 20 µs a lone publisher's p99 stays at a raw object's (docs/benchmarks.md).
  */
 const WINDOW_US_PER_SOCKET = 20;
 
