@@ -2,7 +2,7 @@
 // the Node-side tests. A block is written for a reader (`http://127.0.0.1:8787`, the dev keys of
 // .dev.vars.example, `https://rt.example.com`); `localize` swaps those for the served worker's
 // URL and keys and nothing else, so what runs is the block as printed.
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -163,11 +163,4 @@ export function sameShape(expected: unknown, actual: unknown, loose: string[] = 
     return null;
   }
   return Object.is(expected, actual) ? null : `${key}: ${JSON.stringify(actual)} instead of ${JSON.stringify(expected)}`;
-}
-
-/** Runs a program with `node` (for the npm scripts a block names), answering its output. */
-export function run(file: string, args: string[], env: Record<string, string> = {}): Promise<ShellResult> {
-  return new Promise((resolve) => {
-    execFile(file, args, { env: { ...process.env, ...env }, maxBuffer: 1 << 24 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
-  });
 }

@@ -2,7 +2,7 @@
 // each block (taken by name with snippet(), never a copy) against the worker served for the
 // Node-side tests. webhooks.test.ts runs the two webhook blocks against its own receiver.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -150,9 +150,14 @@ describe("README.md", () => {
     expect(commands(block).map((c) => c.line)).toEqual(["npm install && npm run dev", "npm install && npm test"]);
     expect((JSON.parse(readFileSync("package.json", "utf8")) as { scripts: Record<string, string> }).scripts.test).toMatch(/typecheck.*vitest run/);
     expect(readFileSync(".ci/run", "utf8")).toMatch(/^npm test\b/m);
-    // `npm run dev` as printed, on a free port (npm install is what CI's npm ci already did).
+    // `npm run dev` as printed, on a free port (npm install is what CI's npm ci already did). It
+    // runs in a folder of links to this checkout, so the .dev.vars and .wrangler/ it makes there
+    // never reach the other tests' workers.
+    const checkout = mkdtempSync(path.join(tmpdir(), "hibercast-dev-"));
+    for (const name of ["package.json", "wrangler.toml", ".dev.vars.example", "tsconfig.json", "src", "scripts", "node_modules"]) symlinkSync(path.resolve(name), path.join(checkout, name));
     const port = await freePort();
     const dev = spawn("npm", ["run", "dev", "--", "--port", String(port), "--inspector-port", String(await freePort())], {
+      cwd: checkout,
       detached: true,
       stdio: "ignore",
       env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
@@ -165,8 +170,11 @@ describe("README.md", () => {
         if (health === null) await sleep(300);
       }
       expect(health).toEqual({ ok: true });
+      expect(readFileSync(path.join(checkout, ".dev.vars"), "utf8")).toBe(readFileSync(".dev.vars.example", "utf8"));
     } finally {
       process.kill(-dev.pid!, "SIGINT");
+      await new Promise((resolve) => (dev.exitCode === null ? dev.once("exit", resolve) : resolve(null)));
+      rmSync(checkout, { recursive: true, force: true });
     }
   }, 90_000);
 
