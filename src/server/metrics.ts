@@ -4,7 +4,7 @@ export type Metric = "publish" | "delivered" | "connect" | "refused";
 
 /**
  * Per-channel counters in Workers Analytics Engine when the `ANALYTICS` binding is configured
- * (see README "Observability"); a no-op without it. Writes are fire-and-forget and never throw.
+ * (see docs/operations.md "Observability"); a no-op without it. Writes are fire-and-forget and never throw.
  */
 export function count(env: Pick<Env, "ANALYTICS">, channel: string, metric: Metric, value = 1): void {
   if (!env.ANALYTICS) return;

@@ -1,5 +1,5 @@
 // What leaf modules take instead of the whole Env: string vars and secrets, no bindings.
-/** The Worker's vars and secrets (see wrangler.toml and README "Configuration"): strings, as set. */
+/** The Worker's vars and secrets (see wrangler.toml and docs/configuration.md): strings, as set. */
 export interface Vars {
   /** HS256 secret(s) for subscribe/publish tokens; comma-separated for rotation. */
   JWT_SECRET?: string;

@@ -1,7 +1,7 @@
 // Webhooks delivered to a real HTTP receiver that checks every signature (DESIGN.md "Webhooks"):
 // in order, batched, retried while the receiver is down, and kept across a restart of the
-// server with its storage on disk. The receiver verifies deliveries with the README's snippet.
-import { createHmac, timingSafeEqual } from "node:crypto";
+// server with its storage on disk. The receiver verifies deliveries with the function that
+// docs/guides/webhooks.md prints, and a delivery is checked against the example printed there.
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
@@ -11,20 +11,22 @@ import WebSocket from "ws";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { channelName, sleep, token, until } from "./helpers";
 import { NODE_PUSHER, startServer, type LocalServer } from "./server";
+import { importSnippet, sameShape } from "./snippet-run";
+import { snippet } from "./snippets";
 
 const SECRET = "node-test-webhook-secret";
 
-// README "Webhooks": verifying a delivery.
-function verifyWebhook(secret: string, rawBody: string, header: string | undefined): boolean {
-  const expected = Buffer.from(`sha256=${createHmac("sha256", secret).update(rawBody).digest("hex")}`);
-  const given = Buffer.from(header ?? "");
-  return given.length === expected.length && timingSafeEqual(given, expected);
-}
+// docs/guides/webhooks.md: verifying a delivery, exactly as printed there.
+const { verifyWebhook } = await importSnippet<{ verifyWebhook(secret: string, rawBody: string, header: string | undefined): boolean }>(
+  "webhooks-verify",
+  snippet("docs/guides/webhooks.md", "webhooks/verify"),
+);
 
 interface Delivery {
   id: string;
   status: number;
   events: { name: string; channel: string; user_id?: string; event?: string; data?: string }[];
+  body: Record<string, unknown>;
   signed: boolean;
   pusherSigned: boolean;
 }
@@ -50,6 +52,7 @@ class Receiver {
           id: String(req.headers["x-hibercast-delivery"]),
           status,
           events,
+          body: JSON.parse(raw) as Record<string, unknown>,
           signed: verifyWebhook(SECRET, raw, req.headers["x-hibercast-signature"] as string | undefined),
           // A Pusher webhook handler, unchanged: the SDK checks X-Pusher-Key and X-Pusher-Signature.
           pusherSigned: pusher.webhook({ headers: req.headers as Record<string, string>, rawBody: raw }).isValid(),
@@ -112,6 +115,21 @@ it("delivers occupied, members, client events and vacated, signed both ways, in 
   expect(receiver.received(ch)).toEqual(["channel_occupied", "member_added:ann", "member_added:bob", 'client_event:typing:{"on":true}', "member_removed:ann", "member_removed:bob", "channel_vacated"]);
   const mine = receiver.attempts.filter((a) => a.events.some((e) => e.channel === ch));
   expect(mine.every((a) => a.signed && a.pusherSigned)).toBe(true);
+}, 30_000);
+
+it("sends what docs/guides/webhooks.md shows: one member who joins, types and leaves", async () => {
+  const ch = channelName("presence-doc");
+  const ann = await member(ch, "ann");
+  ann.send(JSON.stringify({ t: "pub", e: "typing", d: { on: true } }));
+  await sleep(200);
+  ann.close();
+  await until(() => receiver.received(ch).includes("channel_vacated"), 15_000, "channel_vacated");
+  const example = JSON.parse(snippet("docs/guides/webhooks.md", "webhooks/delivery").replaceAll("presence-room-1", ch)) as { time_ms: number; events: unknown[] };
+  const mine = receiver.attempts.filter((a) => a.status === 200 && a.events.some((e) => e.channel === ch));
+  // Deliveries may split the events differently; each has the example's shape, and together its events.
+  for (const a of mine) expect(sameShape({ ...example, events: a.body.events }, a.body, ["time_ms"])).toBeNull();
+  expect(mine.flatMap((a) => a.events)).toEqual(example.events);
+  expect(mine.every((a) => a.signed)).toBe(true);
 }, 30_000);
 
 it("loses nothing and keeps the order while the receiver is down, and across a restart of the server", async () => {
