@@ -7,6 +7,7 @@ import { log } from "../server/log.js";
 import { originAllowed } from "./cors.js";
 import { count } from "../server/metrics.js";
 import { asServiceError, ServiceError } from "../server/service-error.js";
+import { urlOf } from "../server/request-url.js";
 
 export const isUpgrade = (request: Request) => request.headers.get("upgrade")?.toLowerCase() === "websocket";
 
@@ -27,7 +28,7 @@ export function refuseWithError(err: ServiceError): Response {
 /** The router's catch: every thrown error becomes its answer, and one log line. */
 export function toErrorResponse(thrown: unknown, request: IRequest, env: Env): Response {
   const known = asServiceError(thrown);
-  const path = new URL(request.url).pathname;
+  const path = urlOf(request).pathname;
   const channel = request.params?.channel?.slice(0, 128);
   if (known) log("refused", { method: request.method, path, channel, status: known.status, code: known.code, message: known.message });
   else log("error", { method: request.method, path, channel, error: String(thrown) });

@@ -8,6 +8,7 @@ import { errorText, log } from "../server/log.js";
 import { ServiceError } from "../server/service-error.js";
 import { allowedOrigins } from "./cors.js";
 import type { Reach } from "./reach.js";
+import { urlOf } from "../server/request-url.js";
 
 /**
  * What the hook grants: a token's claims. `ch`: channels it may subscribe to (and read the
@@ -40,7 +41,7 @@ export type Authorize<E> = (request: Request, env: E) => Grant | null | Promise<
 function mayVouch(request: Request, env: Env): boolean {
   const origin = request.headers.get("origin");
   if (origin === null) return request.headers.get("sec-fetch-site") !== "cross-site";
-  if (origin === new URL(request.url).origin) return true;
+  if (origin === urlOf(request).origin) return true;
   const listed = allowedOrigins(env);
   return listed !== "*" && listed.includes(origin);
 }

@@ -9,6 +9,7 @@ import { connectRequest } from "../connections/connect.js";
 import { refuseSocket } from "../connections/refuse.js";
 import { requirePusherApp } from "./app.js";
 import { PUSHER_CLOSE, pusherError } from "./frames.js";
+import { queryOf } from "../server/request-url.js";
 
 /** Protocol versions whose frames this endpoint speaks (pusher-js 8 sends 7). */
 const PROTOCOLS = new Set(["5", "6", "7"]);
@@ -20,7 +21,7 @@ export async function pusherSocket(request: IRequest, env: Env): Promise<Respons
   requireSocket(request, env);
   const key = request.params.key ?? "";
   if (key !== app.key) return refuse(PUSHER_CLOSE.appNotFound, `App key ${key.slice(0, 64)} not in this cluster`);
-  const protocol = new URL(request.url).searchParams.get("protocol") ?? "";
+  const protocol = queryOf(request).get("protocol") ?? "";
   if (!PROTOCOLS.has(protocol)) return refuse(PUSHER_CLOSE.unsupportedProtocol, `Unsupported protocol version ${protocol.slice(0, 8)}; this server speaks 5 to 7`);
   const stub = connectionEdge(request, env, "pusher");
   const identity = { sub: null, canPublish: false, exp: null, info: null };

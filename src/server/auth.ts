@@ -4,6 +4,7 @@ import { secretsOf } from "../settings/secrets.js";
 import type { Env } from "../env.js";
 import { isPresenceChannel, isPrivateChannel, LIMITS } from "../protocol/index.js";
 import { ServiceError } from "./service-error.js";
+import { queryOf } from "./request-url.js";
 
 /** Who is on the other end, as the room needs to know it. Reaches the room only from the Worker. */
 export interface Identity {
@@ -149,7 +150,7 @@ export function bearer(request: Request, allowQuery: boolean): string | null {
     return m[1]!;
   }
   if (allowQuery) {
-    const q = new URL(request.url).searchParams.get("token");
+    const q = queryOf(request).get("token");
     if (q) return q;
   }
   return null;
