@@ -7,9 +7,10 @@ import { readFileSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 
-// 0.4.0: 48 → 64 KiB. The one rule set (paging, windows, secrets) took 0.3.0's 38 KiB to 48, and
-// Durable Streams and appends come next; 64 KiB of minified code still parses in a few ms.
-const BUDGET_GZIP_KIB = 64;
+// 0.4.0: 48 → 64 KiB with the console page in it (the one rule set, Durable Streams, appends).
+// With the page counted apart (8 KiB of the 64 then) the code's own budget is 56 KiB: as tight
+// as before, so what a mount or the React hooks add cannot hide in the page's old share.
+const BUDGET_GZIP_KIB = 56;
 const CONSOLE_BUDGET_GZIP_KIB = 12;
 const outdir = "dist-worker";
 rmSync(outdir, { recursive: true, force: true });
