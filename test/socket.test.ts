@@ -90,6 +90,9 @@ describe("client publish over the socket", () => {
     expect(await s.next()).toMatchObject({ t: "err", code: "unauthorized" });
     s.send({ t: "auth", token: await token({ sub: "mallory", pub: [ch] }) });
     expect(await s.next()).toMatchObject({ t: "err", code: "forbidden", message: /same sub/ });
+    // A token with no sub would keep bob's name on the socket past bob's own token.
+    s.send({ t: "auth", token: await token({ pub: [ch] }) });
+    expect(await s.next()).toMatchObject({ t: "err", code: "forbidden", message: /same sub/ });
     s.send({ t: "auth", token: await token({ sub: "bob", pub: [ch] }) });
     s.send({ t: "pub", e: "now", d: "allowed", id: "a-1" });
     expect((await s.take("ack", 1))[0]).toMatchObject({ id: "a-1", seq: 1 });

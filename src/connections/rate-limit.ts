@@ -6,6 +6,8 @@ export type RateVerdict = "ok" | "refuse" | "cut";
  * keeps going to twice the limit within the second is cut off. Kept in memory: losing the
  * counts on hibernation is harmless (a hibernated room had no publishes this second).
  */
+const SWEEP_AT = 1024;
+
 export class PublishRate {
   private readonly windows = new Map<string, { second: number; count: number }>();
 
@@ -13,6 +15,9 @@ export class PublishRate {
     const second = Math.floor(now / 1000);
     const w = this.windows.get(cid);
     if (w === undefined || w.second !== second) {
+      // One entry per publisher seen this second, not per publisher ever: past seconds go when
+      // there are many (HTTP publishers, unlike sockets, never say they are gone).
+      if (w === undefined && this.windows.size >= SWEEP_AT) for (const [k, v] of this.windows) if (v.second !== second) this.windows.delete(k);
       this.windows.set(cid, { second, count: 1 });
       return "ok";
     }

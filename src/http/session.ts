@@ -36,11 +36,17 @@ export type Authorize<E> = (request: Request, env: E) => Grant | null | Promise<
  * Whether a session may vouch for a request: one from this origin, or from an origin that
  * ALLOWED_ORIGINS names (not `*`). Browsers send cookies with cross-site sockets and simple
  * POSTs, which CORS does not stop: without this, any page a user opens could subscribe and
- * publish as them. No Origin: not a browser's cross-site request, unless Sec-Fetch-Site says so.
+ * publish as them. No Origin: unless Sec-Fetch-Site names another site (same-site included).
  */
 function mayVouch(request: Request, env: Env): boolean {
   const origin = request.headers.get("origin");
-  if (origin === null) return request.headers.get("sec-fetch-site") !== "cross-site";
+  if (origin === null) {
+    // No Origin: a browser's no-cors GET (an iframe, an img, a navigation), or a client that is
+    // not a browser (no ambient cookies to ride). A browser says where the request came from in
+    // Sec-Fetch-Site: only its own pages (or a typed address) count, not a sibling subdomain.
+    const site = request.headers.get("sec-fetch-site");
+    return site === null || site === "same-origin" || site === "none";
+  }
   if (origin === urlOf(request).origin) return true;
   const listed = allowedOrigins(env);
   return listed !== "*" && listed.includes(origin);

@@ -76,6 +76,9 @@ function claimsFrom(source: GrantSource, payload: Record<string, unknown>, exp: 
  * (seconds since epoch) required, as for a token. A malformed one is the host's bug (500, never
  * a grant); one already expired is refused as an expired token is (401).
  */
+/** The longest a session grant may run: its sockets stay open until exp, whatever the session does. */
+export const SESSION_GRANT_MAX_MS = 7 * 86_400_000;
+
 export function sessionGrant(value: unknown): SessionGrant {
   const source: GrantSource = { what: "session grant", code: "internal" };
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
@@ -86,6 +89,11 @@ export function sessionGrant(value: unknown): SessionGrant {
     throw new ServiceError("internal", 'session grant claim "exp" is required: seconds since epoch, when the grant ends');
   }
   if (payload.exp * 1000 <= Date.now()) throw new ServiceError("unauthorized", "session grant expired");
+  // Sockets are checked against a grant when they connect and closed at its exp, so a grant far
+  // ahead outlives the session it came from; far ahead is also what exp in ms looks like.
+  if (payload.exp * 1000 > Date.now() + SESSION_GRANT_MAX_MS) {
+    throw new ServiceError("internal", `session grant claim "exp" is more than ${SESSION_GRANT_MAX_MS / 86_400_000} days ahead: seconds since epoch (not ms), when the session ends`);
+  }
   return { session: claimsFrom(source, payload, payload.exp) };
 }
 
@@ -224,7 +232,9 @@ export async function authenticatePublisher(env: Env, credential: Credential): P
     if (!looksLikeJwt(credential)) throw new ServiceError("forbidden", "wrong publish key");
   }
   const claims = await claimsOf(env, credential);
-  const scope = await tokenScope(claims.sub, typeof credential === "string" ? credential : JSON.stringify(claims));
+  // A session grant with no sub: its id space is the grant less its exp, which moves with every
+  // grant the host makes (a retry a second later must still be the same publisher).
+  const scope = await tokenScope(claims.sub, typeof credential === "string" ? credential : JSON.stringify({ ...claims, exp: undefined }));
   return { sub: claims.sub ?? null, scope, may: (channel) => mayPublish(env, claims, channel) };
 }
 

@@ -63,6 +63,11 @@ describe("publishing and reading under the prefix", () => {
     expect((await from(BASE)).status).toBe(200);
     const [, frame] = await open(`/v1/channels/private-user-alice/ws`, { ...ALICE, origin: "https://evil.example" });
     expect(frame).toMatchObject({ t: "err", code: "unauthorized" });
+    // No Origin (an iframe or img from a sibling subdomain): the browser's Sec-Fetch-Site tells.
+    const bare = (site: string) => call(`/rt/v1/channels/private-user-alice/messages`, { headers: { ...ALICE, "sec-fetch-site": site } });
+    expect((await bare("same-site")).status).toBe(401);
+    expect((await bare("cross-site")).status).toBe(401);
+    expect((await bare("same-origin")).status).toBe(200);
   });
 
   it("Durable Streams hand out their paths under the prefix", async () => {
@@ -157,6 +162,21 @@ describe("the hook and the options", () => {
     expect(await answer({ sub: "", exp: soon })).toEqual([500, 'session grant claim "sub" must be a non-empty string']);
     expect(await answer(undefined)).toEqual([500, expect.stringMatching(/must answer a grant/)]);
     expect(await answer({ sub: "u", pub: ["*"], exp: soon - 120 })).toEqual([401, "session grant expired"]);
+    // exp in ms (Date.now() + ...), or a grant that would outlive any session: the host's bug.
+    expect(await answer({ sub: "u", pub: ["*"], exp: Date.now() + 60_000 })).toEqual([500, expect.stringMatching(/more than 7 days ahead: seconds since epoch \(not ms\)/)]);
+  });
+
+  it("a grant with no sub is one publisher however its exp moves: a retry is a duplicate", async () => {
+    const ch = channelName("chat");
+    const publishWith = async (exp: number) => {
+      const rt = hibercast({ prefix: "/rt", authorize: () => ({ pub: [ch], exp }) });
+      const body = JSON.stringify({ event: "said", data: "hi", id: "guest-1" });
+      const res = await rt.fetch(request(`/rt/v1/channels/${ch}/messages`, { method: "POST", headers: { "content-type": "application/json" }, body }), env, createExecutionContext());
+      return (await res.json()) as { seq: number; duplicate: boolean };
+    };
+    const now = Math.floor(Date.now() / 1000);
+    expect(await publishWith(now + 60)).toMatchObject({ seq: 1, duplicate: false });
+    expect(await publishWith(now + 61)).toMatchObject({ seq: 1, duplicate: true });
   });
 
   it("a host Worker without the bindings is told which it lacks", async () => {

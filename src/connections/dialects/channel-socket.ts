@@ -158,7 +158,9 @@ export class ChannelSockets implements Dialect {
     const env = this.host.bindings;
     const claims = await verifyToken(env, token);
     checkChannelGrant(env, state.ch, claims);
-    if (claims.sub !== undefined && state.sub !== null && claims.sub !== state.sub) {
+    // A socket that speaks for a user goes on only with a token for that user: one with no sub
+    // would keep the user's name (publishes, presence) past the grant it was opened with.
+    if (state.sub !== null && claims.sub !== state.sub) {
       throw new ServiceError("forbidden", "a fresh token must be for the same sub");
     }
     // The grant lives as long as this token, also on a socket that connected without one.
