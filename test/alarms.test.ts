@@ -27,6 +27,19 @@ describe("Alarm", () => {
     });
   });
 
+  it("sets a wake-up far ahead (a token's exp may be any number) at most a day away, and keeps it", async () => {
+    await runInDurableObject(hubOf(channelName("alarm-far")), async (room, state) => {
+      const before = Date.now();
+      await room.alarms.by(1e16); // exp * 1000 of a token whose exp was written in ms
+      const at = (await state.storage.getAlarm())!;
+      expect(at).toBeGreaterThanOrEqual(before + 24 * HOUR);
+      expect(at).toBeLessThanOrEqual(Date.now() + 24 * HOUR);
+      // An earlier wake-up still moves it.
+      await room.alarms.by(before + HOUR);
+      expect(await state.storage.getAlarm()).toBe(before + HOUR);
+    });
+  });
+
   it("ifNone() sees a by() made while it read storage: the job is not run, the earlier alarm stands", async () => {
     await runInDurableObject(hubOf(channelName("alarm-ifnone")), async (_room, state) => {
       const now = Date.now();

@@ -5,6 +5,8 @@ export type AlarmJob = (now: number) => number | null | Promise<number | null>;
 
 /** A job that threw is tried again this much later (the runtime's own alarm retry is not used). */
 const FAILED_JOB_RETRY_MS = 30_000;
+/** The furthest ahead the alarm is set. */
+const MAX_AHEAD_MS = 86_400_000;
 
 /**
  * The room's one alarm, shared by named jobs (log retention, token expiry, presence liveness).
@@ -36,7 +38,10 @@ export class Alarm {
   }
 
   /** Makes sure the alarm fires by `at`. */
-  async by(at: number): Promise<void> {
+  async by(wanted: number): Promise<void> {
+    // A token's exp may be any number: one the runtime cannot take would leave `at` set with no
+    // alarm behind it. A day at most: the jobs say again when they are next due.
+    const at = Math.min(wanted, Date.now() + MAX_AHEAD_MS);
     await this.known();
     // Read after the await: another call may have moved the alarm while this one waited.
     const pending = this.at ?? null;
