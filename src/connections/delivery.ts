@@ -109,6 +109,8 @@ export class Delivery {
   private probeIn = 0;
   /** Sockets that wait for the next round, counted once per round (for `delivered`). */
   private waiting = 0;
+  /** Sockets that take frames in rounds, as the last frame sent to all found them (listing them costs). */
+  private batchingNow = 0;
   /**
    * Sockets in the middle of a paged replay: live messages skip them (they read those from the
    * log when their replay reaches the head), other frames do not.
@@ -147,7 +149,7 @@ export class Delivery {
       const sent = this.sendNow(frame, null);
       this.load = 1;
       // Only sockets that take batches can wait for a round: with none, there is none to wait for.
-      if (this.batching() > 0) this.roundSent();
+      if (this.batchingNow > 0) this.roundSent();
       return sent;
     }
     // Waiting for the next round: plain sockets take the frame now, the others with the round.
@@ -258,12 +260,15 @@ export class Delivery {
     return isEntry(frame) ? this.held : NONE;
   }
 
+  /** Sends one frame to every socket now; notes how many take frames in rounds (`batchingNow`). */
   private sendNow(frame: Out, exclude: WebSocket | null): number {
     const held = this.heldFor(frame);
-    let sent = sendEach(this.sockets.group("ws"), frame.json, exclude, held) + sendEach(this.sockets.group("wb"), frame.json, exclude, held);
+    const batching = this.sockets.group("wb");
+    let sent = sendEach(this.sockets.group("ws"), frame.json, exclude, held) + sendEach(batching, frame.json, exclude, held);
     const streams = this.sockets.group("sse");
     // SSE text is made only when there is a stream to take it.
     if (streams.length > 0) sent += sendEach(streams, sseEvent(frame), exclude, held);
+    this.batchingNow = batching.length + streams.length;
     return sent;
   }
 }
