@@ -13,7 +13,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const hardStop = setTimeout(() => (console.error("latency: hard stop reached"), process.exit(2)), 280_000);
 hardStop.unref();
 
-const server = await serveOnWorkerd({ PUBLISH_KEY: KEY, CHANNEL_OPTIONS: JSON.stringify([{ match: "sharded-*", shards: 4 }]) });
+const server = await serveOnWorkerd({ PUBLISH_KEY: KEY, CHANNEL_OPTIONS: JSON.stringify([{ match: "sharded-*", shards: 4 }]) }, { logs: process.env.LOGS ? "inherit" : "ignore" });
 const ws = server.url.replace(/^http/, "ws");
 
 /** One subscriber: its socket and the time each seq arrived (ms, this process's clock). */
