@@ -200,8 +200,10 @@ it("charts delivered messages per second and subscribers as real publishes come,
   const messages = await figure(page, "rate-chart", /\(([\d.]+) messages\/s\)/);
   expect(Math.abs(delivered - 2 * messages)).toBeLessThanOrEqual(1);
   expect(await page.textContent("#rate-now")).toMatch(/^[\d.]+\/s$/);
-  const heights = (await page.getAttribute("#rate-chart polyline", "points"))!.split(" ").map((xy) => Number(xy.split(",")[1]));
-  expect(heights.length).toBeGreaterThanOrEqual(2);
+  // A rate needs two samples, so the line may have one point when the first rate shows: wait for a second.
+  const points = async () => (await page.getAttribute("#rate-chart polyline", "points"))?.split(" ") ?? [];
+  await expect.poll(async () => (await points()).length, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
+  const heights = (await points()).map((xy) => Number(xy.split(",")[1]));
   expect(Math.min(...heights)).toBeLessThan(80); // a point above the baseline: the drawn line rose
 
   // The list of occupied channels names this one (the directory hears of it from the hub's alarm), marked as watched.
@@ -210,7 +212,7 @@ it("charts delivered messages per second and subscribers as real publishes come,
   expect(await listed.getAttribute("aria-current")).toBe("true");
 
   // A few seconds of line, and a growing message mid-growth, for the screenshots.
-  await expect.poll(async () => (await page.getAttribute("#rate-chart polyline", "points"))!.split(" ").length, { timeout: 15_000 }).toBeGreaterThanOrEqual(6);
+  await expect.poll(async () => (await points()).length, { timeout: 15_000 }).toBeGreaterThanOrEqual(6);
   await pub.publish(ch, "answer", "Thinking", { id: "grows" });
   await pub.append(ch, "grows", " it over");
   await expect.poll(() => page.textContent("#frames .msg.growing .grow")).toBe("growing…");
