@@ -34,7 +34,7 @@ function room() {
   const batching = peer();
   const plain = peer();
   const groups: Record<Group, WebSocket[]> = { wb: [batching.server], ws: [plain.server], sse: [] };
-  const delivery = new Delivery({ group: (g) => groups[g], count: () => 2 });
+  const delivery = new Delivery({ group: (g) => groups[g] });
   return { delivery, batching, plain };
 }
 

@@ -11,7 +11,6 @@ import type { Group, SocketState, Transport } from "./sockets.js";
 /** The sockets a Delivery sends to, by group: all of an object's, or one channel's on a connection edge. */
 export interface SocketSource {
   group(group: Group): WebSocket[];
-  count(): number;
 }
 
 /** Sends one frame to one socket. A socket that fails to take it is skipped: its close handler cleans up. */

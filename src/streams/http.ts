@@ -13,6 +13,7 @@ import { checkConfig, configFor } from "../settings/config.js";
 import { hubStub, type StreamRequest } from "../rpc.js";
 import { readBytes } from "../http/body.js";
 import type { Reach } from "../http/reach.js";
+import { queryOf, urlOf } from "../server/request-url.js";
 import { cursorFor, PREFLIGHT, reply } from "./reply.js";
 import { sseResponse } from "./sse.js";
 
@@ -74,7 +75,8 @@ export async function streams(request: Request, env: Env, reach: Reach): Promise
   try {
     checkConfig(env);
     if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: PREFLIGHT });
-    const url = new URL(request.url);
+    const url = urlOf(request);
+    const query = queryOf(request);
     const name = nameOf(url);
     if (name === null) return fail(400, `stream name must be a channel name: ${CHANNEL_RULE}`);
     const hub = hubStub(env, name);
@@ -115,17 +117,17 @@ export async function streams(request: Request, env: Env, reach: Reach): Promise
         return reply(await hub.streamCall({ ...base, op: "delete" }));
       case "GET": {
         const reader = await authorizeRead(env, name, credential);
-        const offsets = url.searchParams.getAll("offset");
+        const offsets = query.getAll("offset");
         if (offsets.length > 1) return fail(400, "one offset at most");
         const offset = offsets[0] ?? null;
         if (offset !== null && !OFFSET.test(offset)) return fail(400, "offset must be -1, now or an offset the stream gave");
-        const live = url.searchParams.get("live");
+        const live = query.get("live");
         if ((live === "long-poll" || live === "sse") && offset === null) return fail(400, `live=${live} needs an offset`);
         const waitMs = configFor(env, name).streamLongPollMs;
-        if (live === "sse") return sseResponse(env, name, { ...base, op: "read", offset }, url.searchParams.get("cursor"), reader.exp, configFor(env, name).sseMaxBacklogBytes);
+        if (live === "sse") return sseResponse(env, name, { ...base, op: "read", offset }, query.get("cursor"), reader.exp, configFor(env, name).sseMaxBacklogBytes);
         if (live === "long-poll") {
           const r = await hub.streamCall({ ...base, op: "read", offset, waitMs });
-          return reply(r, r.status === 200 || r.status === 204 ? { "stream-cursor": cursorFor(url.searchParams.get("cursor")) } : {});
+          return reply(r, r.status === 200 || r.status === 204 ? { "stream-cursor": cursorFor(query.get("cursor")) } : {});
         }
         return reply(await hub.streamCall({ ...base, op: "read", offset }));
       }

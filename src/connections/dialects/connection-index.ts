@@ -72,7 +72,7 @@ export class ConnectionIndex {
   delivery(channel: string): Delivery {
     let d = this.deliveries.get(channel);
     if (d === undefined) {
-      d = new Delivery({ group: (g) => (g === "wb" ? this.of(channel) : []), count: () => this.count(channel) });
+      d = new Delivery({ group: (g) => (g === "wb" ? this.of(channel) : []) });
       this.deliveries.set(channel, d);
     }
     return d;
