@@ -1,6 +1,8 @@
 // The hub's side of edges (DESIGN.md "Edges"): which edges hold sockets of this channel (kept
 // in the hub's SQLite, so a hub restart loses none), and pushing them every frame after it is
-// appended: one RPC per edge per flush, frames in seq order. A push that fails marks the edges
+// appended, frames in seq order. An idle edge is pushed at the end of the publish's own turn; an
+// edge with a push still in flight gets what came meanwhile in one push when that one settles,
+// so pushes batch as the edge's pace says, with no timer. A push that fails marks the edges
 // behind in storage and the alarm tells them to catch up from the log; edges drop seqs they
 // already have and fetch gaps themselves, so a lost push never becomes a lost message.
 import type { Env } from "../env.js";
@@ -11,19 +13,26 @@ import { EDGES_BEHIND_KEY, hasTable, TABLES } from "../schema.js";
 
 const RETRY_MS = 1000;
 /**
- * Message pushes in flight to one edge, at most. An edge slower than its hub would otherwise
- * queue pushes in both objects without bound; past the window it is sent nothing more until a
- * push settles, and then told to catch up from the log (it fetches what it missed in pages).
+ * Messages held at most for one edge while a push to it is in flight. An edge slower than its
+ * hub would otherwise hold them in the hub without bound; past this it is told to catch up from
+ * the log when its push settles (it fetches what it missed in pages).
  */
-export const PUSH_WINDOW = 2;
+export const HELD_MAX = 256;
+
+interface Held {
+  channel: string;
+  epoch: string;
+  messages: Pushed[];
+}
 
 export class EdgeLinks {
   /** Edge names, read once per wake; null until then. */
   private known: Set<string> | null = null;
   private queue: Pushed[] = [];
   private queued: { channel: string; epoch: string } | null = null;
-  /** Calls in flight, by edge, and edges that were skipped past the window (they catch up). */
+  /** Calls in flight, by edge; messages held for an edge until its call settles; edges that held too many (they catch up). */
   private readonly inFlight = new Map<string, number>();
+  private readonly held = new Map<string, Held>();
   private readonly lagging = new Set<string>();
 
   constructor(
@@ -68,12 +77,15 @@ export class EdgeLinks {
   remove(name: string): void {
     const names = this.list();
     if (!names.delete(name)) return;
+    this.held.delete(name);
+    this.lagging.delete(name);
     this.ctx.storage.sql.exec("DELETE FROM edges WHERE name = ?", name);
   }
 
   /**
-   * Queues a message for every edge (its `skip` comes with it); the queue goes out in one push per
-   * edge on the next turn.
+   * Queues a message for every edge (its `skip` comes with it). The queue goes out when this turn
+   * ends (the messages of one call in one push), not on a timer: a timer would wait behind
+   * whatever else the object has to do.
    */
   push(channel: string, epoch: string, m: LoggedMessage): void {
     if (this.list().size === 0) return;
@@ -81,7 +93,7 @@ export class EdgeLinks {
     this.queue.push(m);
     if (this.queued === null) {
       this.queued = { channel, epoch };
-      setTimeout(() => this.flush(), 0);
+      queueMicrotask(() => this.flush());
     }
   }
 
@@ -115,19 +127,40 @@ export class EdgeLinks {
 
   private send(channel: string, push: Push): void {
     for (const name of this.list()) {
-      // Messages can be fetched from the log later; presence changes and resets cannot.
-      if ("messages" in push && (this.inFlight.get(name) ?? 0) >= PUSH_WINDOW) {
-        this.lagging.add(name);
-        continue;
+      if ("messages" in push && this.inFlight.has(name)) this.hold(name, channel, push.epoch, push.messages);
+      else {
+        // Whatever is held for the edge goes before a presence change, a count or a reset.
+        this.release(name);
+        this.call(name, channel, () => edgeStub(this.env, name).receive(channel, push));
       }
-      this.call(name, channel, () => edgeStub(this.env, name).receive(channel, push));
     }
+  }
+
+  /** Messages for an edge with a push in flight: they go in one push when it settles. */
+  private hold(name: string, channel: string, epoch: string, messages: Pushed[]): void {
+    if (this.lagging.has(name)) return; // it catches up from the log when its push settles
+    const held = this.held.get(name);
+    if (held === undefined && messages.length <= HELD_MAX) this.held.set(name, { channel, epoch, messages: [...messages] });
+    else if (held !== undefined && held.epoch === epoch && held.messages.length + messages.length <= HELD_MAX) held.messages.push(...messages);
+    else {
+      // Too many, or a new epoch: the log has them all.
+      this.held.delete(name);
+      this.lagging.add(name);
+    }
+  }
+
+  /** Sends what is held for an edge now. */
+  private release(name: string): void {
+    const held = this.held.get(name);
+    if (held === undefined) return;
+    this.held.delete(name);
+    this.call(name, held.channel, () => edgeStub(this.env, name).receive(held.channel, { epoch: held.epoch, messages: held.messages }));
   }
 
   /**
    * One call to an edge. Not awaited by the publish: the hub answers once the message is in its
-   * log (an outbound call keeps the hub in memory until it settles). When it settles, an edge
-   * that was skipped meanwhile is told to catch up.
+   * log (an outbound call keeps the hub in memory until it settles). When the edge has no call
+   * left in flight, what was held for it goes, or, if it held too many, it is told to catch up.
    */
   private call(name: string, channel: string, rpc: () => Promise<number | void>): void {
     this.inFlight.set(name, (this.inFlight.get(name) ?? 0) + 1);
@@ -136,9 +169,11 @@ export class EdgeLinks {
       .catch((err: unknown) => this.behind(name, err))
       .finally(() => {
         const left = this.inFlight.get(name)! - 1;
-        if (left > 0) this.inFlight.set(name, left);
-        else this.inFlight.delete(name);
-        if (this.lagging.delete(name) && this.list().has(name)) this.call(name, channel, () => edgeStub(this.env, name).sync(channel));
+        if (left > 0) return void this.inFlight.set(name, left);
+        this.inFlight.delete(name);
+        if (!this.list().has(name)) return;
+        if (this.lagging.delete(name)) this.call(name, channel, () => edgeStub(this.env, name).sync(channel));
+        else this.release(name);
       });
   }
 

@@ -8,6 +8,7 @@ import { RoomObject } from "../../src/room-object";
 import type { MsgFrame, ServerFrame, WelcomeFrame } from "../../src/protocol";
 import { connectRequest } from "../../src/connections/connect";
 import { edgeName } from "../../src/rpc";
+import { HELD_MAX } from "../../src/hub/edge-links";
 import { call, channelName, PUBLISH_KEY, publishOk, TestSocket, token, hubOf, edgeOf } from "../helpers";
 import { loggedEvents } from "../logs";
 import { dropPushes, holdPushes, restore } from "./faults";
@@ -127,6 +128,9 @@ describe("a sharded channel", () => {
     const [s] = await onEdge(ch, 0);
     await publishOk(ch, "m", 1);
     expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    // The hub's own wake-up after its first subscriber runs first: run later, it would also tell
+    // the edge to catch up, and the gap would never be seen.
+    await runDurableObjectAlarm(hub(ch));
     dropPushes(1);
     await publishOk(ch, "m", 2); // this push is lost
     await new Promise((r) => setTimeout(r, 50));
@@ -136,7 +140,7 @@ describe("a sharded channel", () => {
     expect(loggedEvents("gap")).toMatchObject([{ channel: ch, to: 2, reset: false }]);
   });
 
-  it("sends a slow edge at most 2 pushes at a time; it catches up the rest from the log, each seq once, in order", async () => {
+  it("sends a slow edge one push at a time, and what came meanwhile in one push when it settles, each seq once, in order", async () => {
     const ch = channelName("shard");
     const [s] = await onEdge(ch, 0);
     await publishOk(ch, "m", 0);
@@ -144,14 +148,32 @@ describe("a sharded channel", () => {
     const slow = holdPushes();
     for (let i = 1; i <= 30; i++) {
       await publishOk(ch, "m", i);
-      await new Promise((r) => setTimeout(r, 2)); // one push per publish
+      await new Promise((r) => setTimeout(r, 2)); // each publish in a turn of its own
     }
-    // 0.3.0 had all 30 in flight, each queued on the edge's chain.
-    expect(slow.maxInFlight()).toBe(2);
+    // 0.3.0 had all 30 in flight, each queued on the edge's chain; 0.4.0 had two.
+    expect(slow.maxInFlight()).toBe(1);
+    expect(slow.calls()).toBe(1);
     slow.release();
     expect((await seqsUntil(s, 31)).seqs).toEqual(range(2, 31));
+    expect(slow.calls()).toBe(2); // seqs 3..31 went in one push
     expect(await s.settle()).toEqual([]);
   });
+
+  it(`tells an edge that fell more than ${HELD_MAX} messages behind to catch up from the log, each seq once, in order`, async () => {
+    const ch = channelName("wide"); // "wide-*" keeps 1000 messages
+    const [s] = await onEdge(ch, 0);
+    await publishOk(ch, "m", 0);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    const slow = holdPushes();
+    for (let i = 2; i <= HELD_MAX + 50; i++) await publishOk(ch, "m", i);
+    expect(slow.maxInFlight()).toBe(1);
+    slow.release();
+    expect((await seqsUntil(s, HELD_MAX + 50, 10_000)).seqs).toEqual(range(2, HELD_MAX + 50));
+    // The held push, then one catch-up: the hub kept no more than HELD_MAX messages for it.
+    expect(slow.calls()).toBe(2);
+    expect(loggedEvents("sync")).toMatchObject([{ channel: ch }]);
+    expect(await s.settle()).toEqual([]);
+  }, 30_000);
 
   it("keeps a publish's exclusion through gap repair: the log says whom it skips", async () => {
     const ch = channelName("shard");
