@@ -31,10 +31,10 @@ async function freePort() {
 }
 
 /** Starts workerd; answers { url, pid, stop }. `vars` add to / override wrangler.toml's. */
-export async function serveOnWorkerd(vars = {}, { logs = "ignore", v8Flags = [] } = {}) {
+export async function serveOnWorkerd(vars = {}, { logs = "ignore", v8Flags = [], entry = path.join(root, "src/worker.ts") } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "hibercast-workerd-"));
   await build({
-    entryPoints: [path.join(root, "src/worker.ts")], outfile: path.join(dir, "worker.mjs"), bundle: true,
+    entryPoints: [entry], outfile: path.join(dir, "worker.mjs"), bundle: true,
     format: "esm", platform: "neutral", target: "es2022", external: ["cloudflare:*"],
     conditions: ["workerd", "worker", "browser"], mainFields: ["module", "main"], logLevel: "warning",
   });
