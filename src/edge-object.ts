@@ -88,15 +88,17 @@ export class EdgeObject extends SocketHost implements EdgeRpc {
     return { ws: this.subscribersOf(channel) - sse, sse };
   }
 
-  async holds(channel: string, cids: string[]): Promise<{ holds: boolean; live: string[] }> {
+  async holds(channel: string, cids: string[], seq?: number): Promise<{ holds: boolean; live: string[] }> {
     // In the channel's turn: a subscribe on its way (attached, not yet added) is counted.
-    return this.channels.inTurn(channel, async () => {
+    const answer = await this.channels.inTurn(channel, async () => {
       const live = cids.filter((cid) => {
         const ws = this.sockets.byCid(cid);
         return (ws === null ? null : stateOf(ws))?.subs?.[channel] !== undefined;
       });
       return { holds: this.subscribersOf(channel) > 0, live };
     });
+    if (answer.holds && seq !== undefined) await this.channels.sync(channel, seq);
+    return answer;
   }
 
   /** What the channel edge asks of this object: its dialects, all at once. */

@@ -393,7 +393,7 @@ export class RoomObject extends SocketHost implements HubRpc {
         const cids = byEdge.get(edge) ?? [];
         let answer: { holds: boolean; live: string[] };
         try {
-          answer = await edgeStub(this.env, edge).holds(this.channel, cids);
+          answer = await edgeStub(this.env, edge).holds(this.channel, cids, this.log.lastSeq);
         } catch (err) {
           return log("error", { where: "reconcile", channel: this.channel, edge, error: errorText(err) });
         }

@@ -175,6 +175,28 @@ describe("a sharded channel", () => {
     expect(await s.settle()).toEqual([]);
   }, 30_000);
 
+  it("catches an edge up on the hub's next reconciliation when the hub lost what it held for it, on a channel gone quiet", async () => {
+    const ch = channelName("shard");
+    const [s] = await onEdge(ch, 0);
+    await runDurableObjectAlarm(hub(ch)); // the hub's first wake-up, out of the way
+    await publishOk(ch, "m", 0);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    const slow = holdPushes();
+    await publishOk(ch, "m", 1); // seq 2: its push is in flight, held by the test
+    await new Promise((r) => setTimeout(r, 10));
+    await publishOk(ch, "m", 2); // seq 3: held by the hub until that push settles
+    // The hub loses what it held, as a restart between the two would (the test pool's eviction
+    // waits for the call in flight, so the memory is dropped here instead).
+    await runInDurableObject(hub(ch), (room) => (room.edges as unknown as { held: Map<string, unknown> }).held.clear());
+    slow.release();
+    expect((await seqsUntil(s, 2)).seqs).toEqual([2]);
+    expect(await s.settle()).toEqual([]); // nothing more comes by itself: no publish follows
+    await runDurableObjectAlarm(hub(ch));
+    expect((await seqsUntil(s, 3)).seqs).toEqual([3]);
+    expect(loggedEvents("sync")).toMatchObject([{ channel: ch, seq: 3 }]);
+    expect(await s.settle()).toEqual([]);
+  });
+
   it("keeps a publish's exclusion through gap repair: the log says whom it skips", async () => {
     const ch = channelName("shard");
     const [skipped, welcome] = await onEdge(ch, 0);

@@ -19,8 +19,9 @@ export function dropPushes(n: number): void {
 }
 
 /**
- * Holds every push to edges until `release()`, as an edge slower than its hub would: counts how
- * many are in flight at once. Catch-up calls (`sync`) are counted with them.
+ * Holds every message push to edges until `release()`, as an edge slower than its hub would:
+ * counts how many are in flight at once. Catch-up calls (`sync`) are counted with them; pushes of
+ * a presence change or a subscriber count go through (the hub sends those whatever is in flight).
  */
 export function holdPushes(): { maxInFlight: () => number; calls: () => number; release(): void } {
   const { receive, sync } = EdgeObject.prototype;
@@ -31,6 +32,8 @@ export function holdPushes(): { maxInFlight: () => number; calls: () => number; 
   const gate = new Promise<void>((r) => (open = r));
   const held = <A extends unknown[], R>(original: (...args: A) => Promise<R>) =>
     async function (this: EdgeObject, ...args: A): Promise<R> {
+      const push = args[1] as object | undefined;
+      if (push !== undefined && !("messages" in push)) return original.apply(this, args);
       calls++;
       max = Math.max(max, ++inFlight);
       try {
