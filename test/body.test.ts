@@ -32,6 +32,16 @@ describe("request bodies: a hard byte cap, chunked ones too", () => {
     expect(await history(ch)).toEqual([]);
   });
 
+  it("counts a body whose Content-Length says less than it holds (a request made in the isolate): 413, and nothing published", async () => {
+    const ch = channelName("body");
+    const { stream, state } = chunked(encode(JSON.stringify({ event: "e", data: "x".repeat(2 * MAX) })), 4096);
+    const answer = call(`/v1/channels/${ch}/messages`, { method: "POST", headers: { authorization: `Bearer ${PUBLISH_KEY}`, "content-type": "application/json", "content-length": "100" }, body: stream });
+    const res = await answer;
+    state.stop();
+    expect(res.status).toBe(413);
+    expect(await history(ch)).toEqual([]);
+  });
+
   it("cuts a body that never ends at the cap: 413 at once, not a wait for its end", async () => {
     const ch = channelName("body");
     const { stream, state } = chunked(encode("y".repeat(2 * MAX)), 1000, true);
