@@ -275,7 +275,22 @@ export interface Bindings {
 export const isInternalChannel = (channel: string) => channel.startsWith("#");
 
 /** A channel's hub: its RoomObject, named by the channel. */
-export const hubStub = (env: Bindings, channel: string) => env.ROOMS.get(env.ROOMS.idFromName(channel));
+/** Ids by name, per namespace: an id is a hash of its name, worth making once per isolate (bounded). */
+const ids = new WeakMap<object, Map<string, DurableObjectId>>();
+const MAX_IDS = 4096;
+
+export function idOf(ns: { idFromName(name: string): DurableObjectId }, name: string): DurableObjectId {
+  let byName = ids.get(ns);
+  if (byName === undefined) ids.set(ns, (byName = new Map()));
+  let id = byName.get(name);
+  if (id === undefined) {
+    if (byName.size >= MAX_IDS) byName.clear();
+    byName.set(name, (id = ns.idFromName(name)));
+  }
+  return id;
+}
+
+export const hubStub = (env: Bindings, channel: string) => env.ROOMS.get(idOf(env.ROOMS, channel));
 
 /**
  * The edges of a sharded channel are named by channel and index: `channel#k`. Connection pools
@@ -292,7 +307,7 @@ export function shardChannel(edge: string): string | null {
 }
 
 export const edgeStub = (env: Bindings, name: string, locationHint?: DurableObjectLocationHint) =>
-  env.EDGES.get(env.EDGES.idFromName(name), locationHint === undefined ? undefined : { locationHint });
+  env.EDGES.get(idOf(env.EDGES, name), locationHint === undefined ? undefined : { locationHint });
 
 export const DIRECTORY_NAME = "directory";
 export const directoryStub = (env: Bindings) => env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME));
