@@ -147,6 +147,24 @@ describe("an alarm's due queue", () => {
     expect(q.due(20)).toEqual([]);
     expect(q.next()).toBe(30);
   });
+
+  it("keeps one deadline per key: a new one replaces the old, a deleted key has none", async () => {
+    const { DueQueue } = await import("../src/connections/due-queue");
+    const q = new DueQueue<{ cid: string; ch: string }>(() => [], ({ cid, ch }) => `${cid}\n${ch}`);
+    for (let i = 0; i < 1000; i++) q.add(1000 + i, { cid: "c1", ch: "a" });
+    q.add(500, { cid: "c1", ch: "b" });
+    q.add(700, { cid: "c2", ch: "a" });
+    expect(q.size).toBe(3);
+    q.delete({ cid: "c2", ch: "a" });
+    q.delete({ cid: "nobody", ch: "a" });
+    expect(q.due(5000).map((e) => [e.at, e.key.ch])).toEqual([
+      [500, "b"],
+      [1999, "a"],
+    ]);
+    expect(q.size).toBe(0);
+    q.add(10, { cid: "c1", ch: "a" }); // taken keys can come back
+    expect(q.next()).toBe(10);
+  });
 });
 
 describe("ids of signed Pusher HTTP API requests", () => {

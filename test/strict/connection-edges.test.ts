@@ -52,4 +52,22 @@ describe("connection edges", () => {
     expect(await busy.next()).toEqual({ raw: "pong" });
     busy.close();
   });
+
+  it("keep one deadline per subscription and per connection however often a client subscribes and leaves", async () => {
+    const s = await TestSocket.open("/v1/ws");
+    await s.expect("welcome");
+    const ch = channelName("private-churn");
+    const grant = await token({ sub: "churn", ch: [ch] });
+    for (let i = 0; i < 200; i++) {
+      s.send({ t: "sub", ch, token: grant }); // a token: an expiry deadline each time
+      await s.expect("subscribed");
+      s.send({ t: "unsub", ch }); // no subscription left: an idle deadline each time
+      await s.expect("unsubscribed");
+    }
+    const deadlines = await runInDurableObject(edgeOf(poolEdgeName("conn", 0)), (edge) => (edge as unknown as { mux: { index: { deadlines: { expiries: number; idlers: number } } } }).mux.index.deadlines);
+    // 0.4.0-dev kept 200 of each, for as long as the token and the idle timeout ran.
+    expect(deadlines.expiries).toBe(0);
+    expect(deadlines.idlers).toBeLessThanOrEqual(3); // this connection's, and others' still open here
+    s.close();
+  });
 });

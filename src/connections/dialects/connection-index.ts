@@ -16,8 +16,9 @@ export class ConnectionIndex {
   private index: Map<string, Map<string, WebSocket>> | null = null;
   private readonly deliveries = new Map<string, Delivery>();
   /** Token expiries of subscriptions, by (cid, channel). */
-  private readonly expiries = new DueQueue<{ cid: string; ch: string }>(() =>
-    this.everySub().flatMap(([state, ch, sub]) => (sub.exp === null ? [] : [{ at: sub.exp * 1000, key: { cid: state.cid, ch } }])),
+  private readonly expiries = new DueQueue<{ cid: string; ch: string }>(
+    () => this.everySub().flatMap(([state, ch, sub]) => (sub.exp === null ? [] : [{ at: sub.exp * 1000, key: { cid: state.cid, ch } }])),
+    ({ cid, ch }) => `${cid}\n${ch}`,
   );
   /** When connections with no subscription count as idle since (see SocketState.idle), by cid. */
   private readonly idlers = new DueQueue<string>(() =>
@@ -95,7 +96,9 @@ export class ConnectionIndex {
     }
     this.built();
     this.entry(channel).set(state.cid, ws);
+    this.idlers.delete(state.cid);
     if (sub.exp !== null) this.expiries.add(sub.exp * 1000, { cid: state.cid, ch: channel });
+    else this.expiries.delete({ cid: state.cid, ch: channel });
   }
 
   remove(ws: WebSocket, channel: string): void {
@@ -108,6 +111,7 @@ export class ConnectionIndex {
     }
     this.sockets.save(ws, state);
     this.built().get(channel)?.delete(state.cid);
+    this.expiries.delete({ cid: state.cid, ch: channel });
   }
 
   /** The connection's subscriptions as stored now. */
@@ -117,7 +121,16 @@ export class ConnectionIndex {
 
   /** A connection is gone: it leaves every channel's index. */
   drop(state: SocketState): void {
-    for (const ch of Object.keys(state.subs ?? {})) this.built().get(ch)?.delete(state.cid);
+    for (const ch of Object.keys(state.subs ?? {})) {
+      this.built().get(ch)?.delete(state.cid);
+      this.expiries.delete({ cid: state.cid, ch });
+    }
+    this.idlers.delete(state.cid);
+  }
+
+  /** Deadlines kept (expiries, idle connections): no more than live subscriptions and connections. */
+  get deadlines(): { expiries: number; idlers: number } {
+    return { expiries: this.expiries.size, idlers: this.idlers.size };
   }
 
   /** The edge no longer serves a channel: its delivery and index entry go. */
