@@ -19,6 +19,7 @@ import { PRESENCE_SWEEP_MS, PRESENCE_TIMEOUT_MS, silentFor } from "./connections
 import { SocketHost } from "./connections/socket-host.js";
 import { stateOf, type SocketState } from "./connections/sockets.js";
 import { EdgeLinks } from "./hub/edge-links.js";
+import { Commits } from "./hub/commits.js";
 import { historyBody } from "./hub/history.js";
 import { Occupancy } from "./hub/occupancy.js";
 import { Presence, RemoteMembers } from "./hub/presence.js";
@@ -67,6 +68,7 @@ export class RoomObject extends SocketHost implements HubRpc {
   private readonly occupancy: Occupancy;
   private readonly webhooks: Webhooks;
   private readonly streams: StreamState;
+  private readonly commits: Commits;
   /** Long-polls of the stream waiting for its next append (or its end). */
   private readonly streamWaiters = new Set<() => void>();
   protected readonly dialects: { channel: ChannelSockets };
@@ -88,6 +90,7 @@ export class RoomObject extends SocketHost implements HubRpc {
     this.occupancy = new Occupancy(ctx.storage, (channel, occupied, now) => this.occupancyChanged(channel, occupied, now));
     if (!this.log.hasStoredEpoch) this.recallEpoch();
     const replayLog = this.log;
+    this.commits = new Commits(ctx.storage);
     this.streams = new StreamState(
       {
         sql: ctx.storage.sql,
@@ -419,6 +422,7 @@ export class RoomObject extends SocketHost implements HubRpc {
     if (req.op === "append" && (req.scope ?? "") !== "" && this.tokenRate.take(req.scope!, this.clientPubPerS) !== "ok") {
       return { status: 429, headers: { "content-type": "text/plain" }, body: `at most ${this.clientPubPerS} appends per second with one token (clientPubPerS)` };
     }
+    if (req.op === "append") return this.commits.run(() => this.streams.handle(req, Date.now()));
     if (req.op !== "read" || req.waitMs <= 0) return this.streams.handle(req, Date.now());
     // A long-poll: from where the stream is (offset=now) or from the offset, wait for news.
     const offset = req.offset === "now" ? await this.streams.tailOffset(Date.now()) : req.offset;
