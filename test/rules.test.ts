@@ -36,6 +36,23 @@ describe("a grant lives as long as its token", () => {
   });
 });
 
+describe("a pub after its token expired is refused at once, before any sweep", () => {
+  it("on a channel socket whose auth frame gave the grant (the closing alarm comes late)", async () => {
+    const ch = channelName("news");
+    const [room] = await TestSocket.subscribe(ch);
+    room.send({ t: "auth", token: await token({ ch: [ch], pub: [ch] }, { expiresIn: inSeconds(2) }) });
+    room.send({ t: "pub", e: "e", d: 1, id: "while-granted" });
+    expect((await room.take("ack", 1))[0]).toMatchObject({ id: "while-granted" });
+    // Alarms may come late (the sweep's promise is "within a minute"): this one does not come.
+    await runInDurableObject(hubOf(ch), (_room, state) => state.storage.deleteAlarm());
+    await sleep(2500);
+    room.send({ t: "pub", e: "e", d: 2, id: "late" });
+    expect(await room.next()).toMatchObject({ t: "err", code: "unauthorized", id: "late" });
+    expect((await (await call(`/v1/channels/${ch}/messages`)).json<{ messages: { d: unknown }[] }>()).messages.map((m) => m.d)).toEqual([1]);
+    room.close();
+  });
+});
+
 describe("an unsub that overtakes its sub wins", () => {
   it("on /v1/ws: sub then unsub back to back leaves no subscription and delivers nothing", async () => {
     const ch = channelName("race");

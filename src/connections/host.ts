@@ -20,7 +20,7 @@ export interface DialectHost {
   readonly alarms: Alarm;
   config(channel: string): ChannelConfig;
   /** A client's publish: checked against its grant and rate, published, answered with the result. */
-  publishFromSocket(ws: WebSocket, state: SocketState, channel: string, grant: { sub: string | null; pub: boolean }, input: PublishInput): Promise<PublishResult | null>;
+  publishFromSocket(ws: WebSocket, state: SocketState, channel: string, grant: { sub: string | null; pub: boolean; exp: number | null }, input: PublishInput): Promise<PublishResult | null>;
   /** Publishes for a client (the hub records it; an edge forwards it to the channel's hub). */
   publishFor(channel: string, input: PublishInput, options: PublishOptions): Promise<PublishResult>;
   /** Cleans up after a socket that is going (the one close path); answers its state. Never throws. */

@@ -94,10 +94,12 @@ export abstract class SocketHost extends DurableObject<Env> implements DialectHo
    * grant for that channel (who it is, whether it may publish) and the rate limit, then
    * published. Answers the result, or null when the socket was cut off for flooding.
    */
-  async publishFromSocket(ws: WebSocket, state: SocketState, channel: string, grant: { sub: string | null; pub: boolean }, input: PublishInput): Promise<PublishResult | null> {
+  async publishFromSocket(ws: WebSocket, state: SocketState, channel: string, grant: { sub: string | null; pub: boolean; exp: number | null }, input: PublishInput): Promise<PublishResult | null> {
     // Frames still queued behind a close (the server's own, or a cut) publish nothing.
     if (ws.readyState !== WebSocket.READY_STATE_OPEN) return null;
     if (!grant.pub) throw new ServiceError("forbidden", "this connection may not publish here", input.id);
+    // A grant dies with its token, not with the sweep that closes what it opened.
+    if (grant.exp !== null && grant.exp * 1000 <= Date.now()) throw new ServiceError("unauthorized", "token expired: send a fresh one", input.id);
     const perS = this.config(channel).clientPubPerS;
     const verdict = this.pubRate.take(state.cid, perS);
     // Over the limit: refused with an err; a client that keeps going is cut off.

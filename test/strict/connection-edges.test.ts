@@ -70,4 +70,23 @@ describe("connection edges", () => {
     expect(deadlines.idlers).toBeLessThanOrEqual(3); // this connection's, and others' still open here
     s.close();
   });
+
+  it("refuse a pub on /v1/ws once the sub's token expired, before the alarm ends the subscription", async () => {
+    const s = await TestSocket.open("/v1/ws");
+    await s.expect("welcome");
+    const ch = channelName("private-late");
+    s.send({ t: "sub", ch, token: await token({ sub: "m", ch: [ch], pub: [ch] }, { expiresIn: Math.floor(Date.now() / 1000) + 2 }) });
+    await s.expect("subscribed");
+    s.send({ t: "pub", ch, e: "e", d: 1, id: "while-granted" });
+    expect(await s.expect("ack")).toMatchObject({ id: "while-granted" });
+    // Alarms may come late (the sweep's promise is "within a minute"): this one does not come.
+    await runInDurableObject(edgeOf(poolEdgeName("conn", 0)), (_edge, state) => state.storage.deleteAlarm());
+    await new Promise((r) => setTimeout(r, 2500));
+    s.send({ t: "pub", ch, e: "e", d: 2, id: "late" });
+    const frames = await s.settle(300);
+    expect(frames.find((f) => f.t === "err" || f.t === "ack")).toMatchObject({ t: "err", ch, code: "unauthorized", id: "late" });
+    expect(frames.filter((f) => f.t === "msg").map((f) => (f as { d: unknown }).d)).not.toContain(2);
+    s.close();
+    await s.closed;
+  });
 });

@@ -122,7 +122,7 @@ export class MuxConnections extends IndexedConnections implements Dialect {
           if (frame.ch === null) throw new ServiceError("bad_frame", 'a multiplexed connection names the channel of a pub: "ch"', frame.input.id);
           const sub = this.index.subsOf(ws)[frame.ch];
           if (sub === undefined) throw new ServiceError("forbidden", `not subscribed to ${frame.ch}`, frame.input.id);
-          const result = await this.host.publishFromSocket(ws, state, frame.ch, { pub: sub.pub, sub: sub.sub ?? state.sub }, frame.input);
+          const result = await this.host.publishFromSocket(ws, state, frame.ch, { pub: sub.pub, sub: sub.sub ?? state.sub, exp: sub.exp }, frame.input);
           if (result !== null) this.host.delivery.to(ws, state, out({ t: "ack", ch: frame.ch, id: result.id, seq: result.seq, duplicate: result.duplicate, ...(result.ref === undefined ? {} : { ref: result.ref }) } satisfies ServerFrame));
           return;
         }
