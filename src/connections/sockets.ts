@@ -116,8 +116,10 @@ export class Sockets {
     const tags = [cidTag(state.cid), groupOf(state)];
     if (this.isMember(state)) tags.push(PRESENCE_TAG, userTag(state.sub!));
     if (state.exp !== null) tags.push(EXPIRES_TAG);
-    this.ctx.acceptWebSocket(ws, tags);
+    // The state first: one past the runtime's attachment cap throws here, before the runtime
+    // holds a socket with no state to go with it.
     ws.serializeAttachment(state);
+    this.ctx.acceptWebSocket(ws, tags);
     this.counted = total + 1;
   }
 

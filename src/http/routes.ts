@@ -23,6 +23,7 @@ import { parseBatchOption, parseHistory, parseSseStart, parseStart } from "./par
 import { relayAsSse, SSE_HEADERS } from "./sse-relay.js";
 import type { Reach } from "./reach.js";
 import { queryOf } from "../server/request-url.js";
+import { utf8Length } from "../server/utf8.js";
 
 type Args = [Env, ExecutionContext, Reach];
 
@@ -81,6 +82,9 @@ async function connectMux(request: IRequest, env: Env, _ctx: ExecutionContext, r
   requireSocket(request, env);
   const credential = await reach.credential(request, true);
   const claims = credential === null ? null : await claimsOf(env, credential);
+  if (claims !== null && utf8Length(JSON.stringify(claims)) > LIMITS.connectionClaimsBytes) {
+    throw new ServiceError("too_large", `the connection token's claims are over ${LIMITS.connectionClaimsBytes} bytes: grant fewer channels in it, or send a token with each sub`);
+  }
   const stub = connectionEdge(request, env, "conn");
   const identity = { sub: claims?.sub ?? null, canPublish: false, exp: null, info: null };
   return stub.fetch(connectRequest({ channel: "", identity, start: { cursor: null, rewind: 0 }, transport: "ws", batch: true, mux: { claims } }));

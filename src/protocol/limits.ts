@@ -4,6 +4,11 @@ export const LIMITS = {
   eventName: 128,
   id: 128,
   presenceInfoBytes: 1024,
+  /**
+   * Bytes of a `/v1/ws` connection token's claims (as JSON), at most: they are kept with the
+   * connection (the runtime keeps at most 16 KiB), and what they take its subscriptions cannot.
+   */
+  connectionClaimsBytes: 4096,
   batch: 100,
   historyLimit: 1000,
   rewind: 100,

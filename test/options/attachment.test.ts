@@ -3,7 +3,7 @@
 // would not fit is refused with too_large, and nothing of it is left: the edge is not left
 // listed by the channel's hub (security review finding 20).
 import { describe, expect, it, onTestFinished } from "vitest";
-import { call, channelName, TestSocket } from "../helpers";
+import { call, channelName, TestSocket, token } from "../helpers";
 
 const LIMIT = 16 * 1024;
 
@@ -38,5 +38,20 @@ describe("a /v1/ws connection whose attachment is full", () => {
     s.send("ping");
     expect(await s.next()).toEqual({ raw: "pong" });
     s.close();
+  });
+});
+
+describe("a /v1/ws connection token", () => {
+  it("with claims over 4 KiB is refused before the connection is made (too_large, 4413): the connection keeps them", async () => {
+    const many = Array.from({ length: 300 }, (_, i) => `private-room-${i}`); // about 6 KB of claims
+    const s = await TestSocket.open(`/v1/ws?token=${await token({ sub: "big", ch: many })}`);
+    expect(await s.next()).toMatchObject({ t: "err", code: "too_large", close: 4413 });
+    expect((await s.closed).code).toBe(4413);
+    // One that fits connects, and its grants serve a sub.
+    const ok = await TestSocket.open(`/v1/ws?token=${await token({ sub: "small", ch: many.slice(0, 50) })}`);
+    await ok.expect("welcome");
+    ok.send({ t: "sub", ch: "private-room-7" });
+    await ok.expect("subscribed");
+    ok.close();
   });
 });
