@@ -22,7 +22,7 @@ import { EdgeLinks } from "./hub/edge-links.js";
 import { Commits } from "./hub/commits.js";
 import { historyBody } from "./hub/history.js";
 import { Occupancy } from "./hub/occupancy.js";
-import { Presence, RemoteMembers } from "./hub/presence.js";
+import { LocalMembers, Presence, RemoteMembers } from "./hub/presence.js";
 import { deliver, publish, refusal } from "./hub/publish.js";
 import { STREAM_EVENT, StreamState } from "./hub/stream.js";
 import { PublishRate } from "./connections/rate-limit.js";
@@ -65,6 +65,7 @@ export class RoomObject extends SocketHost implements HubRpc {
   readonly log: ReplayLog;
   readonly edges: EdgeLinks;
   private readonly presence: Presence;
+  private readonly localMembers: LocalMembers;
   private readonly occupancy: Occupancy;
   private readonly webhooks: Webhooks;
   private readonly streams: StreamState;
@@ -84,7 +85,8 @@ export class RoomObject extends SocketHost implements HubRpc {
     this.log.retention = retentionOf(this.config(this.channel));
     this.channelSockets = new ChannelSockets(this, this.channel);
     this.dialects = { channel: this.channelSockets };
-    this.presence = new Presence(this.sockets, new RemoteMembers(ctx.storage.sql));
+    this.localMembers = new LocalMembers(ctx.storage.sql);
+    this.presence = new Presence(this.sockets, new RemoteMembers(ctx.storage.sql), this.localMembers);
     this.edges = new EdgeLinks(ctx, env, (at) => this.alarms.by(at), (name) => this.edgeGone(name));
     this.webhooks = new Webhooks(ctx.storage, env);
     this.occupancy = new Occupancy(ctx.storage, (channel, occupied, now) => this.occupancyChanged(channel, occupied, now));
@@ -356,11 +358,11 @@ export class RoomObject extends SocketHost implements HubRpc {
    * the directory told.
    */
   private forgetIfUnused(): void {
-    if (this.log.lastSeq !== 0 || this.edges.count > 0 || this.sockets.count() > 0 || this.presence.remoteByEdge().size > 0) return;
+    if (this.log.lastSeq !== 0 || this.edges.count > 0 || this.sockets.count() > 0 || this.presence.remoteByEdge().size > 0 || this.localMembers.size > 0) return;
     const kv = this.ctx.storage.kv;
     if (this.mayTrack && (this.occupancy.occupied || !this.webhooks.idle() || kv.get(DIRECTORY_DUE_KEY) !== undefined)) return;
     this.log.forgetIfUnused();
-    this.ctx.storage.sql.exec("DROP TABLE IF EXISTS edges; DROP TABLE IF EXISTS remote_members");
+    this.ctx.storage.sql.exec("DROP TABLE IF EXISTS edges; DROP TABLE IF EXISTS remote_members; DROP TABLE IF EXISTS local_members");
     this.edges.forgetTable();
     this.occupancy.forget();
     this.webhooks.forget();
@@ -677,6 +679,8 @@ export class RoomObject extends SocketHost implements HubRpc {
    */
   private sweepPresence(now: number): number | null {
     const sockets = this.sockets.members();
+    // Members whose sockets went with a restart, without close events, leave now.
+    for (const member of this.presence.ghosts()) this.left(member, null, null);
     for (const ws of sockets) {
       const state = stateOf(ws);
       // An SSE stream's socket never pings: its relay notices a vanished client itself.

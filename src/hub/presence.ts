@@ -26,6 +26,7 @@ export class Presence {
   constructor(
     private readonly sockets: Sockets,
     private readonly remote: RemoteMembers,
+    private readonly local: LocalMembers,
   ) {}
 
   private members(): Map<string, Member> {
@@ -49,13 +50,33 @@ export class Presence {
   /** Call after accepting a socket; answers the member when this is its first socket. */
   join(ws: WebSocket, state: PresenceState): Member | null {
     if (state.sub === null) return null;
+    this.local.add(state.sub, state.info);
     return this.joined(state.sub, state.info, !this.present(state.sub, ws, null));
   }
 
   /** Call when a socket goes; answers the member when it was its last open socket. */
   leave(ws: WebSocket, state: PresenceState): Member | null {
-    if (state.sub === null || this.present(state.sub, ws, null)) return null;
+    if (state.sub === null) return null;
+    if (!this.sockets.ofUser(state.sub).some((o) => o !== ws && o.readyState === OPEN)) this.local.remove(state.sub);
+    if (this.present(state.sub, ws, null)) return null;
     return this.left(state.sub);
+  }
+
+  /**
+   * Members announced from this object's own sockets that have none open any more: sockets that
+   * went with a restart of the object (every deploy) give no close event, so nothing else would
+   * ever say they left. Answers those not connected elsewhere either (they leave now).
+   */
+  ghosts(): Member[] {
+    const gone: Member[] = [];
+    for (const { sub, info } of this.local.all()) {
+      if (this.sockets.ofUser(sub).some((o) => o.readyState === OPEN)) continue;
+      this.local.remove(sub);
+      if (this.remote.hasUser(sub, null)) continue;
+      this.members().delete(sub);
+      gone.push(memberOf(sub, info));
+    }
+    return gone;
   }
 
   /** A multiplexed connection on an edge joins (kept in storage: the hub may be evicted meanwhile). */
@@ -155,5 +176,45 @@ export class RemoteMembers {
     this.sql.exec("DELETE FROM remote_members WHERE cid = ?", cid);
     this.rows!.delete(cid);
     return row;
+  }
+}
+
+/**
+ * Users with a socket of this object's own on a presence channel, as they were announced: kept
+ * in SQLite (a row per user, written when the first socket joins and the last one leaves) so
+ * that after a restart the object can tell who left with the sockets it lost.
+ */
+export class LocalMembers {
+  private rows: Map<string, string | null> | null = null;
+
+  constructor(private readonly sql: SqlStorage) {}
+
+  private load(): Map<string, string | null> {
+    if (this.rows === null) {
+      const rows = hasTable(this.sql, "local_members") ? this.sql.exec<{ sub: string; info: string | null }>("SELECT sub, info FROM local_members").toArray() : [];
+      this.rows = new Map(rows.map((r) => [r.sub, r.info]));
+    }
+    return this.rows;
+  }
+
+  all(): { sub: string; info: string | null }[] {
+    return [...this.load()].map(([sub, info]) => ({ sub, info }));
+  }
+
+  get size(): number {
+    return this.load().size;
+  }
+
+  add(sub: string, info: string | null): void {
+    const rows = this.load();
+    if (rows.has(sub) && rows.get(sub) === info) return;
+    this.sql.exec(TABLES.localMembers);
+    this.sql.exec("INSERT OR REPLACE INTO local_members (sub, info) VALUES (?, ?)", sub, info);
+    rows.set(sub, info);
+  }
+
+  remove(sub: string): void {
+    if (!this.load().delete(sub)) return;
+    this.sql.exec("DELETE FROM local_members WHERE sub = ?", sub);
   }
 }

@@ -68,4 +68,29 @@ describe("the hub reconciles its edges and its members on them", () => {
     }
     expect(edges).toBeUndefined();
   });
+
+  it("a member whose socket went with the hub's restart (no close event) leaves on the hub's next sweep, with member_removed", async () => {
+    const ch = channelName("presence-restart");
+    const [alive] = await TestSocket.subscribe(ch, `?token=${await token({ sub: "alive", ch: [ch] })}`);
+    await alive.expect("members");
+    // What a restart leaves behind: the row of a user announced from the hub's own socket, whose
+    // socket is gone (a restart gives no close event). The hub wakes afresh.
+    await runInDurableObject(hubOf(ch), (_room, state) => {
+      state.storage.sql.exec("INSERT INTO local_members (sub, info) VALUES ('lost', NULL)");
+    });
+    const { evictDurableObject } = await import("cloudflare:test");
+    await evictDurableObject(hubOf(ch));
+    await runDurableObjectAlarm(hubOf(ch));
+    expect((await outbox(ch)).filter((e) => e.name === "member_removed").map((e) => e.user_id)).toEqual(["lost"]);
+    expect((await presence(ch)).members.map((m) => m.id)).toEqual(["alive"]);
+    expect(await alive.take("leave", 1)).toEqual([expect.objectContaining({ member: expect.objectContaining({ id: "lost" }) })]);
+    // The live member's row stays; a second sweep removes nobody.
+    await runDurableObjectAlarm(hubOf(ch));
+    expect((await outbox(ch)).filter((e) => e.name === "member_removed")).toHaveLength(1);
+    // A member that leaves with a close takes its row with it.
+    alive.close();
+    await alive.closed;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await runInDurableObject(hubOf(ch), (room) => (room as unknown as { localMembers: { size: number } }).localMembers.size)).toBe(0);
+  });
 });
