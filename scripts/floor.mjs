@@ -8,6 +8,7 @@
 // one-element JSON array of ~200 bytes. Median of REPEAT=3 interleaved runs, each on a fresh
 // server. Everything stays on 127.0.0.1.
 import http from "node:http";
+import net from "node:net";
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -22,6 +23,16 @@ const KEY = "floor-publish-key";
 setTimeout(() => (console.error("floor: hard stop reached"), process.exit(2)), 280_000).unref();
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: IN_FLIGHT });
+
+/** A port nothing listens on now. */
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
 function request(method, url, headers, body) {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method, headers, agent }, (res) => {
@@ -93,7 +104,7 @@ const shapes = {
 const reference = [path.join(root, "node_modules/@durable-streams/server"), path.join(root, "../shared/bench/node_modules/@durable-streams/server")].find(existsSync);
 if (reference !== undefined) {
   shapes["ds-ref"] = async (run) => {
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = await freePort();
     const code = `import(${JSON.stringify(pathToFileURL(path.join(reference, "dist/index.js")).href)}).then(async ({ DurableStreamTestServer }) => { const s = new DurableStreamTestServer({ port: ${port}, host: "127.0.0.1" }); await s.start(); console.log("READY"); });`;
     const child = spawn(process.execPath, ["--input-type=module", "-e", code], { stdio: ["ignore", "pipe", "inherit"] });
     await new Promise((resolve, reject) => {
