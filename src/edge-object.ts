@@ -88,7 +88,7 @@ export class EdgeObject extends SocketHost implements EdgeRpc {
     return { ws: this.subscribersOf(channel) - sse, sse };
   }
 
-  async holds(channel: string, cids: string[], seq?: number): Promise<{ holds: boolean; live: string[] }> {
+  async holds(channel: string, cids: string[], head?: { seq: number; epoch: string }): Promise<{ holds: boolean; live: string[] }> {
     // In the channel's turn: a subscribe on its way (attached, not yet added) is counted.
     const answer = await this.channels.inTurn(channel, async () => {
       const live = cids.filter((cid) => {
@@ -97,7 +97,7 @@ export class EdgeObject extends SocketHost implements EdgeRpc {
       });
       return { holds: this.subscribersOf(channel) > 0, live };
     });
-    if (answer.holds && seq !== undefined) await this.channels.sync(channel, seq);
+    if (answer.holds && head !== undefined) await this.channels.sync(channel, head);
     return answer;
   }
 

@@ -398,7 +398,7 @@ export class RoomObject extends SocketHost implements HubRpc {
         const cids = byEdge.get(edge) ?? [];
         let answer: { holds: boolean; live: string[] };
         try {
-          answer = await edgeStub(this.env, edge).holds(this.channel, cids, this.log.lastSeq);
+          answer = await edgeStub(this.env, edge).holds(this.channel, cids, { seq: this.log.lastSeq, epoch: this.log.epoch });
         } catch (err) {
           return log("error", { where: "reconcile", channel: this.channel, edge, error: errorText(err) });
         }
@@ -424,7 +424,7 @@ export class RoomObject extends SocketHost implements HubRpc {
     if (req.op === "append" && (req.scope ?? "") !== "" && this.tokenRate.take(req.scope!, this.clientPubPerS) !== "ok") {
       return { status: 429, headers: { "content-type": "text/plain" }, body: `at most ${this.clientPubPerS} appends per second with one token (clientPubPerS)` };
     }
-    if (req.op === "append") return this.commits.run(() => this.streams.handle(req, Date.now()));
+    if (req.op === "append") return this.commits.run(() => this.streams.handle(req, Date.now()), () => ({ status: 503, headers: { "content-type": "text/plain", "retry-after": "1" }, body: "too many appends waiting for this stream: retry" }));
     if (req.op !== "read" || req.waitMs <= 0) return this.streams.handle(req, Date.now());
     // A long-poll: from where the stream is (offset=now) or from the offset, wait for news.
     const offset = req.offset === "now" ? await this.streams.tailOffset(Date.now()) : req.offset;

@@ -219,10 +219,11 @@ export interface EdgeRpc extends Rpc.DurableObjectBranded {
   /**
    * The hub's reconciliation: whether this edge still holds subscribers of `channel`, and which of
    * `cids` (connections the hub lists as presence members here) are still connected to it. An
-   * edge behind `seq` (the hub's last) catches up from the log: a push the hub lost with its
-   * memory, on a channel that went quiet, reaches the sockets within a reconciliation.
+   * edge behind `head` (the hub's last seq, or another epoch: a purge's reset it missed) catches
+   * up from the log: a push the hub lost, on a channel that went quiet, reaches the sockets
+   * within a reconciliation.
    */
-  holds(channel: string, cids: string[], seq?: number): Promise<{ holds: boolean; live: string[] }>;
+  holds(channel: string, cids: string[], head?: { seq: number; epoch: string }): Promise<{ holds: boolean; live: string[] }>;
 }
 
 /** What an edge's `receive` answers for a channel it holds no subscriber of: the hub drops it. */

@@ -23,8 +23,14 @@ export class DueQueue<K> {
 
   private list(): (Entry<K> & { id: string })[] {
     if (this.items === null) {
-      this.items = [];
-      for (const { at, key } of this.build()) this.add(at, key);
+      // One sort, not an insert each: a wake may list a deadline for every subscription.
+      const byId = new Map<string, Entry<K> & { id: string }>();
+      for (const { at, key } of this.build()) {
+        const id = this.idOf(key);
+        byId.set(id, { at, key, id });
+      }
+      this.items = [...byId.values()].sort((a, b) => a.at - b.at);
+      for (const { id, at } of this.items) this.ats.set(id, at);
     }
     return this.items;
   }

@@ -176,11 +176,11 @@ export class ChannelEdge {
     });
   }
 
-  /** The hub's alarm after a failed push, or its reconciliation when this edge is behind `seq`: catch up from its log. */
-  async sync(channel: string, seq = Infinity): Promise<void> {
+  /** The hub's alarm after a failed push, or its reconciliation when this edge is behind `head`: catch up from its log. */
+  async sync(channel: string, head?: { seq: number; epoch: string }): Promise<void> {
     await this.inTurn(channel, async () => {
       const tail = this.tailOf(channel);
-      if (tail === null || tail.lastSeq >= seq) return;
+      if (tail === null || (head !== undefined && tail.epoch === head.epoch && tail.lastSeq >= head.seq)) return;
       await this.repair(channel, tail, Infinity);
       this.remember(channel, tail);
       log("sync", { channel, edge: this.edge.name, seq: tail.lastSeq });

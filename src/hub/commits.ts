@@ -3,13 +3,17 @@
 // in the order they came, and share the next commit. A durable write costs its commit more than
 // its row, and each caller is still answered only once its own write is durable (the output gate
 // holds every answer until then). No timer: a lone append never waits.
+/** Writes that may wait at most: past them a write is answered `full()` at once (a stuck one holds up the rest). */
+export const MAX_WAITING = 1024;
+
 export class Commits {
   private busy = false;
   private queue: Array<() => Promise<void>> = [];
 
   constructor(private readonly storage: DurableObjectStorage) {}
 
-  run<T>(write: () => Promise<T>): Promise<T> {
+  run<T>(write: () => Promise<T>, full: () => T): Promise<T> {
+    if (this.busy && this.queue.length >= MAX_WAITING) return Promise.resolve(full());
     if (this.busy) return new Promise<T>((resolve, reject) => this.queue.push(() => write().then(resolve, reject)));
     this.busy = true;
     const done = write();

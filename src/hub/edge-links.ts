@@ -8,22 +8,27 @@
 import type { Env } from "../env.js";
 import { errorText, log } from "../server/log.js";
 import type { Member } from "../protocol/index.js";
-import { edgeStub, NOT_HERE, type LoggedMessage, type Push, type Pushed } from "../rpc.js";
+import { edgeStub, NOT_HERE, REPAIR_PAGE, type LoggedMessage, type Push, type Pushed } from "../rpc.js";
 import { EDGES_BEHIND_KEY, hasTable, TABLES } from "../schema.js";
 
 const RETRY_MS = 1000;
 /**
  * Messages held at most for one edge while a push to it is in flight. An edge slower than its
- * hub would otherwise hold them in the hub without bound; past this it is told to catch up from
- * the log when its push settles (it fetches what it missed in pages).
+ * hub would otherwise hold them in the hub without bound; past this (or HELD_MAX_BYTES) it is
+ * told to catch up from the log when its push settles (it fetches what it missed in pages).
  */
 export const HELD_MAX = 256;
+/** Bytes of message data held at most for one edge (as much as one page of its catch-up). */
+export const HELD_MAX_BYTES = REPAIR_PAGE.bytes;
 
 interface Held {
   channel: string;
   epoch: string;
   messages: Pushed[];
+  bytes: number;
 }
+
+const bytesOf = (messages: Pushed[]) => messages.reduce((n, m) => n + m.data.length, 0);
 
 export class EdgeLinks {
   /** Edge names, read once per wake; null until then. */
@@ -140,10 +145,13 @@ export class EdgeLinks {
   private hold(name: string, channel: string, epoch: string, messages: Pushed[]): void {
     if (this.lagging.has(name)) return; // it catches up from the log when its push settles
     const held = this.held.get(name);
-    if (held === undefined && messages.length <= HELD_MAX) this.held.set(name, { channel, epoch, messages: [...messages] });
-    else if (held !== undefined && held.epoch === epoch && held.messages.length + messages.length <= HELD_MAX) held.messages.push(...messages);
-    else {
-      // Too many, or a new epoch: the log has them all.
+    const bytes = bytesOf(messages);
+    if (held === undefined && messages.length <= HELD_MAX && bytes <= HELD_MAX_BYTES) this.held.set(name, { channel, epoch, messages: [...messages], bytes });
+    else if (held !== undefined && held.epoch === epoch && held.messages.length + messages.length <= HELD_MAX && held.bytes + bytes <= HELD_MAX_BYTES) {
+      held.messages.push(...messages);
+      held.bytes += bytes;
+    } else {
+      // Too many, too big, or a new epoch: the log has them all.
       this.held.delete(name);
       this.lagging.add(name);
     }

@@ -8,7 +8,8 @@ import { RoomObject } from "../../src/room-object";
 import type { MsgFrame, ServerFrame, WelcomeFrame } from "../../src/protocol";
 import { connectRequest } from "../../src/connections/connect";
 import { edgeName } from "../../src/rpc";
-import { HELD_MAX } from "../../src/hub/edge-links";
+import { HELD_MAX, HELD_MAX_BYTES } from "../../src/hub/edge-links";
+import { EDGES_BEHIND_KEY } from "../../src/schema";
 import { call, channelName, PUBLISH_KEY, publishOk, TestSocket, token, hubOf, edgeOf } from "../helpers";
 import { loggedEvents } from "../logs";
 import { dropPushes, holdPushes, restore } from "./faults";
@@ -175,6 +176,20 @@ describe("a sharded channel", () => {
     expect(await s.settle()).toEqual([]);
   }, 30_000);
 
+  it(`tells an edge that fell more than ${HELD_MAX_BYTES / 1024 / 1024} MiB behind to catch up from the log: the hub holds no more for it`, async () => {
+    const ch = channelName("wide");
+    const [s] = await onEdge(ch, 0);
+    await publishOk(ch, "m", 0);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    const slow = holdPushes();
+    const big = "x".repeat(60_000);
+    for (let i = 2; i <= 22; i++) await publishOk(ch, "m", big); // 21 × 60 KB: past 1 MiB
+    slow.release();
+    expect((await seqsUntil(s, 22, 10_000)).seqs).toEqual(range(2, 22));
+    expect(slow.calls()).toBe(2); // the held push, then one catch-up
+    expect(loggedEvents("sync")).toMatchObject([{ channel: ch }]);
+  }, 30_000);
+
   it("catches an edge up on the hub's next reconciliation when the hub lost what it held for it, on a channel gone quiet", async () => {
     const ch = channelName("shard");
     const [s] = await onEdge(ch, 0);
@@ -195,6 +210,22 @@ describe("a sharded channel", () => {
     expect((await seqsUntil(s, 3)).seqs).toEqual([3]);
     expect(loggedEvents("sync")).toMatchObject([{ channel: ch, seq: 3 }]);
     expect(await s.settle()).toEqual([]);
+  });
+
+  it("gives an edge the purge's reset it never got on the hub's next reconciliation, on a channel gone quiet", async () => {
+    const ch = channelName("shard");
+    const [s] = await onEdge(ch, 0);
+    await runDurableObjectAlarm(hub(ch)); // the hub's first wake-up, out of the way
+    await publishOk(ch, "m", 1);
+    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    dropPushes(1);
+    const purged = await (await call(`/v1/channels/${ch}/messages`, { method: "DELETE", headers: { authorization: `Bearer ${PUBLISH_KEY}` } })).json<{ epoch: string }>();
+    await new Promise((r) => setTimeout(r, 50));
+    // The failed push's mark is lost too (as with the hub's memory): only the reconciliation is left.
+    await runInDurableObject(hub(ch), (_room, state) => state.storage.kv.delete(EDGES_BEHIND_KEY));
+    expect(await s.settle()).toEqual([]);
+    await runDurableObjectAlarm(hub(ch));
+    expect(await s.expect("reset")).toMatchObject({ epoch: purged.epoch });
   });
 
   it("keeps a publish's exclusion through gap repair: the log says whom it skips", async () => {
@@ -264,6 +295,9 @@ describe("a sharded channel", () => {
   it("keeps the purge's epoch when a push from before the purge arrives after its reset", async () => {
     const ch = channelName("shard");
     const [s, welcome] = await onEdge(ch, 0);
+    // The hub's first wake-up, out of the way: its reconciliation would set the edge back to the
+    // hub's own epoch, which this test's made-up purge is not.
+    await runDurableObjectAlarm(hub(ch));
     await publishOk(ch, "m", 1);
     expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
     // The purge's reset overtakes a push of the old epoch (each push is its own call).
