@@ -70,6 +70,8 @@ export class RoomObject extends SocketHost implements HubRpc {
   private readonly webhooks: Webhooks;
   private readonly streams: StreamState;
   private readonly commits: Commits;
+  /** The edges' counts being asked for now (stats), shared by the requests that come meanwhile. */
+  private counting: Promise<{ ws: number; sse: number }> | null = null;
   /** Long-polls of the stream waiting for its next append (or its end). */
   private readonly streamWaiters = new Set<() => void>();
   protected readonly dialects: { channel: ChannelSockets };
@@ -635,12 +637,14 @@ export class RoomObject extends SocketHost implements HubRpc {
     return this.presence.list(this.maxMembers);
   }
 
-  async stats(): Promise<RoomStats> {
-    const transports = { ws: this.sockets.countOf("ws"), sse: this.sockets.countOf("sse") };
-    const edges = this.edges.names();
-    // Stats sum the edges: each answers for its own sockets; one that does not is said in the log.
-    const counted = await Promise.all(
-      edges.map((name) =>
+  /**
+   * What the edges hold, summed: each answers for its own sockets; one that does not is said in
+   * the log. Requests that come while the edges are being asked share that answer, so a flood of
+   * stats requests asks each edge once a round trip, not once a request.
+   */
+  private edgeCounts(): Promise<{ ws: number; sse: number }> {
+    return (this.counting ??= Promise.all(
+      this.edges.names().map((name) =>
         edgeStub(this.env, name)
           .counts(this.channel)
           .catch((err: unknown) => {
@@ -648,11 +652,15 @@ export class RoomObject extends SocketHost implements HubRpc {
             return { ws: 0, sse: 0 };
           }),
       ),
-    );
-    for (const c of counted) {
-      transports.ws += c.ws;
-      transports.sse += c.sse;
-    }
+    )
+      .then((counted) => counted.reduce((sum, c) => ({ ws: sum.ws + c.ws, sse: sum.sse + c.sse }), { ws: 0, sse: 0 }))
+      .finally(() => (this.counting = null)));
+  }
+
+  async stats(): Promise<RoomStats> {
+    const edges = this.edges.names();
+    const remote = edges.length === 0 ? { ws: 0, sse: 0 } : await this.edgeCounts();
+    const transports = { ws: this.sockets.countOf("ws") + remote.ws, sse: this.sockets.countOf("sse") + remote.sse };
     const stats: RoomStats = {
       channel: this.channel,
       subscribers: transports.ws + transports.sse,

@@ -5,6 +5,7 @@ import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "c
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { RoomObject } from "../../src/room-object";
+import { EdgeObject } from "../../src/edge-object";
 import type { MsgFrame, ServerFrame, WelcomeFrame } from "../../src/protocol";
 import { connectRequest } from "../../src/connections/connect";
 import { edgeName } from "../../src/rpc";
@@ -226,6 +227,26 @@ describe("a sharded channel", () => {
     expect(await s.settle()).toEqual([]);
     await runDurableObjectAlarm(hub(ch));
     expect(await s.expect("reset")).toMatchObject({ epoch: purged.epoch });
+  });
+
+  it("answers a flood of stats requests asking each edge once per round trip, not once per request", async () => {
+    const ch = channelName("shard");
+    for (let k = 0; k < SHARDS; k++) await onEdge(ch, k);
+    const original = EdgeObject.prototype.counts;
+    let asked = 0;
+    EdgeObject.prototype.counts = async function (this: EdgeObject, ...args: Parameters<typeof original>) {
+      asked++;
+      await new Promise((r) => setTimeout(r, 50)); // edges that take a while to answer
+      return original.apply(this, args);
+    };
+    restore.push(() => void (EdgeObject.prototype.counts = original));
+    const answers = await Promise.all(Array.from({ length: 40 }, () => stats(ch)));
+    expect(answers.every((a) => a.subscribers === SHARDS)).toBe(true);
+    expect(asked).toBeLessThanOrEqual(2 * SHARDS); // 0.4.0-dev: 40 × SHARDS
+    // Asked again afterwards, the edges answer afresh.
+    const [extra] = await onEdge(ch, 0);
+    expect((await stats(ch)).subscribers).toBe(SHARDS + 1);
+    extra.close();
   });
 
   it("keeps a publish's exclusion through gap repair: the log says whom it skips", async () => {
