@@ -5,10 +5,9 @@
 // `npm run edges -- cost [N] [M]`: CPU of the workerd process per delivery, unsharded against
 //   K=8 at the same N, and per publish as a function of K (one subscriber per edge).
 // Everything stays on 127.0.0.1; every phase has a time cap and the run stops by itself.
-import { readFileSync } from "node:fs";
 import net from "node:net";
 import WebSocket from "ws";
-import { serveOnWorkerd } from "./serve-workerd.mjs";
+import { cpuMs, serveOnWorkerd } from "./serve-workerd.mjs";
 
 const KEY = "edges-test-publish-key";
 const hardStop = setTimeout(() => (console.error("edges: hard stop reached"), process.exit(2)), 540_000);
@@ -56,10 +55,7 @@ async function proxyProcess(target) {
 
 const rules = [1, 2, 4, 8, 16].map((k) => ({ match: `k${k}-*`, shards: k }));
 const server = await serveOnWorkerd({ PUBLISH_KEY: KEY, CHANNEL_OPTIONS: JSON.stringify(rules), LOG_MAX_MESSAGES: "1000" });
-const cpuMs = () => {
-  const f = readFileSync(`/proc/${server.pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, in clock ticks of 10 ms
-};
+const serverCpuMs = () => cpuMs(server.pid);
 
 /** A TCP proxy that can reset a fraction of its connections. */
 function proxy(target) {
@@ -188,10 +184,10 @@ try {
       const channel = `k${K}-cost-${N}`;
       const subs = await subscribeAll(server.url, channel, N, stats);
       await sleep(500);
-      const cpu0 = cpuMs();
+      const cpu0 = serverCpuMs();
       await publishAll(channel, M);
       await until(() => subs.every((s) => s.seqs.length >= M), 120_000, "deliveries");
-      const cpu = cpuMs() - cpu0;
+      const cpu = serverCpuMs() - cpu0;
       console.log(JSON.stringify({ what: "per delivery", K, N, M, cpuMs: cpu, usPerDelivery: +((cpu * 1000) / (N * M)).toFixed(2) }));
       subs.forEach((s) => ((s.closed = true), s.ws.close()));
       await sleep(1000);
@@ -205,10 +201,10 @@ try {
       await until(() => subs.every((s) => s.open), 30_000, "hub subscribers");
       const edges = (await (await fetch(`${server.url}/v1/channels/${channel}`)).json()).edges ?? 1;
       await sleep(500);
-      const cpu0 = cpuMs();
+      const cpu0 = serverCpuMs();
       await publishAll(channel, M * 2, 1);
       await until(() => subs.every((s) => s.seqs.length >= M * 2), 60_000, "hub deliveries");
-      const cpu = cpuMs() - cpu0;
+      const cpu = serverCpuMs() - cpu0;
       console.log(JSON.stringify({ what: "per publish", K, edges, subscribers: subs.length, publishes: M * 2, usPerPublish: +((cpu * 1000) / (M * 2)).toFixed(1) }));
       subs.forEach((s) => ((s.closed = true), s.ws.close()));
     }

@@ -8,12 +8,11 @@
 // one-element JSON array of ~200 bytes. Median of REPEAT=3 interleaved runs, each on a fresh
 // server. Everything stays on 127.0.0.1.
 import http from "node:http";
-import net from "node:net";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { serveOnWorkerd } from "./serve-workerd.mjs";
+import { cpuMs, freePort, serveOnWorkerd } from "./serve-workerd.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const M = Number(process.argv[2] ?? 1500);
@@ -23,16 +22,6 @@ const KEY = "floor-publish-key";
 setTimeout(() => (console.error("floor: hard stop reached"), process.exit(2)), 280_000).unref();
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: IN_FLIGHT });
-
-/** A port nothing listens on now. */
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 function request(method, url, headers, body) {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method, headers, agent }, (res) => {
@@ -48,16 +37,6 @@ const payload = (seq) => {
   const s = JSON.stringify({ seq, ts: performance.now(), pad: "" });
   return `[${JSON.stringify({ seq, ts: performance.now(), pad: "x".repeat(Math.max(0, 200 - s.length)) })}]`;
 };
-
-/** CPU time of a process so far (ms), from /proc (Linux); null elsewhere. */
-function cpuMs(pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return null;
-  }
-}
 
 /** M appends to `url`, IN_FLIGHT at a time: appends per second, and the server's CPU per append (µs). */
 async function appends(url, headers, pid) {

@@ -21,7 +21,18 @@ function wranglerConfig() {
   return { date, flags, vars };
 }
 
-async function freePort() {
+/** CPU time (user + system) of a process so far, in ms, from /proc (Linux); null elsewhere. */
+export function cpuMs(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10; // clock ticks of 10 ms
+  } catch {
+    return null;
+  }
+}
+
+/** A port nothing listens on now. */
+export async function freePort() {
   return new Promise((resolve) => {
     const s = net.createServer().listen(0, "127.0.0.1", () => {
       const { port } = s.address();
