@@ -65,7 +65,6 @@ export class RoomObject extends SocketHost implements HubRpc {
   readonly log: ReplayLog;
   readonly edges: EdgeLinks;
   private readonly presence: Presence;
-  private readonly localMembers: LocalMembers;
   private readonly occupancy: Occupancy;
   private readonly webhooks: Webhooks;
   private readonly streams: StreamState;
@@ -87,8 +86,7 @@ export class RoomObject extends SocketHost implements HubRpc {
     this.log.retention = retentionOf(this.config(this.channel));
     this.channelSockets = new ChannelSockets(this, this.channel);
     this.dialects = { channel: this.channelSockets };
-    this.localMembers = new LocalMembers(ctx.storage.sql);
-    this.presence = new Presence(this.sockets, new RemoteMembers(ctx.storage.sql), this.localMembers);
+    this.presence = new Presence(this.sockets, new RemoteMembers(ctx.storage.sql), new LocalMembers(ctx.storage.sql));
     this.edges = new EdgeLinks(ctx, env, (at) => this.alarms.by(at), (name) => this.edgeGone(name));
     this.webhooks = new Webhooks(ctx.storage, env);
     this.occupancy = new Occupancy(ctx.storage, (channel, occupied, now) => this.occupancyChanged(channel, occupied, now));
@@ -360,7 +358,7 @@ export class RoomObject extends SocketHost implements HubRpc {
    * the directory told.
    */
   private forgetIfUnused(): void {
-    if (this.log.lastSeq !== 0 || this.edges.count > 0 || this.sockets.count() > 0 || this.presence.remoteByEdge().size > 0 || this.localMembers.size > 0) return;
+    if (this.log.lastSeq !== 0 || this.edges.count > 0 || this.sockets.count() > 0 || this.presence.remoteByEdge().size > 0 || this.presence.localCount() > 0) return;
     const kv = this.ctx.storage.kv;
     if (this.mayTrack && (this.occupancy.occupied || !this.webhooks.idle() || kv.get(DIRECTORY_DUE_KEY) !== undefined)) return;
     this.log.forgetIfUnused();

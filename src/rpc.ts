@@ -275,7 +275,6 @@ export interface Bindings {
  */
 export const isInternalChannel = (channel: string) => channel.startsWith("#");
 
-/** A channel's hub: its RoomObject, named by the channel. */
 /** Ids by name, per namespace: an id is a hash of its name, worth making once per isolate (bounded). */
 const ids = new WeakMap<object, Map<string, DurableObjectId>>();
 const MAX_IDS = 4096;
@@ -291,6 +290,7 @@ export function idOf(ns: { idFromName(name: string): DurableObjectId }, name: st
   return id;
 }
 
+/** A channel's hub: its RoomObject, named by the channel. */
 export const hubStub = (env: Bindings, channel: string) => env.ROOMS.get(idOf(env.ROOMS, channel));
 
 /**
@@ -311,7 +311,7 @@ export const edgeStub = (env: Bindings, name: string, locationHint?: DurableObje
   env.EDGES.get(idOf(env.EDGES, name), locationHint === undefined ? undefined : { locationHint });
 
 export const DIRECTORY_NAME = "directory";
-export const directoryStub = (env: Bindings) => env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME));
+export const directoryStub = (env: Bindings) => env.DIRECTORY.get(idOf(env.DIRECTORY, DIRECTORY_NAME));
 
 /**
  * An object's own name, from the runtime (`ctx.id.name`: set for objects reached by name, in

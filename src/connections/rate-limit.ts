@@ -1,13 +1,14 @@
 /** What to do with one more socket publish: take it, refuse it, or cut the socket off. */
 export type RateVerdict = "ok" | "refuse" | "cut";
 
+/** Windows kept before those of past seconds are swept. */
+const SWEEP_AT = 1024;
+
 /**
  * Socket publishes per connection per second. Over the limit a publish is refused; a client that
  * keeps going to twice the limit within the second is cut off. Kept in memory: losing the
  * counts on hibernation is harmless (a hibernated room had no publishes this second).
  */
-const SWEEP_AT = 1024;
-
 export class PublishRate {
   private readonly windows = new Map<string, { second: number; count: number }>();
 

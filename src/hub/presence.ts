@@ -29,6 +29,11 @@ export class Presence {
     private readonly local: LocalMembers,
   ) {}
 
+  /** Users announced from this object's own sockets (kept until their last one leaves). */
+  localCount(): number {
+    return this.local.size;
+  }
+
   private members(): Map<string, Member> {
     if (this.cache === null) {
       this.cache = new Map();
@@ -42,9 +47,14 @@ export class Presence {
     return this.cache;
   }
 
+  /** Whether a user has an open socket of this object's own (other than `ws`). */
+  private openHere(sub: string, ws: WebSocket | null): boolean {
+    return this.sockets.ofUser(sub).some((o) => o !== ws && o.readyState === OPEN);
+  }
+
   /** Whether a user has an open socket here (other than `ws`) or a connection on an edge (other than `cid`). */
   private present(sub: string, ws: WebSocket | null, cid: string | null): boolean {
-    return this.sockets.ofUser(sub).some((o) => o !== ws && o.readyState === OPEN) || this.remote.hasUser(sub, cid);
+    return this.openHere(sub, ws) || this.remote.hasUser(sub, cid);
   }
 
   /** Call after accepting a socket; answers the member when this is its first socket. */
@@ -57,8 +67,9 @@ export class Presence {
   /** Call when a socket goes; answers the member when it was its last open socket. */
   leave(ws: WebSocket, state: PresenceState): Member | null {
     if (state.sub === null) return null;
-    if (!this.sockets.ofUser(state.sub).some((o) => o !== ws && o.readyState === OPEN)) this.local.remove(state.sub);
-    if (this.present(state.sub, ws, null)) return null;
+    const here = this.openHere(state.sub, ws);
+    if (!here) this.local.remove(state.sub);
+    if (here || this.remote.hasUser(state.sub, null)) return null;
     return this.left(state.sub);
   }
 
@@ -70,7 +81,7 @@ export class Presence {
   ghosts(): Member[] {
     const gone: Member[] = [];
     for (const { sub, info } of this.local.all()) {
-      if (this.sockets.ofUser(sub).some((o) => o.readyState === OPEN)) continue;
+      if (this.openHere(sub, null)) continue;
       this.local.remove(sub);
       if (this.remote.hasUser(sub, null)) continue;
       this.members().delete(sub);

@@ -71,14 +71,14 @@ function claimsFrom(source: GrantSource, payload: Record<string, unknown>, exp: 
   return { sub: payload.sub as string | undefined, ch: stringList(source, "ch", payload.ch), pub: stringList(source, "pub", payload.pub), info: payload.info, exp };
 }
 
+/** The longest a session grant may run: its sockets stay open until exp, whatever the session does. */
+export const SESSION_GRANT_MAX_MS = 7 * 86_400_000;
+
 /**
  * What the host's `authorize` hook answered, as a grant: the shape of a token's claims, `exp`
  * (seconds since epoch) required, as for a token. A malformed one is the host's bug (500, never
  * a grant); one already expired is refused as an expired token is (401).
  */
-/** The longest a session grant may run: its sockets stay open until exp, whatever the session does. */
-export const SESSION_GRANT_MAX_MS = 7 * 86_400_000;
-
 export function sessionGrant(value: unknown): SessionGrant {
   const source: GrantSource = { what: "session grant", code: "internal" };
   if (typeof value !== "object" || value === null || Array.isArray(value)) {

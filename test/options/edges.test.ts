@@ -47,6 +47,14 @@ async function seqsUntil(s: TestSocket, to: number, ms = 3000): Promise<{ seqs: 
   return { seqs, resets };
 }
 
+/** A socket on edge 0 of a channel, once it got the channel's first message (seq 1). */
+async function caughtUpOnEdge(ch: string): Promise<TestSocket> {
+  const [s] = await onEdge(ch, 0);
+  await publishOk(ch, "m", 0);
+  expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+  return s;
+}
+
 describe("a sharded channel", () => {
   it("spreads sockets over its edges; every socket gets every seq once, in order; stats sum the edges", async () => {
     const ch = channelName("shard");
@@ -144,9 +152,7 @@ describe("a sharded channel", () => {
 
   it("sends a slow edge one push at a time, and what came meanwhile in one push when it settles, each seq once, in order", async () => {
     const ch = channelName("shard");
-    const [s] = await onEdge(ch, 0);
-    await publishOk(ch, "m", 0);
-    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    const s = await caughtUpOnEdge(ch);
     const slow = holdPushes();
     for (let i = 1; i <= 30; i++) {
       await publishOk(ch, "m", i);
@@ -163,9 +169,7 @@ describe("a sharded channel", () => {
 
   it(`tells an edge that fell more than ${HELD_MAX} messages behind to catch up from the log, each seq once, in order`, async () => {
     const ch = channelName("wide"); // "wide-*" keeps 1000 messages
-    const [s] = await onEdge(ch, 0);
-    await publishOk(ch, "m", 0);
-    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    const s = await caughtUpOnEdge(ch);
     const slow = holdPushes();
     for (let i = 2; i <= HELD_MAX + 50; i++) await publishOk(ch, "m", i);
     expect(slow.maxInFlight()).toBe(1);
@@ -179,9 +183,7 @@ describe("a sharded channel", () => {
 
   it(`tells an edge that fell more than ${HELD_MAX_BYTES / 1024 / 1024} MiB behind to catch up from the log: the hub holds no more for it`, async () => {
     const ch = channelName("wide");
-    const [s] = await onEdge(ch, 0);
-    await publishOk(ch, "m", 0);
-    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    const s = await caughtUpOnEdge(ch);
     const slow = holdPushes();
     const big = "x".repeat(60_000);
     for (let i = 2; i <= 22; i++) await publishOk(ch, "m", big); // 21 × 60 KB: past 1 MiB

@@ -91,6 +91,6 @@ describe("the hub reconciles its edges and its members on them", () => {
     alive.close();
     await alive.closed;
     await new Promise((r) => setTimeout(r, 50));
-    expect(await runInDurableObject(hubOf(ch), (room) => (room as unknown as { localMembers: { size: number } }).localMembers.size)).toBe(0);
+    expect(await runInDurableObject(hubOf(ch), (room) => (room as unknown as { presence: { localCount(): number } }).presence.localCount())).toBe(0);
   });
 });
