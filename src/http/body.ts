@@ -40,12 +40,6 @@ export async function readBytes(request: Request, max: number, { drainUpTo = 0 }
       throw tooLarge(max);
     }
     chunks.push(value);
-    // All the declared bytes came: HTTP framing ends the body there, so no read waits for its
-    // end (the second read of a small body cost as much as the first). Never more than `max`.
-    if (declared > 0 && total === declared) {
-      reader.releaseLock();
-      break;
-    }
   }
   if (chunks.length === 1) return chunks[0]!;
   const bytes = new Uint8Array(total);
