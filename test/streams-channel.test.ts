@@ -134,10 +134,12 @@ describe("a Durable Stream is a channel", () => {
     const ch = channelName("ds-rate");
     await stream(ch, { method: "PUT", headers: json });
     const client = await token({ sub: "fast", ch: [ch], pub: [ch] });
-    const statuses: number[] = [];
-    for (let i = 0; i < 12; i++) statuses.push((await call(`/v1/stream/${ch}`, { method: "POST", headers: { ...json, authorization: `Bearer ${client}` }, body: `[${i}]` })).status);
-    expect(statuses.slice(0, 10)).toEqual(Array(10).fill(204));
-    expect(statuses.slice(10)).toContain(429);
+    const append = (i: number) => call(`/v1/stream/${ch}`, { method: "POST", headers: { ...json, authorization: `Bearer ${client}` }, body: `[${i}]` });
+    const statuses = (await Promise.all(Array.from({ length: 30 }, (_, i) => append(i)))).map((r) => r.status);
+    // clientPubPerS is 10: however the 30 fall across a second boundary, at most 20 are taken.
+    expect(statuses.filter((s) => s === 204).length).toBeLessThanOrEqual(20);
+    expect(statuses).toContain(429);
+    expect(statuses.every((s) => s === 204 || s === 429)).toBe(true);
     expect((await call(`/v1/stream/${ch}?token=${PUBLISH_KEY}`, { method: "POST", headers: json, body: "[1]" })).status).toBe(401);
   });
 

@@ -354,9 +354,11 @@ describe("a sharded channel", () => {
 
   it("sweeps expired tokens on each edge", async () => {
     const ch = channelName("shard");
-    const t = await token({ sub: "u", ch: [ch] }, { expiresIn: Math.floor(Date.now() / 1000) + 1 });
+    // Two seconds of life at least, so a slow subscribe still finds the token valid; then past it.
+    const exp = Math.floor(Date.now() / 1000) + 3;
+    const t = await token({ sub: "u", ch: [ch] }, { expiresIn: exp });
     const [s] = await TestSocket.subscribe(ch, `?token=${t}`);
-    await new Promise((r) => setTimeout(r, 1200));
+    await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 200));
     for (let k = 0; k < SHARDS; k++) await runDurableObjectAlarm(edge(ch, k));
     expect(await s.next()).toMatchObject({ t: "err", code: "unauthorized", close: 4401 });
     expect((await s.closed).code).toBe(4401);

@@ -125,11 +125,12 @@ describe("GET /v1/ws", () => {
   it("ends a channel whose token expired, with code and message, and keeps the others", async () => {
     const [priv, open] = [channelName("private-exp"), channelName("mux-open")];
     const [mux] = await Mux.open();
-    mux.send({ t: "sub", ch: priv, token: await token({ sub: "u", ch: [priv] }, { expiresIn: Math.floor(Date.now() / 1000) + 1 }) });
+    const exp = Math.floor(Date.now() / 1000) + 3; // two seconds at least, so a slow subscribe still finds it valid
+    mux.send({ t: "sub", ch: priv, token: await token({ sub: "u", ch: [priv] }, { expiresIn: exp }) });
     mux.send({ t: "sub", ch: open });
-    await mux.next(priv);
+    expect(await mux.next(priv)).toMatchObject({ t: "subscribed" });
     await mux.next(open);
-    await new Promise((r) => setTimeout(r, 1200));
+    await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 200));
     for (let k = 0; k < 16; k++) await runDurableObjectAlarm(edgeOf(poolEdgeName("conn", k)));
     expect(await mux.next(priv)).toEqual({ t: "unsubscribed", ch: priv, code: "unauthorized", message: "token expired" });
     await publishOk(open, "m", 1);
