@@ -106,6 +106,8 @@ export default defineConfig({
           globalSetup: ["test/node/global-setup.ts"],
           testTimeout: 30_000,
           hookTimeout: 30_000,
+          // A browser page or a served worker on a loaded machine can take longer than the 1 s default.
+          expect: { poll: { timeout: 10_000 } },
         },
       },
     ],

@@ -15,8 +15,12 @@ async function http(res: Response): Promise<Answer> {
   return { status: res.status, code: body?.error?.code };
 }
 
-/** Opens a socket, sends `frames`, and answers the first frame after welcome and any close. */
-async function socket(path: string, frames: (string | ArrayBuffer | Uint8Array)[] = [], wait = 300): Promise<Answer> {
+/**
+ * Opens a socket, sends `frames`, and answers the first err or ack after welcome and any close:
+ * it reads until the socket closes, or 500 ms after an err (a close may follow it), or `wait`
+ * with neither (what a frame that is ignored gets).
+ */
+async function socket(path: string, frames: (string | ArrayBuffer | Uint8Array)[] = [], wait = 2000): Promise<Answer> {
   const s = await TestSocket.open(path);
   const first = await s.next();
   if (first.t !== "welcome") {
@@ -24,10 +28,20 @@ async function socket(path: string, frames: (string | ArrayBuffer | Uint8Array)[
     return { close: code, code: first.t === "err" ? first.code : undefined };
   }
   for (const f of frames) s.ws.send(f);
-  const closed = await Promise.race([s.closed, new Promise<null>((r) => setTimeout(() => r(null), wait))]);
-  const frame = s.pending().find((f) => f.t === "err" || f.t === "ack") ?? null;
+  let closed: { code: number } | null = null;
+  void s.closed.then((c) => (closed = c));
+  const seen: Frame[] = [];
+  const started = Date.now();
+  let errAt: number | null = null;
+  while (closed === null && Date.now() - started < wait && (errAt === null || Date.now() - errAt < 500)) {
+    await new Promise((r) => setTimeout(r, 20));
+    seen.push(...s.pending());
+    errAt ??= seen.some((f) => f.t === "err") ? Date.now() : null;
+  }
+  seen.push(...s.pending());
+  const frame = seen.find((f) => f.t === "err" || f.t === "ack") ?? null;
   s.close();
-  return { close: closed?.code, code: frame?.t === "err" ? frame.code : undefined, frame };
+  return { close: (closed as { code: number } | null)?.code, code: frame?.t === "err" ? frame.code : undefined, frame };
 }
 
 const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
@@ -81,7 +95,7 @@ const rows: [string, () => Promise<Answer>, Answer][] = [
   ["flood of publish frames", async () => {
     const t = await token({ sub: "flooder", pub: [CH] });
     const flood = Array.from({ length: 60 }, (_, i) => JSON.stringify({ t: "pub", e: "flood", d: i, id: `flood-${i}` }));
-    return socket(`/v1/channels/${CH}/ws?token=${t}`, flood, 1000);
+    return socket(`/v1/channels/${CH}/ws?token=${t}`, flood, 5000);
   }, { close: 4429 }],
   // Cursors and history
   ["negative since", async () => http(await call(`/v1/channels/${CH}/messages?since=-1`)), { status: 400, code: "bad_request" }],

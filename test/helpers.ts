@@ -15,6 +15,17 @@ export type Frame = ServerFrame | { t?: undefined; raw: string };
 export type FrameOf<T extends ServerFrame["t"]> = Extract<ServerFrame, { t: T }>;
 export type { BatchResult, HistoryPage } from "../src/protocol";
 
+/** Waits until just after the next wall-clock second starts (rate limits count per second). */
+export const nextSecond = () => new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 20));
+
+/** Reads until `ok` holds, every 25 ms for `ms` at most; answers the last read (so a failing expect shows it). */
+export async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
+  for (const deadline = Date.now() + ms; ; await new Promise((r) => setTimeout(r, 25))) {
+    const v = await read();
+    if (ok(v) || Date.now() > deadline) return v;
+  }
+}
+
 export const seqsOf = (frames: { seq: number }[]) => frames.map((f) => f.seq);
 
 /** A channel's hub, as the Worker reaches it (tests may also look inside it). */
@@ -139,6 +150,16 @@ export class TestSocket {
     while (out.length < n) {
       const f = await this.next(ms);
       if (f.t === t) out.push(f as FrameOf<T>);
+    }
+    return out;
+  }
+
+  /** The next `n` answers to `pub` frames (acks and errs), skipping anything else. */
+  async answers(n: number, ms = 5000): Promise<Frame[]> {
+    const out: Frame[] = [];
+    while (out.length < n) {
+      const f = await this.next(ms);
+      if (f.t === "ack" || f.t === "err") out.push(f);
     }
     return out;
   }

@@ -1,5 +1,5 @@
 import { expect, it } from "vitest";
-import { channelName, PUBLISH_KEY, publish, publishOk, TestSocket, token } from "./helpers";
+import { channelName, eventually, PUBLISH_KEY, publish, publishOk, TestSocket, token } from "./helpers";
 import { logged, loggedEvents } from "./logs";
 
 it("writes one structured line per connect, publish, refusal and close, without secrets or bodies", async () => {
@@ -11,7 +11,7 @@ it("writes one structured line per connect, publish, refusal and close, without 
   await publish(ch, { event: "e", data: 1 }, { key: "wrong-key-must-not-be-logged" });
   s.close();
   await s.closed;
-  await new Promise((r) => setTimeout(r, 50));
+  await eventually(async () => loggedEvents("close"), (lines) => lines.length > 0);
 
   expect(loggedEvents("connect")[0]).toMatchObject({ channel: ch, transport: "ws", sub: "obs-user", replayed: 0, reset: false });
   expect(loggedEvents("publish")[0]).toMatchObject({ channel: ch, seq: 1, delivered: 1 });

@@ -18,7 +18,8 @@ async function fill(ch: string, n: number, bytes = 10): Promise<void> {
 async function page(s: TestSocket): Promise<{ msgs: FrameOf<"msg">[]; more: FrameOf<"more"> | null }> {
   const msgs: FrameOf<"msg">[] = [];
   for (;;) {
-    const f = await s.next(500).catch(() => null);
+    // A quiet second ends the page (the first frame may take longer: the page is read first).
+    const f = await s.next(msgs.length === 0 ? 3000 : 1000).catch(() => null);
     if (f === null) return { msgs, more: null };
     if (f.t === "more") return { msgs, more: f };
     if (f.t === "msg") msgs.push(f);

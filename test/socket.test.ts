@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { call, channelName, publishOk, TestSocket, token } from "./helpers";
+import { call, channelName, eventually, publishOk, TestSocket, token } from "./helpers";
 
 describe("socket frames", () => {
   it("answers the text ping with pong (runtime auto-response)", async () => {
@@ -41,8 +41,8 @@ describe("socket frames", () => {
     const [b] = await TestSocket.subscribe(ch);
     a.close();
     await a.closed;
-    await b.settle(50);
-    expect(await (await call(`/v1/channels/${ch}`)).json()).toMatchObject({ subscribers: 1 });
+    const stats = () => call(`/v1/channels/${ch}`).then((r) => r.json<{ subscribers: number }>());
+    expect(await eventually(stats, (st) => st.subscribers === 1)).toMatchObject({ subscribers: 1 });
     expect(await publishOk(ch, "e", 1)).toMatchObject({ delivered: 1 });
   });
 

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { NODE_JWT_SECRET, NODE_PUBLISH_KEY } from "./server";
-import { baseUrl, channelName, publisher, until } from "./helpers";
+import { baseUrl, channelName, publisher } from "./helpers";
 
 /** Runs the built CLI (dist/cli.js) like a user would. */
 function cli(args: string[], opts: { env?: Record<string, string>; until?: (out: string) => boolean } = {}) {
@@ -20,6 +20,18 @@ function cli(args: string[], opts: { env?: Record<string, string>; until?: (out:
   });
 }
 
+/** An `until` for a subscribing CLI: runs `then` once its welcome is printed, and stops it at `last`. */
+function onceWelcomed(then: () => void, last: string): (out: string) => boolean {
+  let welcomed = false;
+  return (out) => {
+    if (!welcomed && out.includes('"t":"welcome"')) {
+      welcomed = true;
+      then();
+    }
+    return out.includes(last);
+  };
+}
+
 describe("CLI", () => {
   it("publishes and reads history", async () => {
     const ch = channelName();
@@ -33,9 +45,8 @@ describe("CLI", () => {
   it("subscribes, prints frames as JSON lines, and stops on SIGINT", async () => {
     const ch = channelName();
     await publisher().publish(ch, "old", 1);
-    const running = cli(["subscribe", ch, "--rewind", "1"], { until: (out) => out.includes('"seq":2') });
-    await until(() => true);
-    setTimeout(() => void publisher().publish(ch, "new", 2), 500);
+    // Publish once the CLI says it is subscribed (its welcome line), not after a guessed delay.
+    const running = cli(["subscribe", ch, "--rewind", "1"], { until: onceWelcomed(() => void publisher().publish(ch, "new", 2), '"seq":2') });
     const { code, stdout } = await running;
     const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
     expect(lines.map((l) => l.t)).toEqual(["welcome", "msg", "msg"]);
@@ -45,9 +56,8 @@ describe("CLI", () => {
 
   it("prints one line per frame under bursts, never a batch", async () => {
     const ch = channelName();
-    const running = cli(["subscribe", ch], { until: (out) => out.includes('"seq":30') });
-    await until(() => true);
-    setTimeout(() => void publisher().publishBatch(Array.from({ length: 30 }, (_, i) => ({ channel: ch, event: "burst", data: i + 1 }))), 500);
+    const burst = () => void publisher().publishBatch(Array.from({ length: 30 }, (_, i) => ({ channel: ch, event: "burst", data: i + 1 })));
+    const running = cli(["subscribe", ch], { until: onceWelcomed(burst, '"seq":30') });
     const lines = (await running).stdout.trim().split("\n").map((l) => JSON.parse(l));
     expect(lines.map((l) => l.t)).toEqual(["welcome", ...Array(30).fill("msg")]);
     expect(lines.slice(1).map((l) => l.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));

@@ -196,15 +196,16 @@ describe("client SDK: close codes and tokens", () => {
 
   it("refreshes a token before it expires with the auth frame, keeping the connection", async () => {
     const ch = channelName("private-refresh");
+    const exp = Math.floor(Date.now() / 1000) + 4; // two seconds before the refresh at least, however slow the connect
     const w = watch({
       url: baseUrl(),
       channel: ch,
-      token: await token({ sub: "u", ch: [ch] }, Math.floor(Date.now() / 1000) + 2),
-      refreshTokenBeforeMs: 1500,
+      token: await token({ sub: "u", ch: [ch] }, exp),
+      refreshTokenBeforeMs: 2000,
       getToken: () => token({ sub: "u", ch: [ch] }),
     });
     await w.welcomed;
-    await sleep(3000);
+    await sleep(exp * 1000 - Date.now() + 500); // past the first token's expiry
     await publisher().publish(ch, "e", 1);
     await until(() => w.seqs.length === 1);
     expect(w.lifecycle).toEqual(["open", "welcome"]);

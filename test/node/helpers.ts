@@ -25,6 +25,9 @@ export async function until(check: () => boolean, ms = 5000, what = "condition")
   }
 }
 
+/** Resolves when a Laravel Echo channel's subscription succeeded (its `subscribed` callback). */
+export const ready = (channel: { subscribed(callback: () => void): unknown }) => new Promise<void>((resolve) => void channel.subscribed(() => resolve()));
+
 /**
  * A TCP proxy in front of the local server, to break connections the way networks do: `cut()`
  * resets connections (no close frame, no FIN); `freeze()` silently drops all bytes, like a dead

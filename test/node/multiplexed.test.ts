@@ -112,11 +112,12 @@ it("takes a new token with setToken: every channel resumes under it, and channel
 
 it("refreshes the connection's token before it expires by reconnecting (/v1/ws takes no auth frame)", { timeout: 30_000 }, async () => {
   const ch = channelName("private-mux-refresh");
+  const exp = Math.floor(Date.now() / 1000) + 4; // two seconds before the refresh at least, however slow the connect
   const conn = connect({
     url: baseUrl(),
     WebSocket: WebSocket as never,
-    token: await token({ sub: "u", ch: [ch] }, Math.floor(Date.now() / 1000) + 2),
-    refreshTokenBeforeMs: 1500,
+    token: await token({ sub: "u", ch: [ch] }, exp),
+    refreshTokenBeforeMs: 2000,
     getToken: () => token({ sub: "u", ch: [ch] }),
     backoff: { initialMs: 20, maxMs: 100 },
   });
@@ -127,7 +128,7 @@ it("refreshes the connection's token before it expires by reconnecting (/v1/ws t
   const seqs: number[] = [];
   sub.on("*", (_d, m) => seqs.push(m.seq));
   await sub.ready();
-  await sleep(3000); // past the first token's expiry
+  await sleep(exp * 1000 - Date.now() + 500); // past the first token's expiry
   await publisher().publish(ch, "e", 1);
   await until(() => seqs.length === 1);
   expect(errors).toEqual([]);

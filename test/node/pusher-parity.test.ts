@@ -7,7 +7,7 @@ import PusherServer from "pusher";
 import Pusher from "pusher-js";
 import WebSocket from "ws";
 import { afterAll, describe, expect, it } from "vitest";
-import { baseUrl, channelName, sleep, token, until } from "./helpers";
+import { baseUrl, channelName, ready, sleep, token, until } from "./helpers";
 import { NODE_PUSHER, startServer, type LocalServer } from "./server";
 
 const MASTER_KEY = randomBytes(32).toString("base64");
@@ -285,8 +285,8 @@ describe("watchlists", () => {
     const early = await signedInClient({ id: friend });
     await early.user.signinDonePromise;
     await until(() => inUserChannel(early));
-    // Its own online change reaches watchers a second later (settled): let it pass first.
-    await sleep(1300);
+    // Its own online change reaches watchers a second later (settled): let it pass first, with room for a late timer.
+    await sleep(2500);
     const events: string[] = [];
     const watcher = await signedInClient({ id: me, watchlist: [friend, stranger] } as never);
     for (const name of ["online", "offline"]) watcher.user.watchlist.bind(name, (e: { user_ids: string[] }) => events.push(`${name} ${e.user_ids.join(",")}`));
@@ -396,8 +396,7 @@ describe("Laravel Echo over pusher-js", () => {
     await until(() => echo.connectionStatus() === "connected", 5000, "Echo connected");
     const room = channelName("vault");
     const got: unknown[] = [];
-    echo.encryptedPrivate(room).listen(".SecretShared", (e: unknown) => got.push(e));
-    await sleep(300);
+    await ready(echo.encryptedPrivate(room).listen(".SecretShared", (e: unknown) => got.push(e)));
     await signer.trigger(`private-encrypted-${room}`, "SecretShared", { code: "4711" });
     await until(() => got.length === 1);
     expect(got).toEqual([{ code: "4711" }]);

@@ -7,7 +7,7 @@ import PusherServer from "pusher";
 import Pusher from "pusher-js";
 import WebSocket from "ws";
 import { afterAll, describe, expect, it } from "vitest";
-import { baseUrl, channelName, publisher, sleep, token, until } from "./helpers";
+import { baseUrl, channelName, publisher, ready, sleep, token, until } from "./helpers";
 import { NODE_PUSHER } from "./server";
 
 const port = () => Number(new URL(baseUrl()).port);
@@ -210,7 +210,7 @@ describe("pusher-js and the pusher server SDK", () => {
 
     const priv = channelName("private-pz-rate");
     await subscribed(client, priv);
-    for (let i = 0; i < 15; i++) client.channel(priv)!.trigger("client-burst", { i });
+    for (let i = 0; i < 25; i++) client.channel(priv)!.trigger("client-burst", { i }); // past 10 in a second, wherever a second ends
     await until(() => errors.some((e) => e.code === 4301), 5000, "rate limit error");
     expect(client.connection.state).toBe("connected");
   });
@@ -296,12 +296,14 @@ describe("Laravel Echo over pusher-js", () => {
     const orders = channelName("orders");
     const gotA: unknown[] = [];
     const gotB: unknown[] = [];
-    a.channel(orders).listen("OrderShipped", (e: unknown) => gotA.push(e));
-    b.channel(orders).listen("OrderShipped", (e: unknown) => gotB.push(e));
     const priv = channelName("user");
     const privGot: unknown[] = [];
-    a.private(priv).listen(".balance", (e: unknown) => privGot.push(e));
-    await sleep(300);
+    // Triggered once all three subscriptions succeeded (Echo's `subscribed`).
+    await Promise.all([
+      ready(a.channel(orders).listen("OrderShipped", (e: unknown) => gotA.push(e))),
+      ready(b.channel(orders).listen("OrderShipped", (e: unknown) => gotB.push(e))),
+      ready(a.private(priv).listen(".balance", (e: unknown) => privGot.push(e))),
+    ]);
     // What Laravel's broadcaster sends: the event class as the name, `socket_id` from X-Socket-ID.
     await backend().trigger(orders, "App\\Events\\OrderShipped", { id: 1 }, { socket_id: a.socketId() });
     await backend().trigger(`private-${priv}`, "balance", { cents: 500 });

@@ -108,8 +108,10 @@ it("delivers occupied, members, client events and vacated, signed both ways, in 
   const ann = await member(ch, "ann");
   const bob = await member(ch, "bob");
   ann.send(JSON.stringify({ t: "pub", e: "typing", d: { on: true } }));
-  await sleep(200);
+  // Each step once the receiver has the one before: two closes on two connections have no order of their own.
+  await until(() => receiver.received(ch).some((e) => e.startsWith("client_event")), 10_000, "client_event");
   ann.close();
+  await until(() => receiver.received(ch).includes("member_removed:ann"), 10_000, "member_removed:ann");
   bob.close();
   await until(() => receiver.received(ch).includes("channel_vacated"), 15_000, "channel_vacated");
   expect(receiver.received(ch)).toEqual(["channel_occupied", "member_added:ann", "member_added:bob", 'client_event:typing:{"on":true}', "member_removed:ann", "member_removed:bob", "channel_vacated"]);

@@ -29,7 +29,7 @@ describe("a /v1/ws connection whose attachment is full", () => {
     expect(await s.next()).toMatchObject({ t: "err", ch: last, code: "too_large" });
     // The hub lists no edge for the refused channel (wait for the undo to reach it).
     let edges: number | undefined = 1;
-    for (let i = 0; i < 40 && edges !== undefined; i++) {
+    for (let i = 0; i < 200 && edges !== undefined; i++) {
       edges = (await (await call(`/v1/channels/${last}`)).json<{ edges?: number }>()).edges;
       if (edges !== undefined) await new Promise((r) => setTimeout(r, 50));
     }

@@ -11,7 +11,7 @@ import { connectRequest } from "../../src/connections/connect";
 import { edgeName } from "../../src/rpc";
 import { HELD_MAX, HELD_MAX_BYTES } from "../../src/hub/edge-links";
 import { EDGES_BEHIND_KEY } from "../../src/schema";
-import { call, channelName, PUBLISH_KEY, publishOk, TestSocket, token, hubOf, edgeOf } from "../helpers";
+import { call, channelName, edgeOf, eventually, hubOf, PUBLISH_KEY, publishOk, TestSocket, token } from "../helpers";
 import { loggedEvents } from "../logs";
 import { dropPushes, holdPushes, restore } from "./faults";
 
@@ -238,7 +238,7 @@ describe("a sharded channel", () => {
     let asked = 0;
     EdgeObject.prototype.counts = async function (this: EdgeObject, ...args: Parameters<typeof original>) {
       asked++;
-      await new Promise((r) => setTimeout(r, 50)); // edges that take a while to answer
+      await new Promise((r) => setTimeout(r, 500)); // edges that take a while to answer (longer than the 40 requests take to come)
       return original.apply(this, args);
     };
     restore.push(() => void (EdgeObject.prototype.counts = original));
@@ -372,8 +372,7 @@ describe("a sharded channel", () => {
     await evictDurableObject(edge(ch, 1));
     s.close();
     await s.closed;
-    await new Promise((r) => setTimeout(r, 50));
-    expect((await stats(ch)).edges).toBeUndefined();
+    expect((await eventually(() => stats(ch), (st) => st.edges === undefined)).edges).toBeUndefined();
   });
 
   it("leaves the hub's list when its last socket goes", async () => {
@@ -383,8 +382,7 @@ describe("a sharded channel", () => {
     expect((await stats(ch)).edges).toBe(2);
     a.close();
     await a.closed;
-    await new Promise((r) => setTimeout(r, 50));
-    expect(await stats(ch)).toMatchObject({ edges: 1, subscribers: 1 });
+    expect(await eventually(() => stats(ch), (st) => st.edges === 1)).toMatchObject({ edges: 1, subscribers: 1 });
     b.close();
   });
 });

@@ -44,6 +44,13 @@ async function seqsUntil(s: TestSocket, to: number): Promise<number[]> {
 
 const pause = () => new Promise((r) => setTimeout(r, 50));
 
+/** Polls `check` every 10 ms, for 5 s at most. */
+async function untilTrue(check: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 5000; !check(); await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() > deadline) throw new Error("timed out");
+  }
+}
+
 it("writes edges-behind once while pushes keep failing, and the alarm still catches the edge up", async () => {
   const ch = channelName("shard");
   const s = await onEdge(ch, 1);
@@ -52,11 +59,13 @@ it("writes edges-behind once while pushes keep failing, and the alarm still catc
   await runDurableObjectAlarm(hubOf(ch));
   const writes = await countBehindWrites(ch);
   dropPushes(4);
+  const failedPushes = () => loggedEvents("error").filter((l) => l.where === "push to edge").length;
   for (let i = 1; i <= 4; i++) {
     await publishOk(ch, "m", i);
-    await pause(); // each publish its own push, each push failing
+    await untilTrue(() => failedPushes() === i); // each publish its own push, each push failing
   }
-  expect(loggedEvents("error").filter((l) => l.where === "push to edge")).toHaveLength(4);
+  await pause();
+  expect(failedPushes()).toBe(4);
   expect(writes.n).toBe(1);
   expect(await s.settle()).toEqual([]);
   expect(await runDurableObjectAlarm(hubOf(ch))).toBe(true);
@@ -65,6 +74,6 @@ it("writes edges-behind once while pushes keep failing, and the alarm still catc
   expect(await runInDurableObject(hubOf(ch), (_room, state) => state.storage.kv.get(EDGES_BEHIND_KEY))).toBeUndefined();
   dropPushes(1);
   await publishOk(ch, "m", 5);
-  await pause();
+  await untilTrue(() => failedPushes() === 5);
   expect(writes.n).toBe(2);
 });

@@ -32,7 +32,8 @@ function reader(s: TestSocket, ch: string | null): Resumed {
       const seqs: number[] = [];
       for (;;) {
         if (queue.length === 0) {
-          const f = await s.next(500).catch(() => null);
+          // A quiet second ends the page (the first frame may take longer: the page is read first).
+          const f = await s.next(seqs.length === 0 ? 3000 : 1000).catch(() => null);
           if (f === null) return { seqs, more: null };
           queue.push(...unpack(f));
           continue;

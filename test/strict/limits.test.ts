@@ -5,7 +5,7 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, publish, publishOk, TestSocket, token, hubOf } from "../helpers";
+import { call, channelName, eventually, hubOf, publish, publishOk, TestSocket, token } from "../helpers";
 
 const stubOf = hubOf;
 const grant = (ch: string, extra: Record<string, unknown> = {}) => token({ sub: "u", ch: [ch], ...extra });
@@ -14,6 +14,7 @@ const statsOf = async (ch: string) =>
   (await call(`/v1/channels/${ch}`, { headers: { authorization: "Bearer test-publish-key" } })).json<{
     seq: number;
     epoch: string;
+    subscribers: number;
     log: { count: number; oldestSeq: number | null };
   }>();
 const rowCount = (ch: string, table: string) =>
@@ -66,7 +67,7 @@ describe("MAX_SOCKETS and MAX_MESSAGE_BYTES", () => {
     for (let i = 0; i < 3; i++) sockets.push((await subscribe(ch))[0]);
     sockets[0]!.close();
     await sockets[0]!.closed;
-    await new Promise((r) => setTimeout(r, 50));
+    await eventually(() => statsOf(ch), (st) => st.subscribers === 2);
     const [again] = await subscribe(ch);
     const over = await TestSocket.open(`/v1/channels/${ch}/ws?token=${await grant(ch)}`);
     expect((await over.closed).code).toBe(4503);
@@ -76,7 +77,7 @@ describe("MAX_SOCKETS and MAX_MESSAGE_BYTES", () => {
     expect((await full.closed).code).toBe(4503);
     again.close();
     await again.closed;
-    await new Promise((r) => setTimeout(r, 50));
+    await eventually(() => statsOf(ch), (st) => st.subscribers === 2);
     await subscribe(ch);
   });
 
