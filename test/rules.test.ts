@@ -55,6 +55,16 @@ describe("a pub after its token expired is refused at once, before any sweep", (
     room.send({ t: "pub", e: "e", d: 2, id: "late" });
     expect(await room.next()).toMatchObject({ t: "err", code: "unauthorized", id: "late" });
     expect((await (await call(`/v1/channels/${ch}/messages`)).json<{ messages: { d: unknown }[] }>()).messages.map((m) => m.d)).toEqual([1]);
+    // A fresh token, and a pub right behind it: the pub is judged by the token sent before it.
+    room.send({ t: "auth", token: await token({ ch: [ch], pub: [ch] }) });
+    room.send({ t: "pub", e: "e", d: 3, id: "fresh" });
+    expect((await room.answers(1))[0]).toMatchObject({ t: "ack", id: "fresh" });
+    // A refused token leaves the grant as it was (the fresh one): the pub behind it goes on.
+    room.send({ t: "auth", token: "not-a-token" });
+    room.send({ t: "pub", e: "e", d: 4, id: "after-refused" });
+    const answers = await room.answers(2);
+    expect(answers.find((f) => f.t === "err")).toMatchObject({ code: "unauthorized" });
+    expect(answers.find((f) => f.t === "ack")).toMatchObject({ id: "after-refused" });
     room.close();
   });
 });
