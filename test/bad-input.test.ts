@@ -28,12 +28,12 @@ async function socket(path: string, frames: (string | ArrayBuffer | Uint8Array)[
     return { close: code, code: first.t === "err" ? first.code : undefined };
   }
   for (const f of frames) s.ws.send(f);
-  let closed: { code: number } | null = null;
-  void s.closed.then((c) => (closed = c));
+  const closed: { code?: number } = {};
+  void s.closed.then(({ code }) => (closed.code = code));
   const seen: Frame[] = [];
   const started = Date.now();
   let errAt: number | null = null;
-  while (closed === null && Date.now() - started < wait && (errAt === null || Date.now() - errAt < 500)) {
+  while (closed.code === undefined && Date.now() - started < wait && (errAt === null || Date.now() - errAt < 500)) {
     await new Promise((r) => setTimeout(r, 20));
     seen.push(...s.pending());
     errAt ??= seen.some((f) => f.t === "err") ? Date.now() : null;
@@ -41,7 +41,7 @@ async function socket(path: string, frames: (string | ArrayBuffer | Uint8Array)[
   seen.push(...s.pending());
   const frame = seen.find((f) => f.t === "err" || f.t === "ack") ?? null;
   s.close();
-  return { close: (closed as { code: number } | null)?.code, code: frame?.t === "err" ? frame.code : undefined, frame };
+  return { close: closed.code, code: frame?.t === "err" ? frame.code : undefined, frame };
 }
 
 const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;

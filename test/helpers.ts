@@ -15,6 +15,15 @@ export type Frame = ServerFrame | { t?: undefined; raw: string };
 export type FrameOf<T extends ServerFrame["t"]> = Extract<ServerFrame, { t: T }>;
 export type { BatchResult, HistoryPage } from "../src/protocol";
 
+/**
+ * An `exp` for a token that must still be valid a step later: three seconds on, which is two at
+ * least (`exp` is in whole seconds), so a slow subscribe still finds it valid.
+ */
+export const expiresSoon = () => Math.floor(Date.now() / 1000) + 3;
+
+/** Waits until just past `exp` (seconds since the epoch). */
+export const pastExp = (exp: number) => new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 200));
+
 /** Waits until just after the next wall-clock second starts (rate limits count per second). */
 export const nextSecond = () => new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 20));
 

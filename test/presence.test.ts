@@ -1,7 +1,7 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, TestSocket, token, hubOf } from "./helpers";
+import { call, channelName, expiresSoon, hubOf, TestSocket, token } from "./helpers";
 
 const stubOf = hubOf;
 const join = async (ch: string, sub: string, info?: unknown) => {
@@ -82,12 +82,9 @@ describe("presence", () => {
 });
 
 describe("token expiry on open sockets", () => {
-  // Three seconds (two at least, as exp is in whole seconds): less could end before the welcome on a busy machine.
-  const soon = () => Math.floor(Date.now() / 1000) + 3;
-
   it("closes a socket with 4401 once its token expired (the room's own alarm)", async () => {
     const ch = channelName("private-exp");
-    const [s] = await TestSocket.subscribe(ch, `?token=${await token({ sub: "u", ch: [ch] }, { expiresIn: soon() })}`);
+    const [s] = await TestSocket.subscribe(ch, `?token=${await token({ sub: "u", ch: [ch] }, { expiresIn: expiresSoon() })}`);
     // No help from the test: the alarm the room set for the expiry fires by itself.
     expect(await s.next(5000)).toMatchObject({ t: "err", code: "unauthorized", message: "token expired" });
     expect((await s.closed).code).toBe(4401);
@@ -95,7 +92,7 @@ describe("token expiry on open sockets", () => {
 
   it("keeps a socket that sent a fresh token with the auth frame", async () => {
     const ch = channelName("private-exp");
-    const first = soon();
+    const first = expiresSoon();
     const [s] = await TestSocket.subscribe(ch, `?token=${await token({ sub: "u", ch: [ch] }, { expiresIn: first })}`);
     s.send({ t: "auth", token: await token({ sub: "u", ch: [ch] }, { expiresIn: "1h" }) });
     // Past the first token's end: the socket lives on the fresh one.

@@ -5,19 +5,23 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { edgeName, poolEdgeName, shardChannel } from "../src/rpc";
 import { isValidChannel } from "../src/protocol";
-import { call, channelName, hubOf, publishOk, SseReader, storedOf, TestSocket, token } from "./helpers";
+import { call, channelName, eventually, expiresSoon, hubOf, pastExp, publishOk, SseReader, storedOf, TestSocket, token } from "./helpers";
 
-// Tokens live three seconds (two at least, as exp is in whole seconds), so a slow step before
-// the expiry still finds them valid; the tests then wait until just past exp.
-const exp = () => Math.floor(Date.now() / 1000) + 3;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pastExp = (at: number) => sleep(at * 1000 - Date.now() + 200);
+/** A socket that connected without a token, got a pub grant from an `auth` frame and published with it once; and that token's exp. */
+async function grantedByAuth(ch: string): Promise<{ s: TestSocket; at: number }> {
+  const [s] = await TestSocket.subscribe(ch);
+  const at = expiresSoon();
+  s.send({ t: "auth", token: await token({ ch: [ch], pub: [ch] }, { expiresIn: at }) });
+  s.send({ t: "pub", e: "e", d: 1, id: "while-granted" });
+  expect((await s.take("ack", 1))[0]).toMatchObject({ id: "while-granted" });
+  return { s, at };
+}
 
 describe("a grant lives as long as its token", () => {
   it("an expired /v1/ws connection token subscribes to nothing (no replay of a private log)", async () => {
     const ch = channelName("private-exp");
     await publishOk(ch, "secret", 1);
-    const at = exp();
+    const at = expiresSoon();
     const s = await TestSocket.open(`/v1/ws?token=${await token({ sub: "u", ch: [ch] }, { expiresIn: at })}`);
     await s.expect("welcome");
     await pastExp(at);
@@ -29,11 +33,7 @@ describe("a grant lives as long as its token", () => {
 
   it("a pub grant an auth frame gave a socket that connected without a token ends with that token", async () => {
     const ch = channelName("news");
-    const [s] = await TestSocket.subscribe(ch);
-    const at = exp();
-    s.send({ t: "auth", token: await token({ ch: [ch], pub: [ch] }, { expiresIn: at }) });
-    s.send({ t: "pub", e: "e", d: 1, id: "while-granted" });
-    expect((await s.take("ack", 1))[0]).toMatchObject({ id: "while-granted" });
+    const { s, at } = await grantedByAuth(ch);
     await pastExp(at);
     await runDurableObjectAlarm(hubOf(ch));
     expect(await s.next()).toMatchObject({ t: "err", code: "unauthorized", close: 4401 });
@@ -44,11 +44,7 @@ describe("a grant lives as long as its token", () => {
 describe("a pub after its token expired is refused at once, before any sweep", () => {
   it("on a channel socket whose auth frame gave the grant (the closing alarm comes late)", async () => {
     const ch = channelName("news");
-    const [room] = await TestSocket.subscribe(ch);
-    const at = exp();
-    room.send({ t: "auth", token: await token({ ch: [ch], pub: [ch] }, { expiresIn: at }) });
-    room.send({ t: "pub", e: "e", d: 1, id: "while-granted" });
-    expect((await room.take("ack", 1))[0]).toMatchObject({ id: "while-granted" });
+    const { s: room, at } = await grantedByAuth(ch);
     // Alarms may come late (the sweep's promise is "within a minute"): this one does not come.
     await runInDurableObject(hubOf(ch), (_room, state) => state.storage.deleteAlarm());
     await pastExp(at);
@@ -126,12 +122,7 @@ describe("nothing outlives its owner", () => {
     await s.expect("subscribed");
     s.send({ t: "unsub", ch });
     await s.expect("unsubscribed");
-    let stored: { tables: string[]; keys: string[] } = { tables: ["?"], keys: [] };
-    for (let i = 0; i < 200 && stored.tables.length > 0; i++) {
-      await sleep(50);
-      stored = await storedOf(ch);
-    }
-    expect(stored).toEqual({ tables: [], keys: [] });
+    expect(await eventually(() => storedOf(ch), (stored) => stored.tables.length === 0, 10_000)).toEqual({ tables: [], keys: [] });
     // The channel still works, and a later subscriber is welcomed as usual.
     await publishOk(ch, "now", 1);
     s.send({ t: "sub", ch, rewind: 1 });

@@ -1,7 +1,7 @@
 import { evictDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { call, channelName, eventually, hubOf, publishOk, SseReader, token } from "./helpers";
+import { call, channelName, eventually, expiresSoon, hubOf, publishOk, SseReader, token } from "./helpers";
 
 const stubOf = hubOf;
 const sse = (ch: string, query = "", headers: Record<string, string> = {}) => SseReader.open(`/v1/channels/${ch}/sse${query}`, headers);
@@ -83,7 +83,7 @@ describe("Server-Sent Events", () => {
 
   it("ends the stream when the room closes it (token expired), after an err event", async () => {
     const ch = channelName("private-expiring");
-    const t = await token({ sub: "u", ch: [ch] }, { expiresIn: Math.floor(Date.now() / 1000) + 3 });
+    const t = await token({ sub: "u", ch: [ch] }, { expiresIn: expiresSoon() });
     const s = await sse(ch, `?token=${t}`);
     await s.frame();
     expect(await s.frame(5000)).toMatchObject({ event: "err", frame: { code: "unauthorized", message: "token expired" } });

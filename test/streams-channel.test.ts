@@ -2,7 +2,7 @@
 // channel's messages, so hibercast subscribers get them live and resume exactly, and a hibercast
 // publish appends to the stream. The protocol itself is the official suite's (test/streams/).
 import { describe, expect, it } from "vitest";
-import { call, channelName, PUBLISH_KEY, publish, seqsOf, TestSocket, token } from "./helpers";
+import { call, channelName, expiresSoon, PUBLISH_KEY, publish, seqsOf, TestSocket, token } from "./helpers";
 
 const KEY = { authorization: `Bearer ${PUBLISH_KEY}` };
 const stream = (name: string, init: RequestInit = {}) => call(`/v1/stream/${name}`, { ...init, headers: { ...KEY, ...(init.headers as Record<string, string>) } });
@@ -181,7 +181,7 @@ describe("a Durable Stream is a channel", () => {
   it("a live SSE reader of a private stream is ended when its token expires (grants die with their token)", async () => {
     const ch = `private-${channelName("ds-exp")}`;
     await stream(ch, { method: "PUT", headers: json, body: "[1]" });
-    const exp = Math.floor(Date.now() / 1000) + 3; // two seconds at least: the read starts well before it
+    const exp = expiresSoon();
     const short = await token({ sub: "reader", ch: [ch] }, { expiresIn: exp });
     const res = await call(`/v1/stream/${ch}?offset=-1&live=sse&token=${short}`);
     expect(res.status).toBe(200);

@@ -11,7 +11,7 @@ import { connectRequest } from "../../src/connections/connect";
 import { edgeName } from "../../src/rpc";
 import { HELD_MAX, HELD_MAX_BYTES } from "../../src/hub/edge-links";
 import { EDGES_BEHIND_KEY } from "../../src/schema";
-import { call, channelName, edgeOf, eventually, hubOf, PUBLISH_KEY, publishOk, TestSocket, token } from "../helpers";
+import { call, channelName, edgeOf, eventually, expiresSoon, hubOf, pastExp, PUBLISH_KEY, publishOk, TestSocket, token } from "../helpers";
 import { loggedEvents } from "../logs";
 import { dropPushes, holdPushes, restore } from "./faults";
 
@@ -48,8 +48,9 @@ async function seqsUntil(s: TestSocket, to: number, ms = 3000): Promise<{ seqs: 
 }
 
 /** A socket on edge 0 of a channel, once it got the channel's first message (seq 1). */
-async function caughtUpOnEdge(ch: string): Promise<TestSocket> {
+async function caughtUpOnEdge(ch: string, { hubWokenFirst = false } = {}): Promise<TestSocket> {
   const [s] = await onEdge(ch, 0);
+  if (hubWokenFirst) await runDurableObjectAlarm(hub(ch)); // the hub's first wake-up, out of the way
   await publishOk(ch, "m", 0);
   expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
   return s;
@@ -195,10 +196,7 @@ describe("a sharded channel", () => {
 
   it("catches an edge up on the hub's next reconciliation when the hub lost what it held for it, on a channel gone quiet", async () => {
     const ch = channelName("shard");
-    const [s] = await onEdge(ch, 0);
-    await runDurableObjectAlarm(hub(ch)); // the hub's first wake-up, out of the way
-    await publishOk(ch, "m", 0);
-    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    const s = await caughtUpOnEdge(ch, { hubWokenFirst: true });
     const slow = holdPushes();
     await publishOk(ch, "m", 1); // seq 2: its push is in flight, held by the test
     await new Promise((r) => setTimeout(r, 10));
@@ -217,13 +215,10 @@ describe("a sharded channel", () => {
 
   it("gives an edge the purge's reset it never got on the hub's next reconciliation, on a channel gone quiet", async () => {
     const ch = channelName("shard");
-    const [s] = await onEdge(ch, 0);
-    await runDurableObjectAlarm(hub(ch)); // the hub's first wake-up, out of the way
-    await publishOk(ch, "m", 1);
-    expect((await seqsUntil(s, 1)).seqs).toEqual([1]);
+    const s = await caughtUpOnEdge(ch, { hubWokenFirst: true });
     dropPushes(1);
     const purged = await (await call(`/v1/channels/${ch}/messages`, { method: "DELETE", headers: { authorization: `Bearer ${PUBLISH_KEY}` } })).json<{ epoch: string }>();
-    await new Promise((r) => setTimeout(r, 50));
+    await eventually(async () => loggedEvents("error").some((l) => l.where === "push to edge"), Boolean); // the reset's push failed
     // The failed push's mark is lost too (as with the hub's memory): only the reconciliation is left.
     await runInDurableObject(hub(ch), (_room, state) => state.storage.kv.delete(EDGES_BEHIND_KEY));
     expect(await s.settle()).toEqual([]);
@@ -354,11 +349,10 @@ describe("a sharded channel", () => {
 
   it("sweeps expired tokens on each edge", async () => {
     const ch = channelName("shard");
-    // Two seconds of life at least, so a slow subscribe still finds the token valid; then past it.
-    const exp = Math.floor(Date.now() / 1000) + 3;
+    const exp = expiresSoon();
     const t = await token({ sub: "u", ch: [ch] }, { expiresIn: exp });
     const [s] = await TestSocket.subscribe(ch, `?token=${t}`);
-    await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 200));
+    await pastExp(exp);
     for (let k = 0; k < SHARDS; k++) await runDurableObjectAlarm(edge(ch, k));
     expect(await s.next()).toMatchObject({ t: "err", code: "unauthorized", close: 4401 });
     expect((await s.closed).code).toBe(4401);

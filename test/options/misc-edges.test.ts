@@ -6,7 +6,7 @@ import { connectRequest } from "../../src/connections/connect";
 import { edgeName } from "../../src/rpc";
 import { EDGES_BEHIND_KEY } from "../../src/schema";
 import type { MsgFrame, ServerFrame } from "../../src/protocol";
-import { channelName, edgeOf, hubOf, publishOk, TestSocket } from "../helpers";
+import { channelName, edgeOf, eventually, hubOf, publishOk, TestSocket } from "../helpers";
 import { loggedEvents } from "../logs";
 import { dropPushes, restore } from "./faults";
 
@@ -44,13 +44,6 @@ async function seqsUntil(s: TestSocket, to: number): Promise<number[]> {
 
 const pause = () => new Promise((r) => setTimeout(r, 50));
 
-/** Polls `check` every 10 ms, for 5 s at most. */
-async function untilTrue(check: () => boolean): Promise<void> {
-  for (const deadline = Date.now() + 5000; !check(); await new Promise((r) => setTimeout(r, 10))) {
-    if (Date.now() > deadline) throw new Error("timed out");
-  }
-}
-
 it("writes edges-behind once while pushes keep failing, and the alarm still catches the edge up", async () => {
   const ch = channelName("shard");
   const s = await onEdge(ch, 1);
@@ -62,7 +55,7 @@ it("writes edges-behind once while pushes keep failing, and the alarm still catc
   const failedPushes = () => loggedEvents("error").filter((l) => l.where === "push to edge").length;
   for (let i = 1; i <= 4; i++) {
     await publishOk(ch, "m", i);
-    await untilTrue(() => failedPushes() === i); // each publish its own push, each push failing
+    expect(await eventually(async () => failedPushes(), (n) => n === i)).toBe(i); // each publish its own push, each push failing
   }
   await pause();
   expect(failedPushes()).toBe(4);
@@ -74,6 +67,6 @@ it("writes edges-behind once while pushes keep failing, and the alarm still catc
   expect(await runInDurableObject(hubOf(ch), (_room, state) => state.storage.kv.get(EDGES_BEHIND_KEY))).toBeUndefined();
   dropPushes(1);
   await publishOk(ch, "m", 5);
-  await untilTrue(() => failedPushes() === 5);
+  expect(await eventually(async () => failedPushes(), (n) => n === 5)).toBe(5);
   expect(writes.n).toBe(2);
 });

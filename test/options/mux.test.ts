@@ -6,7 +6,7 @@ import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { ServerFrame } from "../../src/protocol";
-import { call, channelName, publishOk, TestSocket, token, type Frame, edgeOf } from "../helpers";
+import { call, channelName, edgeOf, expiresSoon, pastExp, publishOk, TestSocket, token, type Frame } from "../helpers";
 
 /** A multiplexed connection that unpacks batch frames and files frames by channel. */
 class Mux {
@@ -125,12 +125,12 @@ describe("GET /v1/ws", () => {
   it("ends a channel whose token expired, with code and message, and keeps the others", async () => {
     const [priv, open] = [channelName("private-exp"), channelName("mux-open")];
     const [mux] = await Mux.open();
-    const exp = Math.floor(Date.now() / 1000) + 3; // two seconds at least, so a slow subscribe still finds it valid
+    const exp = expiresSoon();
     mux.send({ t: "sub", ch: priv, token: await token({ sub: "u", ch: [priv] }, { expiresIn: exp }) });
     mux.send({ t: "sub", ch: open });
     expect(await mux.next(priv)).toMatchObject({ t: "subscribed" });
     await mux.next(open);
-    await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 200));
+    await pastExp(exp);
     for (let k = 0; k < 16; k++) await runDurableObjectAlarm(edgeOf(poolEdgeName("conn", k)));
     expect(await mux.next(priv)).toEqual({ t: "unsubscribed", ch: priv, code: "unauthorized", message: "token expired" });
     await publishOk(open, "m", 1);

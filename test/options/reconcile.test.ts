@@ -61,12 +61,7 @@ describe("the hub reconciles its edges and its members on them", () => {
     await hubOf(ch).attachEdge(poolEdgeName("conn", 998), { cursor: null, rewind: 0 }, null);
     expect((await stats(ch)).edges).toBe(1);
     await publishOk(ch, "e", 1);
-    let edges: number | undefined = 1;
-    for (let i = 0; i < 200 && edges !== undefined; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      edges = (await stats(ch)).edges;
-    }
-    expect(edges).toBeUndefined();
+    expect((await eventually(() => stats(ch), (st) => st.edges === undefined, 10_000)).edges).toBeUndefined();
   });
 
   it("a member whose socket went with the hub's restart (no close event) leaves on the hub's next sweep, with member_removed", async () => {

@@ -4,7 +4,7 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { poolEdgeName } from "../../src/rpc";
-import { channelName, edgeOf, TestSocket, token } from "../helpers";
+import { channelName, edgeOf, expiresSoon, pastExp, TestSocket, token } from "../helpers";
 
 describe("connection edges", () => {
   it("refuse a connection past MAX_SOCKETS with 4503, and take one again after a close", async () => {
@@ -83,14 +83,14 @@ describe("connection edges", () => {
     const s = await TestSocket.open("/v1/ws");
     await s.expect("welcome");
     const ch = channelName("private-late");
-    const exp = Math.floor(Date.now() / 1000) + 3; // two seconds at least: the sub and the first pub come well before it
+    const exp = expiresSoon();
     s.send({ t: "sub", ch, token: await token({ sub: "m", ch: [ch], pub: [ch] }, { expiresIn: exp }) });
     await s.expect("subscribed");
     s.send({ t: "pub", ch, e: "e", d: 1, id: "while-granted" });
     expect(await s.expect("ack")).toMatchObject({ id: "while-granted" });
     // Alarms may come late (the sweep's promise is "within a minute"): this one does not come.
     await runInDurableObject(edgeOf(poolEdgeName("conn", 0)), (_edge, state) => state.storage.deleteAlarm());
-    await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 200));
+    await pastExp(exp);
     s.send({ t: "pub", ch, e: "e", d: 2, id: "late" });
     const [answer] = await s.answers(1);
     expect(answer).toMatchObject({ t: "err", ch, code: "unauthorized", id: "late" });
